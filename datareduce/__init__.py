@@ -1,0 +1,19 @@
+"""datareduce: train CNNs on less data — ADONIS (online importance sampling) and IDS (offline subset selection).
+
+Demidovskij et al., "Effective Pre-Training Dataset Selection..." / data reduction for CNN training,
+Mathematics 2023, 11, 3120. See SPEC in the project docs for our reading of the paper.
+"""
+from .accumulator import BatchAccumulator, TensorBatchOps
+from .adonis import AdonisSelector
+from .composer_sb import ComposerSBSelector
+from .config import AdonisConfig, EmbedConfig, IDSConfig, ReduceConfig
+from .infobatch import InfoBatchPruner
+from .online import OnlineSelection
+from .selective_backprop import SelectiveBackpropSelector
+
+__all__ = [
+    "AdonisSelector", "SelectiveBackpropSelector", "ComposerSBSelector", "InfoBatchPruner",
+    "BatchAccumulator", "TensorBatchOps", "OnlineSelection",
+    "AdonisConfig", "IDSConfig", "EmbedConfig", "ReduceConfig",
+]
+__version__ = "0.1.0"

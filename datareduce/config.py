@@ -1,0 +1,150 @@
+"""Configuration objects for a data-reduction run: the one hop between flags (``flags.py``) and the algorithms.
+
+Each is a frozen dataclass validated on construction with the same checks as the algorithm it configures,
+so a bad ``--adonis-theta`` fails at start-up with the parameter's name, value and allowed range.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+from ._validate import check_choice, check_number
+from .adonis import BIN_RULES, AdonisSelector
+from .composer_sb import ComposerSBSelector
+from .ids import MODES
+from .selective_backprop import SelectiveBackpropSelector
+
+OFFLINE = ("ssp", "rpc", "rpd")
+ONLINE = ("sb", "stale-sb", "composer-sb", "infobatch")
+METHODS = ("full",) + ONLINE + OFFLINE
+
+
+@dataclass(frozen=True)
+class AdonisConfig:
+    """ADONIS parameters (paper Table A2 and Appendix B; SPEC §1). ``rho`` None = the loader's batch size."""
+
+    history: int = 512
+    bins: str = "sturges"
+    sigma: float = 1.0
+    theta: float = 0.12
+    alpha: float = 0.3
+    eta: int = 1
+    omega: int = 0
+    rho: Optional[int] = None
+    seed: int = 0
+
+    def __post_init__(self):
+        self.selector()
+        if self.rho is not None:
+            check_number("rho", self.rho, low=1, integer=True)
+
+    def selector(self, rank: int = 0) -> AdonisSelector:
+        """A fresh selector; each DDP rank draws with its own seed (seed + rank)."""
+        return AdonisSelector(history=self.history, bins=self.bins, sigma=self.sigma, theta=self.theta,
+                              alpha=self.alpha, eta=self.eta, omega=self.omega, seed=self.seed + rank)
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """Which feature extractor embeds the samples for IDS and SSP, and where embeddings are cached."""
+
+    extractor: str = "efficientnet-lite0"
+    weights: Optional[str] = None
+    image_size: Optional[int] = None
+    cache_dir: Optional[str] = None
+
+    def __post_init__(self):
+        if self.image_size is not None:
+            check_number("image_size", self.image_size, low=8, integer=True)
+
+
+@dataclass(frozen=True)
+class IDSConfig:
+    """IDS parameters (SPEC §2): keep ⌈α·L⌉ per class, easy first, the hard subset from epoch ``gamma`` on."""
+
+    alpha: float = 0.8
+    mode: str = "easy"
+    gamma: Optional[int] = None
+    prototypes: int = 1
+    manifest: Optional[str] = None
+    seed: int = 0
+
+    def __post_init__(self):
+        check_number("ids alpha", self.alpha, low=0, high=1, low_open=True)
+        check_choice("ids mode", self.mode, MODES)
+        check_number("ids prototypes", self.prototypes, low=1, integer=True)
+        if self.gamma is not None:
+            check_number("ids gamma", self.gamma, low=0, integer=True)
+
+
+@dataclass(frozen=True)
+class ReduceConfig:
+    """Everything a trainer needs to know about data reduction: the method and its parameters.
+
+    ``method`` is ``full`` or one baseline of SPEC §3 (``sb``, ``stale-sb``, ``composer-sb``, ``infobatch``,
+    ``ssp``, ``rpc``, ``rpd``); ``ids`` and ``adonis`` switch on the paper's two methods (they combine: IDS
+    chooses the subset, ADONIS selects inside it).
+    """
+
+    method: str = "full"
+    ids: Optional[IDSConfig] = None
+    adonis: Optional[AdonisConfig] = None
+    embed: EmbedConfig = EmbedConfig()
+    alpha: float = 0.8  # kept fraction for ssp / rpc / rpd
+    sb_beta: float = 2.0
+    sb_history: int = 1024
+    sb_staleness: Optional[int] = None  # None: 1 for sb, 2 for stale-sb
+    composer_keep: float = 0.5
+    composer_start: float = 0.5
+    composer_end: float = 0.9
+    composer_interrupt: int = 2
+    infobatch_ratio: float = 0.5
+    infobatch_delta: float = 0.875
+    seed: int = 0
+
+    def __post_init__(self):
+        check_choice("reduce", self.method, METHODS)
+        check_number("reduce alpha", self.alpha, low=0, high=1, low_open=True)
+        if self.ids is not None and self.method in OFFLINE:
+            raise ValueError(f"--reduce {self.method} and IDS both choose an offline subset: use one of them")
+        if self.adonis is not None and self.method in ONLINE:
+            raise ValueError(f"--reduce {self.method} and ADONIS both select online: use one of them")
+        self.online_selector()  # validates the baseline's parameters
+
+    @property
+    def staleness(self) -> int:
+        if self.sb_staleness is not None:
+            return self.sb_staleness
+        return 2 if self.method == "stale-sb" else 1
+
+    def online_selector(self, rank: int = 0):
+        """The per-batch selector of this run (ADONIS, SB, Stale-SB, Composer-SB), or None."""
+        if self.adonis is not None:
+            return self.adonis.selector(rank)
+        if self.method in ("sb", "stale-sb"):
+            return SelectiveBackpropSelector(beta=self.sb_beta, history=self.sb_history,
+                                             staleness=self.staleness, seed=self.seed + rank)
+        if self.method == "composer-sb":
+            return ComposerSBSelector(keep=self.composer_keep, start=self.composer_start, end=self.composer_end,
+                                      interrupt=self.composer_interrupt, seed=self.seed + rank)
+        return None
+
+    def describe(self) -> dict:
+        """A JSON-ready dict of every parameter that matters to this run (for logs and summaries)."""
+        out = {"method": self.method, "seed": self.seed}
+        if self.ids is not None:
+            out["ids"] = asdict(self.ids)
+        if self.adonis is not None:
+            out["adonis"] = asdict(self.adonis)
+        if self.ids is not None or self.method == "ssp":
+            out["embed"] = asdict(self.embed)
+        if self.method in OFFLINE:
+            out["alpha"] = self.alpha
+        if self.method in ("sb", "stale-sb"):
+            out.update(sb_beta=self.sb_beta, sb_history=self.sb_history, sb_staleness=self.staleness)
+        if self.method == "composer-sb":
+            out.update(composer_keep=self.composer_keep, composer_start=self.composer_start,
+                       composer_end=self.composer_end, composer_interrupt=self.composer_interrupt)
+        if self.method == "infobatch":
+            out.update(infobatch_ratio=self.infobatch_ratio, infobatch_delta=self.infobatch_delta)
+        return out

@@ -1,0 +1,313 @@
+"""Classification datasets whose samples also carry their dataset index, and the paper's transforms.
+
+Three sources, tried in this order by :func:`load_datasets`:
+
+* ``root=None``: the **embedded default**, scikit-learn's 8×8 handwritten digits (1,797 images bundled with
+  scikit-learn, so nothing is downloaded) upscaled to 32×32 RGB and split 1,437 train / 360 val, stratified
+  and seeded.
+* CIFAR-10 / CIFAR-100 in torchvision's own on-disk format (``cifar-10-batches-py/`` or
+  ``cifar-100-python/`` under ``root``, or ``root`` itself being that folder).
+* An ImageFolder tree: ``root/train/<class>/*`` and ``root/val/<class>/*`` (or ``root/test/``).
+
+Every training sample is returned as ``(image, target, index)``: ``index`` is the sample's position in the
+*full* training set and stays the same when IDS keeps only a subset (the subset changes ``sample_ids``, the
+list of full-set indices still present). The ADONIS loss cache and the per-sample selection counts are keyed
+by it. ``sample_keys()`` names every sample of the full set (a path relative to the split folder, or
+``"<name>/<index>"``) for the IDS manifest's fingerprint.
+
+Transforms (``preset``): the paper's §4 pipelines. CIFAR: random crop 32 with padding 4, horizontal flip,
+random rotation (the paper gives no angle: we use ±15°) and the paper's per-dataset mean/std. ImageNet:
+random-resized crop (bilinear), flip, ImageNet mean/std; evaluation resizes and centre-crops. Digits: random
+crop with padding 2 (no flip: digits are not mirror-symmetric).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch.utils.data import Dataset
+from torchvision import transforms as T
+from torchvision.transforms.functional import InterpolationMode
+
+__all__ = [
+    "MEAN_STD", "PRESETS", "DataSplits", "DigitsDataset", "IndexedImageFolder", "IndexedCIFAR10",
+    "IndexedCIFAR100", "load_datasets", "build_transforms", "detect_preset", "DIGITS_SIZE",
+]
+
+MEAN_STD = {
+    # the paper, §4
+    "cifar10": ((0.49139968, 0.48215827, 0.44653124), (0.24703233, 0.24348505, 0.26158768)),
+    "cifar100": ((0.5070751592371323, 0.48654887331495095, 0.4409178433670343),
+                 (0.2673342858792401, 0.2564384629170883, 0.27615047132568404)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    # measured on the 1,437 training digits after upscaling (the same value on all three channels)
+    "digits": ((0.3054,) * 3, (0.3237,) * 3),
+}
+MEAN_STD["small"] = MEAN_STD["imagenet"]
+PRESETS = ("auto", "cifar10", "cifar100", "imagenet", "small", "digits")
+DIGITS_SIZE = 32
+CIFAR_ROTATION = 15  # degrees; the paper says "random rotation by angle" without the angle
+
+
+# ------------------------------------------------------------------------------------------ index plumbing
+class IndexedMixin:
+    """``__getitem__`` returns ``(image, target, index)``; ``index`` is the full-set position of the sample."""
+
+    sample_ids: np.ndarray
+    full_size: int
+
+    def _init_index(self, n: int) -> None:
+        self.sample_ids = np.arange(n, dtype=np.int64)
+        self.full_size = n
+
+    def __getitem__(self, i):
+        image, target = super().__getitem__(i)
+        return image, target, int(self.sample_ids[i])
+
+
+class IndexedImageFolder(IndexedMixin, torchvision.datasets.ImageFolder):
+    """``torchvision.datasets.ImageFolder`` that also yields each sample's dataset index."""
+
+    def __init__(self, root, transform=None):
+        super().__init__(str(root), transform=transform)
+        self._init_index(len(self.samples))
+
+    def sample_keys(self) -> List[str]:
+        """Path of every sample relative to the split folder (``class/file``), in full-set order."""
+        full = getattr(self, "_datareduce_full", None)
+        samples = full["samples"] if full else self.samples
+        root = Path(self.root)
+        return [Path(p).relative_to(root).as_posix() for p, _ in samples]
+
+
+class _IndexedCIFAR(IndexedMixin):
+    def __init__(self, root, train: bool, transform=None):
+        super().__init__(str(root), train=train, transform=transform, download=False)
+        self._init_index(len(self.data))
+
+    def sample_keys(self) -> List[str]:
+        split = "train" if self.train else "test"
+        return [f"{self.base_folder}/{split}/{i}" for i in range(self.full_size)]
+
+
+class IndexedCIFAR10(_IndexedCIFAR, torchvision.datasets.CIFAR10):
+    """CIFAR-10 from torchvision's on-disk format (never downloaded), yielding dataset indices."""
+
+
+class IndexedCIFAR100(_IndexedCIFAR, torchvision.datasets.CIFAR100):
+    """CIFAR-100 from torchvision's on-disk format (never downloaded), yielding dataset indices."""
+
+
+class DigitsDataset(IndexedMixin, Dataset):
+    """scikit-learn's digits, upscaled to ``size``×``size`` RGB tensors in [0, 1]; ``train`` picks the split.
+
+    The split is stratified and seeded (80 % / 20 %: 1,437 / 360 images), so it is the same everywhere.
+    """
+
+    def __init__(self, train: bool = True, transform=None, size: int = DIGITS_SIZE):
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        digits = load_digits()
+        positions = np.arange(len(digits.target))
+        tr, va = train_test_split(positions, test_size=0.2, stratify=digits.target, random_state=0)
+        keep = np.sort(tr if train else va)
+        images = torch.from_numpy(digits.images[keep]).float().div_(16.0).unsqueeze(1)
+        self.data = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp_(0, 1)
+        self.targets = [int(t) for t in digits.target[keep]]
+        self.classes = [str(c) for c in range(10)]
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        self.transform = transform
+        self.train = train
+        self._source_positions = keep
+        self._init_index(len(self.targets))
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        image = self.data[i].expand(3, -1, -1)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.targets[i], int(self.sample_ids[i])
+
+    def sample_keys(self) -> List[str]:
+        full = getattr(self, "_datareduce_full", None)
+        positions = self._source_positions if full is None else full["_source_positions"]
+        return [f"sklearn-digits/{int(p)}" for p in positions]
+
+
+# ----------------------------------------------------------------------------------------------- transforms
+def build_transforms(preset: str, train_crop_size: int = 224, val_resize_size: int = 256,
+                     val_crop_size: int = 224, interpolation: str = "bilinear",
+                     auto_augment: Optional[str] = None, random_erase: float = 0.0,
+                     ra_magnitude: int = 9, augmix_severity: int = 3, image_size: Optional[int] = None):
+    """(train transform, eval transform) for ``preset``; the ImageNet sizes apply to ``imagenet`` only.
+
+    ``image_size`` is the side of the (square) images for ``small`` (random crop with padding size/8).
+    ``auto_augment``: ``ra``, ``ta_wide``, ``augmix`` or an AutoAugment policy name (``imagenet``,
+    ``cifar10``, ``svhn``), as in the torchvision reference; ``random_erase`` is a probability.
+    """
+    if preset not in PRESETS or preset == "auto":
+        raise ValueError(f"unknown transform preset {preset!r}: choose one of {', '.join(PRESETS[1:])}")
+    mean, std = MEAN_STD[preset]
+    interp = InterpolationMode(interpolation)
+    if preset == "digits":
+        train = [T.RandomCrop(DIGITS_SIZE, padding=2)]
+        evaluation = []
+        to_tensor = []  # the digits are tensors already
+    elif preset in ("cifar10", "cifar100"):
+        train = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.RandomRotation(CIFAR_ROTATION)]
+        evaluation = []
+        to_tensor = [T.ToTensor()]
+    elif preset == "small":
+        size = image_size or 32
+        train = [T.Resize((size, size), interpolation=interp), T.RandomCrop(size, padding=max(1, size // 8)),
+                 T.RandomHorizontalFlip()]
+        evaluation = [T.Resize((size, size), interpolation=interp)]
+        to_tensor = [T.ToTensor()]
+    else:  # imagenet
+        train = [T.RandomResizedCrop(train_crop_size, interpolation=interp), T.RandomHorizontalFlip()]
+        evaluation = [T.Resize(val_resize_size, interpolation=interp), T.CenterCrop(val_crop_size)]
+        to_tensor = [T.ToTensor()]
+    if auto_augment:
+        train.append(_auto_augment(auto_augment, interp, ra_magnitude, augmix_severity, tensor=not to_tensor))
+    tail = [T.Normalize(mean, std)]
+    erase = [T.RandomErasing(p=random_erase)] if random_erase > 0 else []
+    return T.Compose(train + to_tensor + tail + erase), T.Compose(evaluation + to_tensor + tail)
+
+
+def _auto_augment(name: str, interp, magnitude: int, severity: int, tensor: bool):
+    if name == "ra":
+        aug = T.RandAugment(interpolation=interp, magnitude=magnitude)
+    elif name == "ta_wide":
+        aug = T.TrivialAugmentWide(interpolation=interp)
+    elif name == "augmix":
+        aug = T.AugMix(interpolation=interp, severity=severity)
+    else:
+        try:
+            policy = T.AutoAugmentPolicy(name)
+        except ValueError:
+            raise ValueError(f"unknown --auto-augment policy {name!r}: choose ra, ta_wide, augmix, imagenet, "
+                             "cifar10 or svhn") from None
+        aug = T.AutoAugment(policy=policy, interpolation=interp)
+    if tensor:  # the auto-augment ops want uint8 tensors
+        return T.Compose([T.ConvertImageDtype(torch.uint8), aug, T.ConvertImageDtype(torch.float32)])
+    return aug
+
+
+# ---------------------------------------------------------------------------------------------- discovery
+@dataclass
+class DataSplits:
+    """What :func:`load_datasets` found: the two datasets and how they were recognised."""
+
+    train: Dataset
+    val: Dataset
+    kind: str  # "digits", "cifar10", "cifar100" or "imagefolder"
+    preset: str  # the transform preset in use
+    root: Optional[Path]
+    val_split: Optional[str]  # "val" or "test" for ImageFolder trees
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.train.classes)
+
+
+def _cifar_root(root: Path) -> Optional[Tuple[str, Path]]:
+    for kind, folder, probe in (("cifar10", "cifar-10-batches-py", "data_batch_1"),
+                                ("cifar100", "cifar-100-python", "train")):
+        if (root / folder / probe).is_file():
+            return kind, root
+        if root.name == folder and (root / probe).is_file():
+            return kind, root.parent
+    return None
+
+
+def _first_image_size(folder: Path) -> Optional[Tuple[int, int]]:
+    from PIL import Image
+
+    exts = set(torchvision.datasets.folder.IMG_EXTENSIONS)
+    for cls in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for f in sorted(cls.iterdir()):
+            if f.suffix.lower() in exts:
+                with Image.open(f) as im:
+                    return im.size
+    return None
+
+
+def detect_preset(kind: str, num_classes: int, image_size: Optional[Tuple[int, int]]) -> str:
+    """The transform preset for a dataset: CIFAR by format, or by 32×32 images with 10/100 classes;
+    other images up to 64 px are ``small``; anything larger is ``imagenet``."""
+    if kind in ("digits", "cifar10", "cifar100"):
+        return kind
+    if image_size is not None and image_size == (32, 32) and num_classes in (10, 100):
+        return "cifar10" if num_classes == 10 else "cifar100"
+    if image_size is not None and max(image_size) <= 64:
+        return "small"
+    return "imagenet"
+
+
+def load_datasets(root=None, preset: str = "auto", **transform_kwargs) -> DataSplits:
+    """Find and build the train and validation datasets under ``root`` (see the module docstring).
+
+    Raises ``FileNotFoundError`` naming what was looked for when ``root`` holds none of the known layouts.
+    ``transform_kwargs`` go to :func:`build_transforms`.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    if root is None:
+        chosen = "digits" if preset == "auto" else preset
+        tr, ev = build_transforms(chosen, **transform_kwargs)
+        return DataSplits(DigitsDataset(True, tr), DigitsDataset(False, ev), "digits", chosen, None, None)
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"data path {root} does not exist or is not a folder")
+    cifar = _cifar_root(root)
+    if cifar is not None:
+        kind, base = cifar
+        chosen = kind if preset == "auto" else preset
+        tr, ev = build_transforms(chosen, **transform_kwargs)
+        cls = IndexedCIFAR10 if kind == "cifar10" else IndexedCIFAR100
+        return DataSplits(cls(base, True, tr), cls(base, False, ev), kind, chosen, base, "test")
+    train_dir = root / "train"
+    val_dir = next((root / s for s in ("val", "test") if (root / s).is_dir()), None)
+    if not train_dir.is_dir() or val_dir is None:
+        raise FileNotFoundError(
+            f"no dataset found under {root}: expected an ImageFolder tree ({root}/train/<class>/… and "
+            f"{root}/val/<class>/… or {root}/test/<class>/…) or CIFAR in torchvision's format "
+            f"({root}/cifar-10-batches-py or {root}/cifar-100-python)")
+    size = _first_image_size(train_dir)
+    classes = [p for p in train_dir.iterdir() if p.is_dir()]
+    chosen = detect_preset("imagefolder", len(classes), size) if preset == "auto" else preset
+    if chosen == "small":
+        transform_kwargs.setdefault("image_size", max(size) if size else 32)
+    tr, ev = build_transforms(chosen, **transform_kwargs)
+    train = IndexedImageFolder(train_dir, tr)
+    val = IndexedImageFolder(val_dir, ev)
+    if val.classes != train.classes:
+        raise ValueError(f"{val_dir} has other classes than {train_dir}: "
+                         f"{sorted(set(val.classes) ^ set(train.classes))[:5]} …")
+    return DataSplits(train, val, "imagefolder", chosen, root, val_dir.name)
+
+
+def eval_view(dataset: Dataset, eval_transform) -> Dataset:
+    """A shallow copy of ``dataset`` with ``eval_transform`` (no augmentation), e.g. for embedding (IDS)."""
+    import copy
+
+    view = copy.copy(dataset)
+    view.transform = eval_transform
+    return view
+
+
+def labels_of(dataset) -> np.ndarray:
+    """Class index of every sample currently in ``dataset``."""
+    return np.asarray(dataset.targets, dtype=np.int64)
+
+
+def class_names(dataset) -> Sequence[str]:
+    return list(dataset.classes)

@@ -1,0 +1,94 @@
+"""The ``--ids-*``, ``--adonis-*`` and ``--reduce`` command-line flags, defined once for every trainer and patch.
+
+``add_reduce_arguments(parser)`` adds them to any argparse parser; ``config_from_args(args)`` turns the parsed
+namespace into a validated :class:`~datareduce.config.ReduceConfig`. Any ``--adonis-*`` flag switches ADONIS
+on, and any IDS selection flag (``--ids-alpha``, ``--ids-mode``, ``--ids-gamma``, ``--ids-prototypes``,
+``--ids-manifest``) switches IDS on; their defaults are the paper's (Table A2).
+"""
+from __future__ import annotations
+
+import argparse
+
+from .adonis import BIN_RULES
+from .config import METHODS, AdonisConfig, EmbedConfig, IDSConfig, ReduceConfig
+from .ids import MODES
+
+_ADONIS = {  # flag suffix -> (type, help); defaults come from AdonisConfig
+    "eta": (int, "epochs a scored loss is reused before re-scoring (paper η)"),
+    "theta": (float, "PMF threshold: keep samples in histogram bins with PMF > θ (0.1-0.7 usable)"),
+    "alpha": (float, "at most ⌈α·n⌉ of a forward batch's candidates are kept, drawn at random"),
+    "sigma": (float, "history values beyond mean ± σ·std are clipped from the histogram"),
+    "history": (int, "length l of the loss history ring buffer"),
+    "bins": (str, "bin-count rule: " + ", ".join(BIN_RULES)),
+    "omega": (int, "warm-up epochs trained on every sample"),
+    "rho": (int, "training batch size that kept samples are accumulated to (default: the batch size)"),
+}
+_IDS_SELECT = ("alpha", "mode", "gamma", "prototypes", "manifest")
+
+
+def add_reduce_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the data-reduction flag groups to ``parser`` (returns it)."""
+    a, i = AdonisConfig(), IDSConfig()
+    g = parser.add_argument_group("ADONIS (online importance sampling, paper §3.1)")
+    g.add_argument("--adonis", action="store_true", help="train with ADONIS (implied by any --adonis-* flag)")
+    for name, (typ, text) in _ADONIS.items():
+        default = getattr(a, name)
+        g.add_argument(f"--adonis-{name}", type=typ, default=None, choices=BIN_RULES if name == "bins" else None,
+                       help=f"{text} (default: {default})")
+
+    g = parser.add_argument_group("IDS (offline representative subset, paper §3.2)")
+    g.add_argument("--ids", action="store_true", help="train on an IDS subset (implied by --ids-alpha etc.)")
+    g.add_argument("--ids-alpha", type=float, default=None, help=f"fraction kept per class (default: {i.alpha})")
+    g.add_argument("--ids-mode", choices=MODES, default=None,
+                   help=f"easy: nearest the class centroid first; hard: farthest first (default: {i.mode})")
+    g.add_argument("--ids-gamma", type=int, default=None,
+                   help="epoch to switch from the easy to the hard subset (paper: 180 CIFAR-10, 120 CIFAR-100, "
+                        "14 ImageNet, 60 COCO; default: no switch)")
+    g.add_argument("--ids-prototypes", type=int, default=None,
+                   help=f"K-means centroids per class (default: {i.prototypes})")
+    g.add_argument("--ids-manifest", default=None, help="use the subset of a manifest written earlier")
+    e = EmbedConfig()
+    g.add_argument("--ids-extractor", default=e.extractor,
+                   help="feature extractor: efficientnet-lite0 (pretrained, ships offline), a torchvision model "
+                        f"name, or a checkpoint file (default: {e.extractor})")
+    g.add_argument("--ids-weights", default=None,
+                   help="local weights file for --ids-extractor, or a torchvision weights name found in the torch "
+                        "hub cache (never downloaded)")
+    g.add_argument("--ids-image-size", type=int, default=None, help="input size for the extractor (default: its own)")
+    g.add_argument("--ids-cache-dir", default=None, help="where embeddings are cached (default: ~/.cache/datareduce)")
+
+    g = parser.add_argument_group("Baselines (SPEC §3)")
+    g.add_argument("--reduce", choices=METHODS, default="full", help="baseline method (default: full)")
+    g.add_argument("--reduce-alpha", type=float, default=0.8, help="kept fraction for ssp / rpc / rpd (default: 0.8)")
+    g.add_argument("--sb-beta", type=float, default=2.0, help="SB: keep probability CDF(loss)^β (default: 2)")
+    g.add_argument("--sb-history", type=int, default=1024, help="SB: loss history length (default: 1024)")
+    g.add_argument("--sb-staleness", type=int, default=None,
+                   help="SB: epochs a loss is reused (default: 1 for sb, 2 for stale-sb)")
+    g.add_argument("--composer-keep", type=float, default=0.5, help="Composer SB: kept fraction (default: 0.5)")
+    g.add_argument("--composer-start", type=float, default=0.5, help="Composer SB: start, fraction of training")
+    g.add_argument("--composer-end", type=float, default=0.9, help="Composer SB: end, fraction of training")
+    g.add_argument("--composer-interrupt", type=int, default=2, help="Composer SB: every n-th batch trained in full")
+    g.add_argument("--infobatch-ratio", type=float, default=0.5, help="InfoBatch: pruned fraction r (default: 0.5)")
+    g.add_argument("--infobatch-delta", type=float, default=0.875,
+                   help="InfoBatch: prune during the first δ of the epochs (default: 0.875)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, seed=None) -> ReduceConfig:
+    """The validated :class:`ReduceConfig` that ``args`` asks for (``seed`` defaults to ``args.seed`` or 0)."""
+    seed = seed if seed is not None else (getattr(args, "seed", None) or 0)
+    adonis = None
+    given = {k: getattr(args, f"adonis_{k}") for k in _ADONIS if getattr(args, f"adonis_{k}") is not None}
+    if args.adonis or given:
+        adonis = AdonisConfig(seed=seed, **given)
+    ids = None
+    chosen = {k: getattr(args, f"ids_{k}") for k in _IDS_SELECT if getattr(args, f"ids_{k}") is not None}
+    if args.ids or chosen:
+        ids = IDSConfig(seed=seed, **chosen)
+    embed = EmbedConfig(extractor=args.ids_extractor, weights=args.ids_weights,
+                        image_size=args.ids_image_size, cache_dir=args.ids_cache_dir)
+    return ReduceConfig(method=args.reduce, ids=ids, adonis=adonis, embed=embed, alpha=args.reduce_alpha,
+                        sb_beta=args.sb_beta, sb_history=args.sb_history, sb_staleness=args.sb_staleness,
+                        composer_keep=args.composer_keep, composer_start=args.composer_start,
+                        composer_end=args.composer_end, composer_interrupt=args.composer_interrupt,
+                        infobatch_ratio=args.infobatch_ratio, infobatch_delta=args.infobatch_delta, seed=seed)

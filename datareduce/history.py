@@ -1,0 +1,38 @@
+"""Ring buffer of the most recent per-sample losses (ADONIS's H, SB's loss history)."""
+from __future__ import annotations
+
+import torch
+
+
+class LossHistory:
+    """The last ``size`` finite losses seen, oldest overwritten first. Pushing is one vectorised write."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.values = torch.zeros(size)
+        self.count = 0
+        self.pos = 0
+
+    def push(self, losses: torch.Tensor) -> None:
+        """Append ``losses`` (1-D, finite, on CPU); keeps only the newest ``size`` values."""
+        losses = losses.detach().float().reshape(-1)[-self.size:]
+        m = losses.numel()
+        if m == 0:
+            return
+        slots = (self.pos + torch.arange(m)) % self.size
+        self.values[slots] = losses
+        self.pos = (self.pos + m) % self.size
+        self.count = min(self.count + m, self.size)
+
+    def view(self) -> torch.Tensor:
+        """The stored losses (order is irrelevant to the histogram and CDF that read them)."""
+        return self.values[: self.count]
+
+    def state_dict(self) -> dict:
+        return {"size": self.size, "values": self.values.clone(), "count": self.count, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.size = int(state["size"])
+        self.values = state["values"].clone()
+        self.count = int(state["count"])
+        self.pos = int(state["pos"])

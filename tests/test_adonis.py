@@ -1,0 +1,126 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from datareduce import AdonisSelector
+from datareduce.adonis import bin_count, candidate_mask
+
+losses_st = st.lists(st.floats(0, 20, allow_nan=False, width=32), min_size=1, max_size=300)
+
+
+def clipped_range(history, sigma):
+    h = torch.tensor(history)
+    keep = h[(h - h.mean()).abs() <= sigma * h.std(unbiased=False)]
+    if keep.numel() == 0:
+        return float("inf"), -float("inf")  # everything clipped: nothing may be kept
+    return float(keep.min()), float(keep.max())
+
+
+@settings(max_examples=60, deadline=None)
+@given(losses=losses_st, sigma=st.floats(0.2, 3), theta=st.floats(0, 0.9), alpha=st.floats(0.01, 1))
+def test_never_selects_outliers_and_respects_alpha(losses, sigma, theta, alpha):
+    sel = AdonisSelector(history=4096, sigma=sigma, theta=theta, alpha=alpha)
+    x = torch.tensor(losses)
+    keep = sel.select(x)
+    assert keep.dtype == torch.bool and keep.shape == x.shape
+    assert int(keep.sum()) <= math.ceil(alpha * len(losses))
+    lo, hi = clipped_range(losses, sigma)  # the history is exactly this batch
+    kept = x[keep]
+    assert ((kept >= lo) & (kept <= hi)).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(losses=losses_st, t1=st.floats(0, 0.95), t2=st.floats(0, 0.95))
+def test_raising_theta_never_selects_more(losses, t1, t2):
+    lo_t, hi_t = sorted((t1, t2))
+    x = torch.tensor(losses)
+    n_lo = AdonisSelector(theta=lo_t, alpha=1.0).select(x).sum()
+    n_hi = AdonisSelector(theta=hi_t, alpha=1.0).select(x).sum()
+    assert n_hi <= n_lo
+
+
+def test_candidates_follow_the_histogram_by_hand():
+    # history: 0..9 once each plus four extra 5.0 -> mean 5.0; with sigma large nothing is clipped.
+    history = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 5, 5, 5, 5], dtype=torch.float)
+    k = bin_count(len(history), "sturges")  # ceil(log2 14) + 1 = 5 bins of width 1.8 over [0, 9]
+    assert k == 5
+    # bin of 5.0 is [3.6, 5.4): values 4, 5, 5, 5, 5, 5 -> pmf 6/14 = 0.43; other bins hold 2 or 3 values
+    mask = candidate_mask(torch.tensor([5.0, 4.0, 0.5, 8.5]), history, "sturges", sigma=10.0, theta=0.25)
+    assert mask.tolist() == [True, True, False, False]
+
+
+def test_nonfinite_never_selected_never_in_history():
+    sel = AdonisSelector(theta=0.0, alpha=1.0)
+    x = torch.tensor([1.0, float("nan"), 1.0, float("inf"), 1.0, -float("inf")])
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        keep = sel.select(x)
+    assert keep.tolist() == [True, False, True, False, True, False]
+    assert torch.isfinite(sel.history.view()).all() and sel.history.count == 3
+    assert sel.nonfinite == 3
+
+
+def test_bin_rules():
+    assert bin_count(512, "sturges") == 10
+    assert bin_count(512, "sqrt") == 23
+    assert bin_count(512, "rice") == 16
+
+
+def test_eta_reuse_cache():
+    sel = AdonisSelector(eta=3)
+    idx = torch.tensor([0, 1, 2])
+    assert sel.needs_scoring(idx, 0).all()
+    sel.select(torch.tensor([1.0, 2.0, 3.0]), idx, epoch=0)
+    for e in (0, 1, 2):
+        assert not sel.needs_scoring(idx, e).any()
+    assert sel.needs_scoring(idx, 3).all()
+    assert sel.cached_losses(idx).tolist() == [1.0, 2.0, 3.0]
+    # a cached (reused) loss passed back in does not refresh the cache epoch
+    sel.select(sel.cached_losses(idx), idx, epoch=2)
+    assert sel.needs_scoring(idx, 3).all()
+
+
+def test_warmup_keeps_everything_without_scoring():
+    sel = AdonisSelector(omega=2)
+    idx = torch.arange(5)
+    assert not sel.needs_scoring(idx, 1).any()
+    assert sel.select(torch.rand(5), idx, epoch=1).all()
+    assert sel.needs_scoring(idx, 2).all()
+
+
+def test_state_dict_round_trip_continues_identically():
+    gen = torch.Generator().manual_seed(1)
+    batches = [torch.randn(64, generator=gen).exp() for _ in range(12)]
+    a = AdonisSelector(history=128, theta=0.05, eta=2, seed=3)
+    for e, b in enumerate(batches[:6]):
+        a.select(b, torch.arange(64) + 64 * e, epoch=e // 3)
+    b_sel = AdonisSelector(history=128, theta=0.05, eta=2, seed=99)
+    b_sel.load_state_dict(a.state_dict())
+    for e, b in enumerate(batches[6:], start=6):
+        idx = torch.arange(64) + 64 * e
+        assert torch.equal(a.select(b, idx, epoch=e // 3), b_sel.select(b, idx, epoch=e // 3))
+    assert torch.equal(a.history.view(), b_sel.history.view())
+
+
+def test_same_seed_same_selection():
+    x = torch.rand(256)
+    assert torch.equal(AdonisSelector(theta=0.01, seed=5).select(x), AdonisSelector(theta=0.01, seed=5).select(x))
+
+
+@pytest.mark.parametrize("kw,needle", [
+    (dict(alpha=0.0), "alpha=0.0"), (dict(alpha=1.5), "alpha=1.5"), (dict(theta=1.0), "theta=1.0"),
+    (dict(theta=-0.1), "theta=-0.1"), (dict(sigma=0), "sigma=0"), (dict(history=1), "history=1"),
+    (dict(bins="scott"), "bins='scott'"), (dict(eta=0), "eta=0"), (dict(eta=1.5), "eta must be an integer"),
+])
+def test_bad_parameters_fail_at_construction(kw, needle):
+    with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(".", r"\.")):
+        AdonisSelector(**kw)
+
+
+def test_history_is_a_ring_of_the_newest_values():
+    sel = AdonisSelector(history=4, theta=0.0, alpha=1.0)
+    sel.select(torch.tensor([1.0, 2.0, 3.0]))
+    sel.select(torch.tensor([4.0, 5.0, 6.0]))
+    assert sorted(sel.history.view().tolist()) == [3.0, 4.0, 5.0, 6.0]

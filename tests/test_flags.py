@@ -1,0 +1,45 @@
+import argparse
+
+import pytest
+
+from datareduce import AdonisSelector, SelectiveBackpropSelector
+from datareduce.flags import add_reduce_arguments, config_from_args
+
+
+def parse(*argv):
+    p = argparse.ArgumentParser()
+    p.add_argument("--seed", type=int, default=None)
+    add_reduce_arguments(p)
+    return config_from_args(p.parse_args(list(argv)))
+
+
+def test_defaults_are_full_training():
+    c = parse()
+    assert c.method == "full" and c.ids is None and c.adonis is None and c.online_selector() is None
+
+
+def test_any_adonis_flag_turns_it_on_with_paper_defaults():
+    c = parse("--adonis-eta", "3", "--seed", "7")
+    sel = c.online_selector()
+    assert isinstance(sel, AdonisSelector)
+    assert (sel.eta, sel.theta, sel.alpha, sel.sigma, sel.history_size, sel.bins, sel.seed) == (3, 0.12, 0.3, 1.0, 512, "sturges", 7)
+
+
+def test_ids_and_adonis_combine():
+    c = parse("--ids-alpha", "0.7", "--ids-gamma", "5", "--adonis")
+    assert c.ids.alpha == 0.7 and c.ids.gamma == 5 and c.adonis is not None
+
+
+def test_stale_sb_staleness():
+    sel = parse("--reduce", "stale-sb").online_selector()
+    assert isinstance(sel, SelectiveBackpropSelector) and sel.staleness == 2
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--adonis-theta", "1.5"], "theta=1.5"), (["--ids-alpha", "0"], "alpha=0"),
+    (["--reduce", "rpd", "--ids-alpha", "0.5"], "use one of them"),
+    (["--reduce", "sb", "--adonis"], "use one of them"), (["--reduce-alpha", "7"], "alpha=7"),
+])
+def test_bad_flags_fail_clearly(argv, needle):
+    with pytest.raises(ValueError, match=needle):
+        parse(*argv)
