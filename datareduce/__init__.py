@@ -9,10 +9,11 @@ from .composer_sb import ComposerSBSelector
 from .config import AdonisConfig, EmbedConfig, IDSConfig, ReduceConfig
 from .infobatch import InfoBatchPruner
 from .online import OnlineSelection
+from .random_keep import RandomKeepSelector
 from .selective_backprop import SelectiveBackpropSelector
 
 __all__ = [
-    "AdonisSelector", "SelectiveBackpropSelector", "ComposerSBSelector", "InfoBatchPruner",
+    "AdonisSelector", "SelectiveBackpropSelector", "ComposerSBSelector", "InfoBatchPruner", "RandomKeepSelector",
     "BatchAccumulator", "TensorBatchOps", "OnlineSelection",
     "AdonisConfig", "IDSConfig", "EmbedConfig", "ReduceConfig",
 ]

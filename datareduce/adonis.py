@@ -28,18 +28,21 @@ def bin_count(n: int, rule: str) -> int:
     return math.ceil(2 * n ** (1 / 3))  # rice
 
 
-def candidate_mask(losses: torch.Tensor, history: torch.Tensor, bins: str, sigma: float, theta: float) -> torch.Tensor:
+def candidate_mask(losses: torch.Tensor, history: torch.Tensor, bins: str, sigma: float, theta: float,
+                   weights: torch.Tensor = None) -> torch.Tensor:
     """Which ``losses`` fall into a bin of the clipped ``history`` histogram whose PMF exceeds ``theta``.
 
     SPEC §1 steps 3-5 (paper eq. 3 and 6, Figures 3-4): history values outside mean ± sigma·std are dropped,
     the rest binned into ``bin_count(|H|)`` equal-width bins, PMF_j = count_j / |clipped H|. Losses outside the
     clipped range are never candidates (outliers may be label noise). Non-finite losses are never candidates.
+    ``weights`` (one per history value) make the PMF a weighted one (the recency-weighted variant).
     """
     finite = torch.isfinite(losses)
     if history.numel() == 0:
         return finite
     mean, std = history.mean(), history.std(unbiased=False)
-    clipped = history[(history - mean).abs() <= sigma * std]
+    within = (history - mean).abs() <= sigma * std
+    clipped = history[within]
     if clipped.numel() == 0:  # sigma < 1 can clip every value (e.g. two values a std apart): no candidates
         return torch.zeros_like(finite)
     lo, hi = clipped.min(), clipped.max()
@@ -49,7 +52,9 @@ def candidate_mask(losses: torch.Tensor, history: torch.Tensor, bins: str, sigma
         return finite & (losses == lo)
     def bin_of(x):
         return ((x - lo) / width).floor().long().clamp_(0, k - 1)
-    pmf = torch.bincount(bin_of(clipped), minlength=k).float() / clipped.numel()
+    w = None if weights is None else weights[within].double()
+    pmf = torch.bincount(bin_of(clipped), weights=w, minlength=k).float()
+    pmf = pmf / pmf.sum()
     inside = finite & (losses >= lo) & (losses <= hi)
     safe = torch.where(inside, losses, lo)
     return inside & (pmf[bin_of(safe)] > theta)
@@ -66,6 +71,23 @@ def random_cap(mask: torch.Tensor, limit: int, generator: torch.Generator) -> to
     return keep
 
 
+def balanced_cap(mask: torch.Tensor, labels: torch.Tensor, quota: torch.Tensor, generator: torch.Generator):
+    """Keep at most ``quota[c]`` of the True entries of ``mask`` in each class ``c``, uniformly at random.
+
+    Vectorised: samples are sorted by (class, random key) and each class's first ``quota`` candidates kept.
+    """
+    keys = torch.rand(mask.numel(), generator=generator, dtype=torch.float64)
+    labels = labels.long()
+    order = torch.argsort(labels.double() * 4 + torch.where(mask, keys, keys + 2))  # candidates first per class
+    sorted_labels = labels[order]
+    first = torch.searchsorted(sorted_labels, sorted_labels)  # position of each class's first sample
+    rank = torch.arange(mask.numel()) - first
+    keep_sorted = mask[order] & (rank < quota[sorted_labels])
+    keep = torch.zeros_like(mask)
+    keep[order[keep_sorted]] = True
+    return keep
+
+
 class AdonisSelector:
     """Select which samples of a forward batch to train on, from a histogram of recent losses.
 
@@ -75,11 +97,21 @@ class AdonisSelector:
     random among the candidates); ``eta`` the number of epochs a scored loss stays fresh; ``omega`` the number
     of warm-up epochs trained on every sample; ``seed`` for the random draw.
 
+    Variants (issue 7; all off by default, so the defaults are the paper's algorithm):
+    ``balance`` caps each class at ⌈α·n_c⌉ of its candidates (needs ``labels`` in :meth:`select`);
+    ``floor`` keeps a uniform random ⌈floor·n⌉ of every batch first, inside the α budget;
+    ``rescale`` weights kept samples by the inverse of their stratum's keep rate (candidates vs the rest),
+    read from :attr:`last_weights`, so the kept batch estimates the full batch's loss without bias;
+    ``anneal`` trains the last ``anneal`` of ``epochs`` epochs on everything;
+    ``decay`` (0 < decay < 1) weights a history loss by decay^(age in batches of this size), a recency-
+    weighted histogram (the paper's future work).
+
     Use: ``needs_scoring(indices, epoch)`` says which samples need a fresh loss; score those, take the rest
     from ``cached_losses(indices)``, then ``select(losses, indices, epoch)`` returns the keep mask.
     """
 
-    def __init__(self, history=512, bins="sturges", sigma=1.0, theta=0.12, alpha=0.3, eta=1, omega=0, seed=0):
+    def __init__(self, history=512, bins="sturges", sigma=1.0, theta=0.12, alpha=0.3, eta=1, omega=0, seed=0,
+                 *, balance=False, floor=0.0, rescale=False, anneal=0, epochs=None, decay=None):
         self.history_size = check_number("history", history, low=2, integer=True)
         self.bins = check_choice("bins", bins, BIN_RULES)
         self.sigma = check_number("sigma", sigma, low=0, low_open=True)
@@ -88,14 +120,26 @@ class AdonisSelector:
         self.eta = check_number("eta", eta, low=1, integer=True)
         self.omega = check_number("omega", omega, low=0, integer=True)
         self.seed = check_number("seed", seed, integer=True)
+        self.balance = bool(balance)
+        self.floor = check_number("floor", floor, low=0, high=self.alpha)
+        self.rescale = bool(rescale)
+        self.anneal = check_number("anneal", anneal, low=0, integer=True)
+        if self.anneal and epochs is None:
+            raise ValueError(f"anneal={anneal} needs epochs= (the total number of training epochs)")
+        self.epochs = None if epochs is None else check_number("epochs", epochs, low=1, integer=True)
+        self.decay = None if decay is None else check_number("decay", decay, low=0, high=1, low_open=True, high_open=True)
         self.history = LossHistory(self.history_size)
         self.cache = LossCache(self.eta)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.nonfinite = 0
+        self.last_weights = None
 
     def in_warmup(self, epoch) -> bool:
-        """True during the first ``omega`` epochs, when every batch is trained as is (Algorithm 1, line 11)."""
-        return epoch is not None and epoch < self.omega
+        """True for epochs trained on every sample: the first ``omega`` (Algorithm 1, line 11) and, with the
+        ``anneal`` variant, the last ``anneal`` epochs."""
+        if epoch is None:
+            return False
+        return epoch < self.omega or (self.anneal > 0 and epoch >= self.epochs - self.anneal)
 
     def needs_scoring(self, indices: torch.Tensor, epoch: int) -> torch.Tensor:
         """Bool mask: samples without a loss fresher than ``eta`` epochs (none during warm-up)."""
@@ -107,17 +151,21 @@ class AdonisSelector:
         """The stored losses of ``indices`` (NaN for never-scored samples)."""
         return self.cache.get(torch.as_tensor(indices))
 
-    def select(self, losses: torch.Tensor, indices=None, epoch=None, all_losses=None) -> torch.Tensor:
+    def select(self, losses: torch.Tensor, indices=None, epoch=None, all_losses=None, labels=None) -> torch.Tensor:
         """Keep mask over this forward batch (SPEC §1 steps 2-6).
 
         With ``indices`` and ``epoch`` the losses of samples that needed scoring are cached for η-reuse.
         ``all_losses`` (e.g. gathered from every DDP rank) enter the history instead of ``losses`` so that all
-        ranks share one histogram; ``losses`` are still the ones selected from.
+        ranks share one histogram; ``losses`` are still the ones selected from. ``labels`` are needed by the
+        ``balance`` variant only.
         """
         losses = torch.as_tensor(losses).detach().float().reshape(-1).cpu()
         n = losses.numel()
         if self.in_warmup(epoch):
+            self.last_weights = torch.ones(n)
             return torch.ones(n, dtype=torch.bool)
+        if self.balance and labels is None:
+            raise ValueError("AdonisSelector(balance=True) needs labels= in select()")
         if indices is not None and epoch is not None:
             indices = torch.as_tensor(indices).reshape(-1).cpu()
             fresh = self.cache.stale(indices, epoch)
@@ -131,8 +179,20 @@ class AdonisSelector:
             self.nonfinite += bad
         pushed = losses if all_losses is None else torch.as_tensor(all_losses).detach().float().reshape(-1).cpu()
         self.history.push(pushed[torch.isfinite(pushed)])
-        cand = candidate_mask(losses, self.history.view(), self.bins, self.sigma, self.theta)
-        return random_cap(cand, math.ceil(self.alpha * n), self.generator)
+        weights = None if self.decay is None else self.history.recency_weights(self.decay, n)
+        cand = candidate_mask(losses, self.history.view(), self.bins, self.sigma, self.theta, weights)
+        budget = math.ceil(self.alpha * n)
+        keep = random_cap(finite, math.ceil(self.floor * n), self.generator) if self.floor else torch.zeros_like(finite)
+        if self.balance:
+            labels = torch.as_tensor(labels).reshape(-1).cpu().long()
+            per_class = torch.bincount(labels)
+            quota = (torch.ceil(self.alpha * per_class.double()).long() - torch.bincount(labels[keep], minlength=len(per_class))).clamp(min=0)
+            keep |= balanced_cap(cand & ~keep, labels, quota, self.generator)
+        else:
+            keep |= random_cap(cand & ~keep, budget - int(keep.sum()), self.generator)
+        if self.rescale:
+            self.last_weights = stratum_weights(keep, cand, finite)
+        return keep
 
     def state_dict(self) -> dict:
         """Everything needed for a resumed run to select exactly as an uninterrupted one."""
@@ -144,3 +204,16 @@ class AdonisSelector:
         self.cache.load_state_dict(state["cache"])
         self.generator.set_state(state["generator"])
         self.nonfinite = int(state["nonfinite"])
+
+
+def stratum_weights(keep: torch.Tensor, cand: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
+    """Inverse-inclusion-rate weights (Horvitz-Thompson) over two strata, candidates and the other finite
+    samples, normalised to mean 1 over the kept samples; 0 where not kept."""
+    w = torch.zeros(keep.numel())
+    for stratum in (cand & finite, ~cand & finite):
+        kept = keep & stratum
+        if kept.any():
+            w[kept] = stratum.sum().float() / kept.sum().float()
+    if keep.any():
+        w[keep] /= w[keep].mean()
+    return w

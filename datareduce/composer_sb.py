@@ -32,7 +32,7 @@ class ComposerSBSelector:
             return False
         return self.interrupt == 0 or (batch_index + 1) % self.interrupt != 0
 
-    def select(self, losses, indices=None, epoch=None, all_losses=None) -> torch.Tensor:
+    def select(self, losses, indices=None, epoch=None, all_losses=None, labels=None) -> torch.Tensor:
         """Keep exactly ``int(keep·n)`` samples (at least one), favouring high losses by rank."""
         losses = torch.as_tensor(losses).detach().float().reshape(-1).cpu()
         n = losses.numel()

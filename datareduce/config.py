@@ -12,10 +12,11 @@ from ._validate import check_choice, check_number
 from .adonis import BIN_RULES, AdonisSelector
 from .composer_sb import ComposerSBSelector
 from .ids import MODES
+from .random_keep import RandomKeepSelector
 from .selective_backprop import SelectiveBackpropSelector
 
 OFFLINE = ("ssp", "rpc", "rpd")
-ONLINE = ("sb", "stale-sb", "composer-sb", "infobatch")
+ONLINE = ("sb", "stale-sb", "composer-sb", "infobatch", "random-keep")
 METHODS = ("full",) + ONLINE + OFFLINE
 
 
@@ -32,16 +33,25 @@ class AdonisConfig:
     omega: int = 0
     rho: Optional[int] = None
     seed: int = 0
+    # variants (issue 7); the defaults are the paper's algorithm
+    balance: bool = False
+    floor: float = 0.0
+    rescale: bool = False
+    anneal: int = 0
+    decay: Optional[float] = None
 
     def __post_init__(self):
-        self.selector()
+        self.selector(epochs=max(self.anneal, 1))
         if self.rho is not None:
             check_number("rho", self.rho, low=1, integer=True)
 
-    def selector(self, rank: int = 0) -> AdonisSelector:
-        """A fresh selector; each DDP rank draws with its own seed (seed + rank)."""
+    def selector(self, rank: int = 0, epochs: Optional[int] = None) -> AdonisSelector:
+        """A fresh selector; each DDP rank draws with its own seed (seed + rank). ``epochs``: the run's total
+        (needed by the ``anneal`` variant)."""
         return AdonisSelector(history=self.history, bins=self.bins, sigma=self.sigma, theta=self.theta,
-                              alpha=self.alpha, eta=self.eta, omega=self.omega, seed=self.seed + rank)
+                              alpha=self.alpha, eta=self.eta, omega=self.omega, seed=self.seed + rank,
+                              balance=self.balance, floor=self.floor, rescale=self.rescale, anneal=self.anneal,
+                              epochs=epochs if self.anneal else None, decay=self.decay)
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,7 @@ class ReduceConfig:
     composer_interrupt: int = 2
     infobatch_ratio: float = 0.5
     infobatch_delta: float = 0.875
+    random_keep: float = 0.3  # kept fraction per batch for the random-keep control
     seed: int = 0
 
     def __post_init__(self):
@@ -117,10 +128,12 @@ class ReduceConfig:
             return self.sb_staleness
         return 2 if self.method == "stale-sb" else 1
 
-    def online_selector(self, rank: int = 0):
-        """The per-batch selector of this run (ADONIS, SB, Stale-SB, Composer-SB), or None."""
+    def online_selector(self, rank: int = 0, epochs: Optional[int] = None):
+        """The per-batch selector of this run (ADONIS, SB, Stale-SB, Composer-SB, random-keep), or None."""
         if self.adonis is not None:
-            return self.adonis.selector(rank)
+            return self.adonis.selector(rank, epochs=epochs)
+        if self.method == "random-keep":
+            return RandomKeepSelector(self.random_keep, seed=self.seed + rank)
         if self.method in ("sb", "stale-sb"):
             return SelectiveBackpropSelector(beta=self.sb_beta, history=self.sb_history,
                                              staleness=self.staleness, seed=self.seed + rank)
@@ -145,6 +158,8 @@ class ReduceConfig:
         if self.method == "composer-sb":
             out.update(composer_keep=self.composer_keep, composer_start=self.composer_start,
                        composer_end=self.composer_end, composer_interrupt=self.composer_interrupt)
+        if self.method == "random-keep":
+            out["random_keep"] = self.random_keep
         if self.method == "infobatch":
             out.update(infobatch_ratio=self.infobatch_ratio, infobatch_delta=self.infobatch_delta)
         return out

@@ -16,27 +16,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from . import ids
 from .adonis import AdonisSelector
 from .online import OnlineSelection
+from .random_keep import RandomKeepSelector
 from .selective_backprop import SelectiveBackpropSelector
-
-
-class RandomKeep:
-    """Control: keep a uniform random fraction of every batch (same budget, no scoring signal)."""
-
-    def __init__(self, fraction: float, seed: int = 0):
-        self.fraction = fraction
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def in_warmup(self, epoch):
-        return False
-
-    def needs_scoring(self, indices, epoch):
-        return torch.zeros(len(indices), dtype=torch.bool)
-
-    def cached_losses(self, indices):
-        return torch.zeros(len(indices))
-
-    def select(self, losses, indices=None, epoch=None, all_losses=None):
-        return torch.rand(len(losses), generator=self.generator) < self.fraction
 
 
 def digits_split(seed=0):
@@ -102,5 +83,5 @@ def run(epochs=15, seed=0):
                "selective backprop (beta 2)":
                    train(x, y, xt, yt, SelectiveBackpropSelector(seed=seed), epochs, seed=seed)}
     share = results["adonis (theta 0.05, alpha 0.3, eta 2)"]["samples_backprop"] / results["full"]["samples_backprop"]
-    results[f"random keep {share:.0%} (control)"] = train(x, y, xt, yt, RandomKeep(share, seed), epochs, seed=seed)
+    results[f"random keep {share:.0%} (control)"] = train(x, y, xt, yt, RandomKeepSelector(share, seed), epochs, seed=seed)
     return {"ids": {"alpha": 0.5, "kept": len(kept), "total": len(y), "per_class": rows}, "training": results}

@@ -22,6 +22,14 @@ _ADONIS = {  # flag suffix -> (type, help); defaults come from AdonisConfig
     "bins": (str, "bin-count rule: " + ", ".join(BIN_RULES)),
     "omega": (int, "warm-up epochs trained on every sample"),
     "rho": (int, "training batch size that kept samples are accumulated to (default: the batch size)"),
+    # variants (issue 7), off by default
+    "floor": (float, "variant: keep a uniform random ⌈floor·n⌉ of each batch first, inside the α budget"),
+    "anneal": (int, "variant: train the last N epochs on every sample"),
+    "decay": (float, "variant: recency-weighted histogram, weight decay^(age in batches)"),
+}
+_ADONIS_SWITCHES = {
+    "balance": "variant: cap each class at ⌈α·n_c⌉ of its candidates (class-balanced selection)",
+    "rescale": "variant: weight kept samples by 1 / their stratum's keep rate (unbiased loss estimate)",
 }
 _IDS_SELECT = ("alpha", "mode", "gamma", "prototypes", "manifest")
 
@@ -35,6 +43,9 @@ def add_reduce_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         default = getattr(a, name)
         g.add_argument(f"--adonis-{name}", type=typ, default=None, choices=BIN_RULES if name == "bins" else None,
                        help=f"{text} (default: {default})")
+
+    for name, text in _ADONIS_SWITCHES.items():
+        g.add_argument(f"--adonis-{name}", action="store_const", const=True, default=None, help=text)
 
     g = parser.add_argument_group("IDS (offline representative subset, paper §3.2)")
     g.add_argument("--ids", action="store_true", help="train on an IDS subset (implied by --ids-alpha etc.)")
@@ -69,6 +80,8 @@ def add_reduce_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     g.add_argument("--composer-end", type=float, default=0.9, help="Composer SB: end, fraction of training")
     g.add_argument("--composer-interrupt", type=int, default=2, help="Composer SB: every n-th batch trained in full")
     g.add_argument("--infobatch-ratio", type=float, default=0.5, help="InfoBatch: pruned fraction r (default: 0.5)")
+    g.add_argument("--random-keep", type=float, default=0.3,
+                   help="random-keep control: kept fraction of each batch (default: 0.3, ADONIS's α)")
     g.add_argument("--infobatch-delta", type=float, default=0.875,
                    help="InfoBatch: prune during the first δ of the epochs (default: 0.875)")
     return parser
@@ -78,7 +91,8 @@ def config_from_args(args: argparse.Namespace, seed=None) -> ReduceConfig:
     """The validated :class:`ReduceConfig` that ``args`` asks for (``seed`` defaults to ``args.seed`` or 0)."""
     seed = seed if seed is not None else (getattr(args, "seed", None) or 0)
     adonis = None
-    given = {k: getattr(args, f"adonis_{k}") for k in _ADONIS if getattr(args, f"adonis_{k}") is not None}
+    given = {k: getattr(args, f"adonis_{k}") for k in (*_ADONIS, *_ADONIS_SWITCHES)
+             if getattr(args, f"adonis_{k}") is not None}
     if args.adonis or given:
         adonis = AdonisConfig(seed=seed, **given)
     ids = None
@@ -91,4 +105,5 @@ def config_from_args(args: argparse.Namespace, seed=None) -> ReduceConfig:
                         sb_beta=args.sb_beta, sb_history=args.sb_history, sb_staleness=args.sb_staleness,
                         composer_keep=args.composer_keep, composer_start=args.composer_start,
                         composer_end=args.composer_end, composer_interrupt=args.composer_interrupt,
-                        infobatch_ratio=args.infobatch_ratio, infobatch_delta=args.infobatch_delta, seed=seed)
+                        infobatch_ratio=args.infobatch_ratio, infobatch_delta=args.infobatch_delta,
+                        random_keep=args.random_keep, seed=seed)

@@ -28,6 +28,11 @@ class LossHistory:
         """The stored losses (order is irrelevant to the histogram and CDF that read them)."""
         return self.values[: self.count]
 
+    def recency_weights(self, decay: float, batch: int) -> torch.Tensor:
+        """Weight decay^(age // batch) for each stored value (aligned with :meth:`view`); the newest batch has 1."""
+        age = (self.pos - 1 - torch.arange(self.count)) % self.size
+        return torch.pow(decay, (age // max(batch, 1)).double())
+
     def state_dict(self) -> dict:
         return {"size": self.size, "values": self.values.clone(), "count": self.count, "pos": self.pos}
 

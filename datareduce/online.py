@@ -50,10 +50,18 @@ class EpochSelectionStats:
 
 
 class OnlineSelection:
-    """Drive a selector over a loader, yielding training batches of exactly ``rho`` samples."""
+    """Drive a selector over a loader, yielding training batches of exactly ``rho`` samples.
 
-    def __init__(self, selector, score_fn, rho: int, ops=TensorBatchOps, index_fn=last_item):
+    With a selector that rescales (``selector.rescale``), each yielded tuple batch gets one more last element:
+    the per-sample loss weights (:attr:`weighted` is then True).
+    """
+
+    def __init__(self, selector, score_fn, rho: int, ops=TensorBatchOps, index_fn=last_item, label_fn=None):
         self.selector = selector
+        self.label_fn = label_fn
+        self.weighted = bool(getattr(selector, "rescale", False))
+        if self.weighted and ops is not TensorBatchOps:
+            raise ValueError("loss rescaling needs tuple-of-tensor batches (TensorBatchOps)")
         self.score_fn = score_fn
         self.ops = ops
         self.index_fn = index_fn
@@ -88,17 +96,23 @@ class OnlineSelection:
             if self.selector.in_warmup(epoch):
                 self.stats.selected += n
                 self.stats.kept_indices.append(torch.as_tensor(self.index_fn(batch)).reshape(-1).cpu())
-                yield from self._hand_out(batch)
+                yield from self._hand_out(self._weighted(batch, torch.ones(n)))
                 continue
             indices = torch.as_tensor(self.index_fn(batch)).reshape(-1).cpu()
             losses = self.losses_for(batch, indices, epoch)
-            keep = self.selector.select(losses, indices, epoch, all_losses=distributed.gather_losses(losses))
+            extra = {"labels": torch.as_tensor(self.label_fn(batch)).cpu()} if self.label_fn else {}
+            keep = self.selector.select(losses, indices, epoch, all_losses=distributed.gather_losses(losses), **extra)
             self._count(losses, keep, indices)
-            self.accumulator.add(self.ops.take(batch, keep.nonzero().flatten()))
+            rows = keep.nonzero().flatten()
+            kept = self.ops.take(batch, rows)
+            self.accumulator.add(self._weighted(kept, self.selector.last_weights[rows]) if self.weighted else kept)
             for _ in range(distributed.min_over_ranks(self.accumulator.ready())):
                 yield from self._hand_out(self.accumulator.pop())
         if last and distributed.min_over_ranks(len(self.accumulator)) > 0:
             yield from self._hand_out(self.accumulator.flush())
+
+    def _weighted(self, batch, weights):
+        return type(batch)((*batch, weights)) if self.weighted else batch
 
     def _count(self, losses, keep, indices):
         finite = torch.isfinite(losses)

@@ -46,7 +46,7 @@ class SelectiveBackpropSelector:
         cdf = torch.searchsorted(hist, losses.contiguous(), right=True).float() / hist.numel()
         return torch.where(torch.isfinite(losses), cdf.pow(self.beta), torch.zeros_like(cdf))
 
-    def select(self, losses, indices=None, epoch=None, all_losses=None) -> torch.Tensor:
+    def select(self, losses, indices=None, epoch=None, all_losses=None, labels=None) -> torch.Tensor:
         """Keep mask: history updated with this batch first (as SB does), then one Bernoulli draw per sample."""
         losses = torch.as_tensor(losses).detach().float().reshape(-1).cpu()
         if self.in_warmup(epoch):
