@@ -9,6 +9,7 @@ training batches (the minimum that every rank has ready), so optimizer steps sta
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -35,6 +36,8 @@ class EpochSelectionStats:
     loss_sum_kept: float = 0.0
     finite_all: int = 0
     finite_kept: int = 0
+    score_time_s: float = 0.0  # scoring forwards (the price of selection)
+    select_time_s: float = 0.0  # the selector and the accumulator (the overhead this package adds)
     kept_indices: list = field(default_factory=list)
 
     def as_record(self) -> dict:
@@ -46,6 +49,7 @@ class EpochSelectionStats:
             "keep_fraction": self.selected / self.forward_samples if self.forward_samples else None,
             "mean_loss_all": self.loss_sum_all / self.finite_all if self.finite_all else None,
             "mean_loss_kept": self.loss_sum_kept / self.finite_kept if self.finite_kept else None,
+            "score_time_s": self.score_time_s, "select_time_s": self.select_time_s,
         }
 
 
@@ -82,8 +86,10 @@ class OnlineSelection:
         losses = self.selector.cached_losses(indices)
         n_need = int(need.sum())
         if n_need:
+            start = time.perf_counter()
             part = batch if n_need == len(need) else self.ops.take(batch, need.nonzero().flatten())
             losses[need] = self.score_fn(part).detach().float().reshape(-1).cpu()
+            self.stats.score_time_s += time.perf_counter() - start
         self.stats.scored += n_need
         return losses
 
@@ -100,14 +106,18 @@ class OnlineSelection:
                 continue
             indices = torch.as_tensor(self.index_fn(batch)).reshape(-1).cpu()
             losses = self.losses_for(batch, indices, epoch)
+            start = time.perf_counter()
             extra = {"labels": torch.as_tensor(self.label_fn(batch)).cpu()} if self.label_fn else {}
             keep = self.selector.select(losses, indices, epoch, all_losses=distributed.gather_losses(losses), **extra)
             self._count(losses, keep, indices)
             rows = keep.nonzero().flatten()
             kept = self.ops.take(batch, rows)
             self.accumulator.add(self._weighted(kept, self.selector.last_weights[rows]) if self.weighted else kept)
-            for _ in range(distributed.min_over_ranks(self.accumulator.ready())):
-                yield from self._hand_out(self.accumulator.pop())
+            ready = distributed.min_over_ranks(self.accumulator.ready())
+            batches = [self.accumulator.pop() for _ in range(ready)]
+            self.stats.select_time_s += time.perf_counter() - start
+            for b in batches:
+                yield from self._hand_out(b)
         if last and distributed.min_over_ranks(len(self.accumulator)) > 0:
             yield from self._hand_out(self.accumulator.flush())
 

@@ -1,0 +1,1 @@
+"""Benchmarks: run the trainers side by side and write raw results, tables and plots."""
