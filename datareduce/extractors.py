@@ -67,6 +67,7 @@ class Extractor:
     image_size: int
     mean: Tuple[float, ...] = field(default=IMAGENET_MEAN)
     std: Tuple[float, ...] = field(default=IMAGENET_STD)
+    channels_last: bool = False  # feed NHWC batches (the module's weights were converted; faster convolutions)
 
     @property
     def device(self) -> torch.device:
@@ -74,6 +75,8 @@ class Extractor:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Features of a normalised batch, flattened to (N, D)."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return torch.flatten(self.module(x), 1)
 
 
@@ -490,9 +493,13 @@ def build_extractor(
     if device is not None:
         model = model.to(torch.device(device))
     device = _device_of(model)
-    if not isinstance(name_or_module, nn.Module) or strip_head:
-        model.eval()  # our own copy: keep it in eval mode; a caller's module is switched only while embedding
+    own = not isinstance(name_or_module, nn.Module) or strip_head
+    if own:
+        # Our own copy: eval mode for good, and NHWC weights, which run the convolutions 1.5-2x faster
+        # on a CPU here. A caller's module is left as it is (switched to eval only while embedding).
+        model.eval()
+        model.to(memory_format=torch.channels_last)
     dim = _probe_dim(model, size, device)
     key = _make_key(name, weights_id, size, m, s, extra)
     return Extractor(module=model, transform=_transform(size, m, s), name=name, dim=dim, key=key,
-                     image_size=size, mean=tuple(m), std=tuple(s))
+                     image_size=size, mean=tuple(m), std=tuple(s), channels_last=own)

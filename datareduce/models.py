@@ -65,9 +65,6 @@ class ResNet20(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.Linear):
-                nn.init.kaiming_normal_(m.weight)
-                nn.init.zeros_(m.bias)
 
     def forward(self, x):
         x = F.relu(self.bn1(self.conv1(x)))

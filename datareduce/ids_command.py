@@ -1,0 +1,149 @@
+"""What ``datareduce ids`` does: offline subset selection (IDS, SSP, RPC, RPD) over an ImageFolder tree.
+
+:func:`run` validates every parameter first (nothing is read or embedded for a bad α), lists the dataset,
+embeds it when the method needs embeddings (cached on disk, keyed by the dataset listing and the extractor),
+selects, and returns the manifest with a per-class summary and the time spent. It prints nothing; the
+console face (:mod:`datareduce.cli`) shows the progress bar and the tables. The manifest is built by the same
+function the classification trainer uses (:func:`datareduce.integrations.classification.build_offline_manifest`),
+so a manifest written here is exactly the one ``trainers/classify.py --ids-manifest`` accepts for that data.
+
+Sample ids in the manifest are the image paths relative to the folder that holds the class folders
+(``<class>/<file>``): for ``DIR/train/<class>/*`` that folder is ``DIR/train``, for ``DIR/<class>/*`` it is
+``DIR`` — the same ids the trainer checks the manifest's fingerprint against.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import numpy as np
+
+from . import manifest as manifest_mod
+from ._validate import check_choice, check_number
+from .config import OFFLINE, EmbedConfig, IDSConfig, ReduceConfig
+
+METHODS = ("ids",) + OFFLINE  # ids, ssp, rpc, rpd
+NEEDS_EMBEDDINGS = ("ids", "ssp")
+
+
+@dataclass
+class SelectionResult:
+    """Everything ``datareduce ids`` reports: the manifest, where it went, per-class counts and the time spent."""
+
+    manifest: dict
+    out: Optional[Path]
+    image_root: Path
+    class_names: List[str]
+    totals: List[int]  # samples per class in the full dataset
+    kept: List[List[int]]  # per subset (γ: easy, then hard), kept samples per class
+    subset_labels: List[str]  # e.g. "easy (epoch 0+)", "hard (epoch 120+)"
+    embed_time_s: float = 0.0
+    select_time_s: float = 0.0
+    total_time_s: float = 0.0
+    extractor: Optional[str] = None
+    cache_hit: Optional[bool] = None
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def num_samples(self) -> int:
+        return int(sum(self.totals))
+
+
+def config_for(method: str = "ids", alpha: float = 0.8, mode: str = "easy", gamma: Optional[int] = None,
+               prototypes: int = 1, extractor: str = "efficientnet-lite0", weights: Optional[str] = None,
+               image_size: Optional[int] = None, cache_dir: Optional[str] = None, seed: int = 0) -> ReduceConfig:
+    """The validated :class:`~datareduce.config.ReduceConfig` for a selection (raises ``ValueError`` with the
+    parameter's name and allowed range, before anything is read)."""
+    check_choice("method", method, METHODS)
+    check_number("alpha", alpha, low=0, high=1, low_open=True)
+    check_number("prototypes", prototypes, low=1, integer=True)
+    if gamma is not None:
+        check_number("gamma", gamma, low=0, integer=True)
+    embed = EmbedConfig(extractor=extractor, weights=weights, image_size=image_size,
+                        cache_dir=None if cache_dir is None else str(cache_dir))
+    if method == "ids":
+        ids = IDSConfig(alpha=alpha, mode=mode, gamma=gamma, prototypes=prototypes, seed=seed)
+        return ReduceConfig(method="full", ids=ids, embed=embed, seed=seed)
+    if gamma is not None or prototypes != 1 or mode != "easy":
+        raise ValueError(f"--gamma, --prototypes and --mode apply to --method ids only, not to {method}")
+    return ReduceConfig(method=method, alpha=alpha, embed=embed, seed=seed)
+
+
+def image_folder_root(data_path) -> Path:
+    """The folder holding the class folders: ``DIR/train`` when it exists, else ``DIR`` itself."""
+    root = Path(data_path).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"--data-path {root} does not exist or is not a folder")
+    train = root / "train"
+    return train if train.is_dir() else root
+
+
+def open_image_folder(data_path):
+    """An :class:`~datareduce.datasets.IndexedImageFolder` (no transform) over ``DIR/train`` or ``DIR``."""
+    from .datasets import IndexedImageFolder
+
+    root = image_folder_root(data_path)
+    try:
+        return IndexedImageFolder(root)
+    except (FileNotFoundError, RuntimeError) as e:  # torchvision: no class folders / no images in them
+        raise FileNotFoundError(
+            f"no ImageFolder dataset under {Path(data_path)}: expected {Path(data_path)}/train/<class>/<image> or "
+            f"{Path(data_path)}/<class>/<image> ({e})") from None
+
+
+def run(data_path, out=None, method: str = "ids", alpha: float = 0.8, mode: str = "easy",
+        gamma: Optional[int] = None, prototypes: int = 1, extractor: str = "efficientnet-lite0",
+        weights: Optional[str] = None, image_size: Optional[int] = None, cache_dir=None, seed: int = 0,
+        batch_size: int = 64, workers: int = 0, device: Optional[str] = None,
+        progress: Optional[Callable[[int, int], None]] = None) -> SelectionResult:
+    """Select a subset of the ImageFolder tree at ``data_path`` and (with ``out``) write its manifest atomically.
+
+    ``progress(done, total)`` is called while embedding (once with ``(N, N)`` when the embeddings are cached).
+    """
+    from .integrations.classification import build_offline_manifest, default_cache_dir, full_labels
+
+    start = time.perf_counter()
+    cfg = config_for(method, alpha, mode, gamma, prototypes, extractor, weights, image_size, cache_dir, seed)
+    if out is not None:
+        out = Path(out).expanduser()
+        if out.is_dir():
+            raise IsADirectoryError(f"--out {out} is a folder: give the manifest's file name, e.g. {out}/manifest.json")
+    image_folder_root(data_path)  # a missing folder is reported before the extractor is built
+    ex = None
+    if method in NEEDS_EMBEDDINGS:  # built (weights found and checked) before the dataset is listed
+        import torch
+
+        from .embed import build_extractor
+
+        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        ex = build_extractor(cfg.embed.extractor, weights=cfg.embed.weights, device=dev,
+                             image_size=cfg.embed.image_size)
+    dataset = open_image_folder(data_path)
+    cache_hit = None
+    if ex is not None:
+        from .embed import cache_path
+
+        keys = dataset.sample_keys()
+        fingerprint = manifest_mod.dataset_fingerprint(keys) + "|" + str(dataset.root)
+        cache_hit = cache_path(cfg.embed.cache_dir or default_cache_dir(), fingerprint, ex).is_file()
+    manifest, info = build_offline_manifest(dataset, cfg, extractor=ex, progress=progress,
+                                            batch_size=batch_size, workers=workers)
+    if out is not None:
+        manifest_mod.write(out, manifest)
+
+    labels = full_labels(dataset)
+    names = list(dataset.classes)
+    totals = np.bincount(labels, minlength=len(names)).tolist()
+    kept, subset_labels = [], []
+    for s in manifest["subsets"]:
+        per = s.get("per_class", {})
+        kept.append([int(per.get(c, 0)) for c in names])
+        what = s.get("mode") or method
+        subset_labels.append(f"{what} (epoch {s['from_epoch']}+)" if len(manifest["subsets"]) > 1 else what)
+    return SelectionResult(
+        manifest=manifest, out=out, image_root=Path(dataset.root), class_names=names, totals=totals, kept=kept,
+        subset_labels=subset_labels, embed_time_s=info.get("embed_time_s", 0.0),
+        select_time_s=info.get("select_time_s", 0.0), total_time_s=time.perf_counter() - start,
+        extractor=None if ex is None else ex.key, cache_hit=cache_hit)

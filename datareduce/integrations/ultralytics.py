@@ -1,0 +1,488 @@
+"""Ultralytics ``DetectionTrainer`` with IDS and ADONIS (SPEC §1, §2.6, §5; issue 8).
+
+IDS embeds whole training images, ranks them by distance to one dataset-wide centroid, writes the manifest and
+restricts Ultralytics' ``YOLODataset`` to the kept images before its DataLoader is built (switching from the
+easy to the hard subset at epoch γ). ADONIS wraps the training loader: each raw batch is scored with the model
+being trained (one detection loss per image), the selected images are queued, and the trainer receives batches of
+exactly ``rho`` images. Every epoch appends one JSON line to ``<save_dir>/log.jsonl``.
+
+Settings travel in a sidecar JSON named by the environment variable ``DATAREDUCE_CONFIG`` (see
+:func:`write_settings`): Ultralytics' DDP subprocess rebuilds the trainer from its class with only its own
+arguments, so neither unknown override keys nor attributes set on the instance would reach it.
+
+    >>> from ultralytics import YOLO
+    >>> write_settings(TrainerSettings(ReduceConfig(ids=IDSConfig(alpha=0.8))), "run.json")
+    >>> YOLO("yolov5n.yaml").train(trainer=DataReduceDetectionTrainer, data="coco128/data.yaml", project="/abs/runs")
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .ultralytics_env import ensure_offline, no_amp_download
+
+ensure_offline()  # before Ultralytics is imported: it looks for the network at import time
+
+from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402
+from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, LOGGER, RANK  # noqa: E402
+from ultralytics.utils.patches import override_configs  # noqa: E402
+from ultralytics.utils.torch_utils import autocast, unwrap_model  # noqa: E402
+
+from .. import baselines, ids, manifest, records  # noqa: E402
+from .._validate import check_number  # noqa: E402
+from ..atomic import write_text  # noqa: E402
+from ..config import AdonisConfig, EmbedConfig, IDSConfig, ReduceConfig  # noqa: E402
+from ..embed import build_extractor, embed  # noqa: E402
+from ..online import OnlineSelection  # noqa: E402
+from .ultralytics_data import restrict_dataset  # noqa: E402
+from .ultralytics_loss import PerImageDetectionLoss  # noqa: E402
+
+SETTINGS_ENV = "DATAREDUCE_CONFIG"
+# rpc needs one class per image; composer-sb and infobatch need loops of their own
+SUPPORTED = ("full", "sb", "stale-sb", "random-keep", "rpd", "ssp")
+BOX_KEYS = ("cls", "bboxes")  # per-box entries of a detection batch (besides batch_idx)
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "datareduce"
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """What our trainer needs beyond Ultralytics' own arguments: the data reduction, and optionally the paper's
+    exponential learning-rate schedule (``lr_gamma``: lr × gamma per epoch, in place of Ultralytics' linear one)."""
+
+    reduce: ReduceConfig = ReduceConfig()
+    lr_gamma: Optional[float] = None
+
+    def __post_init__(self):
+        if self.lr_gamma is not None:
+            check_number("lr_gamma", self.lr_gamma, low=0, high=1, low_open=True)
+
+
+def write_settings(settings: TrainerSettings, path) -> Path:
+    """Save ``settings`` as the sidecar JSON ``path`` and point ``DATAREDUCE_CONFIG`` at it (DDP workers inherit it)."""
+    path = Path(path).resolve()
+    write_text(path, json.dumps(asdict(settings), sort_keys=True, indent=1) + "\n")
+    os.environ[SETTINGS_ENV] = str(path)
+    return path
+
+
+def read_settings() -> TrainerSettings:
+    """The settings named by ``DATAREDUCE_CONFIG``; plain training (method ``full``) when it is unset."""
+    path = os.environ.get(SETTINGS_ENV)
+    if not path:
+        return TrainerSettings()
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{SETTINGS_ENV}={path}: settings file not found")
+    d = json.loads(Path(path).read_text(encoding="utf-8"))
+    r = d["reduce"]
+    reduce = ReduceConfig(**{**r, "ids": r["ids"] and IDSConfig(**r["ids"]), "embed": EmbedConfig(**r["embed"]),
+                             "adonis": r["adonis"] and AdonisConfig(**r["adonis"])})
+    return TrainerSettings(reduce=reduce, lr_gamma=d["lr_gamma"])
+
+
+class YoloBatchOps:
+    """``size``/``take``/``cat`` for Ultralytics detection batches (the accumulator's batch protocol).
+
+    A batch holds per-image entries (``img`` and tuples such as ``im_file``) and per-box ``cls``/``bboxes`` whose
+    ``batch_idx`` names their image; taking images renumbers their boxes, concatenating offsets them.
+    """
+
+    @staticmethod
+    def size(batch) -> int:
+        return batch["img"].shape[0]
+
+    @staticmethod
+    def take(batch, rows: torch.Tensor) -> dict:
+        rows = rows.long().cpu()
+        position = torch.full((YoloBatchOps.size(batch),), -1, dtype=torch.long)
+        position[rows] = torch.arange(len(rows))
+        owner = position[batch["batch_idx"].long()]
+        boxes = (owner >= 0).nonzero().flatten()
+        boxes = boxes[torch.argsort(owner[boxes], stable=True)]  # the loss expects boxes grouped by image
+        out = {}
+        for k, v in batch.items():
+            if k == "batch_idx":
+                out[k] = owner[boxes].to(v.dtype)
+            elif k in BOX_KEYS:
+                out[k] = v[boxes]
+            elif isinstance(v, torch.Tensor):
+                out[k] = v[rows.to(v.device)]
+            else:
+                out[k] = tuple(v[i] for i in rows.tolist())
+        return out
+
+    @staticmethod
+    def cat(batches) -> dict:
+        offsets = torch.tensor([0] + [YoloBatchOps.size(b) for b in batches[:-1]]).cumsum(0).tolist()
+        out = {}
+        for k, v in batches[0].items():
+            parts = [b[k] for b in batches]
+            if k == "batch_idx":
+                out[k] = torch.cat([p + o for p, o in zip(parts, offsets)])
+            elif isinstance(v, torch.Tensor):
+                out[k] = torch.cat(parts)
+            else:
+                out[k] = tuple(x for p in parts for x in p)
+        return out
+
+
+class ReuseGate:
+    """A selector whose η-reuse (or SB staleness) can be switched off: then every image is scored and no loss is
+    cached. Used while mosaic is on, when an image is a new composite every epoch."""
+
+    def __init__(self, selector):
+        self.selector = selector
+        self.reuse = True
+
+    def __getattr__(self, name):
+        return getattr(self.selector, name)
+
+    def needs_scoring(self, indices, epoch) -> torch.Tensor:
+        if self.reuse:
+            return self.selector.needs_scoring(indices, epoch)
+        return torch.ones(len(indices), dtype=torch.bool)
+
+    def select(self, losses, indices=None, epoch=None, **kwargs) -> torch.Tensor:
+        return self.selector.select(losses, indices if self.reuse else None, epoch, **kwargs)
+
+
+class ReducedTrainLoader:
+    """The training loader as Ultralytics' loop sees it.
+
+    ``len()`` is an upper bound of the batches any epoch yields (the loop derives warm-up and optimizer-step
+    counters from it once; under-counting would silently skip optimizer steps). Iterating yields the loader's
+    batches, or with ``online`` set the ADONIS/SB selection's batches of exactly ``rho`` images. Everything
+    else (``dataset``, ``sampler``, ``batch_size``, ``num_workers``, ``drop_last``, ``reset()``, ``close()``) is
+    the wrapped loader's, which the trainer may swap (IDS γ switch).
+    """
+
+    def __init__(self, loader, length: int, online: OnlineSelection | None = None):
+        self.loader, self.length, self.online = loader, length, online
+        self.epoch, self.last = 0, False
+        self.images = self.batches = 0  # trained this epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+    def __iter__(self):
+        self.images = self.batches = 0
+        source = self.loader if self.online is None else self.online.epoch(self.loader, self.epoch, self.last)
+        for batch in source:
+            self.images += YoloBatchOps.size(batch)
+            self.batches += 1
+            yield batch
+
+
+@contextlib.contextmanager
+def batch_statistics_only(model: nn.Module):
+    """Inside, BatchNorm layers in train mode normalise with the batch's statistics but leave their running
+    statistics and counters untouched, so a scoring forward measures what the training forward would."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for m in norms:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.track_running_stats = True
+
+
+def _sum_over_ranks(values: list) -> list:
+    """Element-wise sum of integer counters over the DDP ranks (identity in one process)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t)
+    return [int(v) for v in t.tolist()]
+
+
+class DataReduceDetectionTrainer(DetectionTrainer):
+    """``DetectionTrainer`` that trains on an IDS (or RPD/SSP) subset and/or with ADONIS (or SB) selection.
+
+    Settings come from :func:`read_settings`; with none set it trains exactly like the stock trainer (plus the
+    per-epoch log). Only the detection task is supported.
+    """
+
+    def __init__(self, cfg=DEFAULT_CFG, overrides=None, _callbacks=None):
+        ensure_offline()
+        self.settings = read_settings()
+        self.reduce = self.settings.reduce
+        if self.reduce.method not in SUPPORTED:
+            raise ValueError(f"--reduce {self.reduce.method} is not available for YOLO detection "
+                             f"(choose one of {', '.join(SUPPORTED)}, or IDS / ADONIS)")
+        adonis = self.reduce.adonis
+        if adonis is not None and (adonis.balance or adonis.rescale):
+            raise ValueError("the ADONIS balance and rescale variants need one class and one loss weight per "
+                             "sample: not available for detection")
+        super().__init__(cfg, overrides, _callbacks)
+        if self.args.task != "detect":
+            raise ValueError(f"DataReduceDetectionTrainer trains detection models, not task={self.args.task!r}")
+        self.offline = self.reduce.ids is not None or self.reduce.method in ("rpd", "ssp")
+        if self.offline and self.args.rect:
+            raise ValueError("IDS / RPD / SSP subsets need rect=False (rect batches are shaped over the full set)")
+        self.subsets = None  # the manifest of the offline subsets, made on the first train dataset build
+        self.full_index = None  # resolved image path -> position in the full training listing
+        self.loaded_subset = None  # which manifest subset the current train dataset holds
+        self.online = None
+        self.selector = None
+        self.mosaic_closed = False
+        self.run_log = None
+        self.pending = []  # records made before the log exists (IDS runs while the dataloaders are built)
+        self.optimizer_steps = 0
+        self.epoch_start_time = None
+        self.counts = {}
+
+    # ------------------------------------------------------------------ IDS: the offline subset
+    def build_dataset(self, img_path, mode="train", batch=None):
+        """The stock dataset; in mode ``train`` with an offline method, restricted to the current subset."""
+        if mode != "train":
+            return super().build_dataset(img_path, mode, batch)
+        with override_configs(self.args, {"cache": False}):  # never load images we may drop
+            dataset = super().build_dataset(img_path, mode, batch)
+        if self.full_index is None:
+            self.full_index = {os.path.realpath(f): i for i, f in enumerate(dataset.im_files)}
+        if self.offline:
+            listing = self.sample_ids(dataset.im_files)
+            if self.subsets is None:
+                self.subsets = self.select_subsets(listing, dataset.im_files)
+            epoch = getattr(self, "epoch", self.start_epoch)
+            self.loaded_subset = self.subset_at(epoch)
+            kept = manifest.kept_indices(self.subsets, listing, epoch)
+            restrict_dataset(dataset, [dataset.im_files[i] for i in kept])
+        if self.args.cache:
+            restrict_dataset(dataset, dataset.im_files, cache=self.args.cache)  # cache the kept images only
+        return dataset
+
+    def sample_ids(self, im_files) -> list:
+        """The manifest's ids of the images: paths relative to the dataset root."""
+        root = Path(self.data["path"]).resolve()
+        return [os.path.relpath(os.path.abspath(f), root) for f in im_files]
+
+    def select_subsets(self, listing, im_files) -> dict:
+        """The manifest of this run's offline subset(s): read from ``--ids-manifest`` or computed and written."""
+        cfg = self.reduce
+        if cfg.ids is not None and cfg.ids.manifest:
+            chosen = manifest.read(cfg.ids.manifest)
+            manifest.verify(chosen, listing)
+            self.pending.append({"type": "ids", "manifest": str(cfg.ids.manifest), "time_s": 0.0,
+                                 "num_samples": len(listing), "kept": [s["num_kept"] for s in chosen["subsets"]]})
+            return chosen
+        start = time.time()
+        extractor = None
+        if cfg.ids is not None or cfg.method == "ssp":
+            ex = build_extractor(cfg.embed.extractor, weights=cfg.embed.weights, image_size=cfg.embed.image_size,
+                                 device=self.device)
+            extractor = {**asdict(cfg.embed), "key": ex.key}
+            cache = Path(cfg.embed.cache_dir) if cfg.embed.cache_dir else DEFAULT_CACHE / "embeddings"
+            emb = embed(im_files, ex, cache_dir=cache, fingerprint=manifest.dataset_fingerprint(listing))
+        if cfg.ids is not None:
+            c = cfg.ids
+            pick = lambda mode: ids.select(emb, None, c.alpha, mode, c.prototypes, c.seed)  # noqa: E731
+            subsets = [manifest.subset(pick(c.mode), listing, mode=c.mode)]
+            if c.gamma is not None:
+                subsets.append(manifest.subset(pick("hard"), listing, mode="hard", from_epoch=c.gamma))
+            method, params = "ids", {k: v for k, v in asdict(c).items() if k != "manifest"}
+        else:
+            kept = (baselines.ssp(emb, None, cfg.alpha, seed=cfg.seed) if cfg.method == "ssp"
+                    else baselines.random_per_dataset(len(listing), cfg.alpha, seed=cfg.seed))
+            subsets = [manifest.subset(kept, listing)]
+            method, params = cfg.method, {"alpha": cfg.alpha, "seed": cfg.seed}
+        made = manifest.make(listing, subsets, method, params, extractor)
+        path = self.save_dir / "ids_manifest.json"
+        if RANK in {-1, 0}:
+            manifest.write(path, made)
+        self.pending.append({"type": "ids", "manifest": str(path), "time_s": time.time() - start,
+                             "num_samples": len(listing), "kept": [s["num_kept"] for s in subsets]})
+        return made
+
+    def subset_at(self, epoch: int) -> int:
+        """Position in the manifest of the subset trained in ``epoch``."""
+        return sum(s["from_epoch"] <= epoch for s in self.subsets["subsets"]) - 1
+
+    # ------------------------------------------------------------------ ADONIS: the online selection
+    def get_dataloader(self, dataset_path, batch_size=16, rank=0, mode="train"):
+        """The stock loader; in mode ``train`` wrapped in a :class:`ReducedTrainLoader`."""
+        loader = super().get_dataloader(dataset_path, batch_size, rank, mode)
+        if mode != "train":
+            return loader
+        selector = self.reduce.online_selector(max(RANK, 0), epochs=self.epochs) if self.online is None else None
+        if selector is not None:
+            self.selector = ReuseGate(selector)
+            rho = (self.reduce.adonis.rho if self.reduce.adonis is not None else None) or batch_size
+            self.online = OnlineSelection(self.selector, self.score, rho, YoloBatchOps, self.image_indices)
+        return ReducedTrainLoader(loader, self.max_batches(loader), self.online)
+
+    def max_batches(self, loader) -> int:
+        """An upper bound of the training batches of any epoch on this rank, over every subset of the run."""
+        images = len(loader.dataset)
+        if self.subsets is not None:
+            images = max(s["num_kept"] for s in self.subsets["subsets"])
+        per_rank = math.ceil(images / max(self.world_size, 1))
+        bound = math.ceil(per_rank / loader.batch_size)  # warm-up (ω) epochs train the loader's batches as is
+        return max(bound, self.online.max_batches(per_rank)) if self.online is not None else bound
+
+    def image_indices(self, batch) -> torch.Tensor:
+        """Positions of a batch's images in the full training listing (the key of the η-reuse loss cache)."""
+        return torch.tensor([self.full_index[os.path.realpath(f)] for f in batch["im_file"]])
+
+    def score(self, batch) -> torch.Tensor:
+        """Per-image detection losses of a raw batch under the current model: no grad, no state change."""
+        model = unwrap_model(self.model)
+        if not hasattr(self, "per_image_loss"):
+            self.per_image_loss = PerImageDetectionLoss(model)
+        amp = torch.bfloat16 if self.args.amp == "bf16" else self.amp
+        with torch.no_grad(), batch_statistics_only(model), autocast(amp, device=self.device.type):
+            batch = self.preprocess_batch(dict(batch))
+            return self.per_image_loss(model(batch["img"]), batch)
+
+    def _build_train_pipeline(self):
+        """Stock pipeline; with online selection the gradient accumulation is recomputed for batches of ``rho``."""
+        super()._build_train_pipeline()
+        if self.online is None or self.online.rho * max(self.world_size, 1) == self.batch_size:
+            return
+        images = self.online.rho * max(self.world_size, 1)
+        self.accumulate = min(max(round(self.args.nbs / images), 1), len(self.train_loader) * self.epochs)
+        weight_decay = self.args.weight_decay * images * self.accumulate / self.args.nbs
+        for group in self.optimizer.param_groups:
+            if group.get("param_group") in {"weight", "muon"}:
+                group["weight_decay"] = weight_decay
+
+    def _close_dataloader_mosaic(self):
+        """Stock mosaic closing; from now on an image looks alike every epoch, so η-reuse may start."""
+        super()._close_dataloader_mosaic()
+        self.mosaic_closed = True
+        if self.selector is not None:
+            self.selector.reuse = True
+
+    def _setup_scheduler(self):
+        """Stock schedule, or lr × ``lr_gamma`` per epoch (the paper's YOLOv5 protocol) when that is set."""
+        if self.settings.lr_gamma is None:
+            return super()._setup_scheduler()
+        gamma = self.settings.lr_gamma
+        self.lf = lambda epoch: gamma**epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf)
+
+    def _setup_train(self):
+        with no_amp_download():
+            super()._setup_train()
+
+    def optimizer_step(self):
+        super().optimizer_step()
+        self.optimizer_steps += 1
+
+    # ------------------------------------------------------------------ per-epoch bookkeeping
+    def run_callbacks(self, event: str):
+        """Our bookkeeping runs here rather than as registered callbacks, which DDP would pickle with the trainer."""
+        hook = {"on_pretrain_routine_end": self.open_log, "on_train_epoch_start": self.start_epoch_reduction,
+                "on_train_epoch_end": self.count_epoch, "on_fit_epoch_end": self.end_epoch,
+                "on_train_end": self.log_summary}.get(event)
+        if hook is not None:
+            hook()
+        super().run_callbacks(event)
+
+    def open_log(self):
+        if RANK in {-1, 0}:
+            self.run_log = records.RunLog(self.save_dir, resume_epoch=self.start_epoch if self.resume else None)
+            self.run_log.write("config", {"reduce": self.reduce.describe(), "world_size": max(self.world_size, 1)})
+            for record in self.pending:
+                self.run_log.write(record.pop("type"), record)
+        self.pending = []
+
+    def start_epoch_reduction(self):
+        """Swap in the γ subset when it starts, and tell the loader and selector where training stands."""
+        if self.subsets is not None and self.subset_at(self.epoch) != self.loaded_subset:
+            self.train_loader.close()
+            loader = super().get_dataloader(self.data["train"], self.train_loader.batch_size, LOCAL_RANK, "train")
+            self.train_loader.loader = loader  # built for self.epoch's subset by build_dataset
+            if self.mosaic_closed:
+                super()._close_dataloader_mosaic()
+        self.train_loader.epoch, self.train_loader.last = self.epoch, self.epoch + 1 >= self.epochs
+        if self.selector is not None:
+            self.selector.reuse = self.mosaic_closed or not self.args.mosaic
+        self.optimizer_steps = 0
+        self.epoch_start_time = time.time()
+
+    def count_epoch(self):
+        """Epoch totals over every rank (all ranks run this hook)."""
+        seconds = time.time() - self.epoch_start_time
+        loader = self.train_loader
+        if self.tloss is None:
+            self.stand_in_losses()
+        stats = self.online.stats if self.online is not None else None
+        keys = ("forward_samples", "samples_scored", "samples_selected")
+        local = ([stats.forward_samples, stats.scored, stats.selected] if stats is not None
+                 else [loader.images, 0, loader.images]) + [loader.images, loader.batches, self.optimizer_steps]
+        totals = _sum_over_ranks(local)
+        self.counts = dict(zip(keys + ("samples_backprop", "train_batches", "optimizer_steps"), totals))
+        self.counts.update(train_time_s=seconds, train_images=len(loader.dataset))
+        if stats is not None:
+            record = stats.as_record()
+            self.counts.update(mean_loss_all=record["mean_loss_all"], mean_loss_kept=record["mean_loss_kept"],
+                               scoring_reuse=self.selector.reuse)
+        if self.subsets is not None:
+            self.counts["subset"] = self.subsets["subsets"][self.loaded_subset]["mode"]
+
+    def end_epoch(self):
+        """Save the selection state and write the ``epoch`` record (Ultralytics' final evaluation reruns this hook
+        after the last epoch: nothing is counted then)."""
+        if not self.counts:
+            return
+        if self.online is not None:
+            self.wdir.mkdir(parents=True, exist_ok=True)
+            torch.save({"epoch": self.epoch, "online": self.online.state_dict()}, self.selection_state_file())
+        if self.run_log is not None:
+            validated = self.args.val or self.epoch + 1 >= self.epochs
+            m = self.metrics or {}
+            self.run_log.write("epoch", {"epoch": self.epoch, **self.counts,
+                                         "map50": m.get("metrics/mAP50(B)") if validated else None,
+                                         "map50_95": m.get("metrics/mAP50-95(B)") if validated else None})
+        self.counts = {}
+
+    def selection_state_file(self) -> Path:
+        """This rank's selector and queue, saved every epoch next to Ultralytics' checkpoints."""
+        return self.wdir / f"selection_rank{max(RANK, 0)}.pt"
+
+    def resume_training(self, ckpt):
+        """Stock resume, plus the selector's history, loss cache, RNG and queued images of the resumed epoch."""
+        super().resume_training(ckpt)
+        if ckpt is None or not self.resume or self.online is None:
+            return
+        path = self.selection_state_file()
+        state = torch.load(path, weights_only=False) if path.is_file() else None
+        restored = state is not None and state["epoch"] == self.start_epoch - 1
+        if restored:
+            self.online.load_state_dict(state["online"])
+        else:
+            LOGGER.warning(f"{path}: no selection state of epoch {self.start_epoch}; selection starts afresh")
+        self.pending.append({"type": "resume", "epoch": self.start_epoch, "selection_state_restored": restored})
+
+    def stand_in_losses(self):
+        """An epoch without a training batch (fewer than rho images selected so far) must still leave what the
+        stock loop reads after it: the epoch's mean loss (NaN), the loss names, and a last loss where none exists."""
+        LOGGER.warning(f"epoch {self.epoch + 1}: no training batch (fewer than rho images selected so far)")
+        self.loss_names = self.loss_names or unwrap_model(self.model).criterion.loss_names
+        self.tloss = {name: torch.tensor(float("nan"), device=self.device) for name in self.loss_names}
+        if self.loss is None:  # nothing trained yet in this run
+            self.loss = torch.zeros((), device=self.device)
+            self.loss_items = {name: torch.zeros((), device=self.device) for name in self.loss_names}
+
+    def log_summary(self):
+        if self.run_log is None:
+            return
+        summary = records.summarize(self.run_log.records("epoch"), metric="map50_95")
+        summary["ids_time_s"] = sum(r.get("time_s", 0.0) for r in self.run_log.records("ids"))
+        m = self.metrics or {}
+        summary.update(final_eval_map50=m.get("metrics/mAP50(B)"), final_eval_map50_95=m.get("metrics/mAP50-95(B)"))
+        self.run_log.write("summary", summary)

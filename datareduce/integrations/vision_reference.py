@@ -1,0 +1,320 @@
+"""Hooks that ``patches/vision-classification.patch`` calls from pytorch/vision's ``references/classification/train.py``.
+
+The patch adds the ``--ids-*`` / ``--adonis-*`` / ``--reduce`` flags and four calls; the work is done here, with
+the same pieces ``trainers/classify.py`` uses (:mod:`datareduce.integrations.classification`):
+
+* :func:`setup` (after ``load_data``): IDS — or SSP / RPC / RPD — keeps its subset of the reference's training
+  ``ImageFolder`` *in place* (``samples``/``targets``/``imgs``), and the train sampler is re-sized to it
+  (``DistributedSampler`` and ``RASampler`` cache their length). With ``--ids-gamma`` the hard subset replaces
+  the easy one at epoch γ. The manifest goes to ``<output-dir>/datareduce_manifest.json``.
+* :meth:`VisionReduce.epoch_loader` (the loader handed to ``train_one_epoch``): with ADONIS (or SB, Stale-SB,
+  Composer-SB, random-keep) an iterable of ``(image, target)`` batches on the device — each forward batch is
+  scored with per-sample cross-entropy (label smoothing and mixup/cutmix soft targets included), and the
+  selected samples are trained in batches of exactly ``rho``. Dataset indices, which the reference's batches do
+  not carry, are recorded from the batch sampler (the DataLoader delivers batches in sampler order).
+* :meth:`VisionReduce.save_to` / :meth:`VisionReduce.load_from`: the selector state in the reference's checkpoint.
+* One JSON line per epoch in ``<output-dir>/datareduce_log.jsonl`` and one summary line on the console.
+
+With no data-reduction flag every hook is the identity (the reference trains exactly as before).
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import inspect
+import time
+import types
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .. import distributed, records
+from ..config import OFFLINE, ReduceConfig
+from ..flags import add_reduce_arguments, config_from_args
+from . import classification as tv
+
+__all__ = ["add_arguments", "setup", "VisionReduce", "RecordingBatchSampler", "refresh_sampler"]
+
+MANIFEST_NAME = "datareduce_manifest.json"
+LOG_NAME = "datareduce_log.jsonl"
+UNSUPPORTED = {"infobatch": "--reduce infobatch weights each sample's loss"}
+
+
+def add_arguments(parser):
+    """Add the ``--ids-*``, ``--adonis-*`` and ``--reduce`` flags (the same as ``trainers/classify.py``'s)."""
+    return add_reduce_arguments(parser)
+
+
+# ============================================================================================= samplers
+class RecordingBatchSampler:
+    """A batch sampler that remembers every batch of indices it hands out, in order, until :meth:`pop`.
+
+    A ``DataLoader`` (workers and prefetching included) delivers batches in the order its batch sampler made
+    them, so the n-th batch popped belongs to the n-th batch the loader yields.
+    """
+
+    def __init__(self, batch_sampler):
+        self.batch_sampler = batch_sampler
+        self.queue = collections.deque()
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self):
+        self.queue.clear()  # an abandoned epoch leaves nothing behind
+        for batch in self.batch_sampler:
+            self.queue.append(list(batch))
+            yield batch
+
+    def pop(self) -> list:
+        if not self.queue:
+            raise RuntimeError("the loader yielded a batch its batch sampler never made (was it iterated twice?)")
+        return self.queue.popleft()
+
+
+def refresh_sampler(sampler, dataset) -> None:
+    """Re-size a sampler after ``dataset`` changed size in place. ``DistributedSampler`` and the reference's
+    ``RASampler`` fix their length at construction; they are re-initialised with their own settings (the epoch
+    set by ``set_epoch`` is kept). Samplers that read ``len(dataset)`` as they go need nothing."""
+    if not (hasattr(sampler, "num_replicas") and hasattr(sampler, "total_size")):
+        return
+    params = inspect.signature(type(sampler).__init__).parameters
+    kwargs = {name: getattr(sampler, name) for name in params
+              if name not in ("self", "dataset") and hasattr(sampler, name)}
+    epoch = getattr(sampler, "epoch", 0)
+    type(sampler).__init__(sampler, dataset, **kwargs)
+    sampler.epoch = epoch
+
+
+@contextlib.contextmanager
+def _keyed(dataset):
+    """Give a plain ``ImageFolder`` the ``sample_keys()`` the manifest code asks for (paths relative to its
+    root), for the duration of the block only (a bound method in the instance would not pickle to workers)."""
+    if hasattr(dataset, "sample_keys"):
+        yield dataset
+        return
+    from ..datasets import IndexedImageFolder
+
+    dataset.sample_keys = types.MethodType(IndexedImageFolder.sample_keys, dataset)
+    try:
+        yield dataset
+    finally:
+        del dataset.sample_keys
+
+
+# ============================================================================================= the hooks object
+class VisionReduce:
+    """What the patched ``train.py`` holds; inactive (every hook the identity) without data-reduction flags."""
+
+    def __init__(self, cfg: Optional[ReduceConfig], args=None, dataset=None, train_sampler=None):
+        self.cfg = cfg
+        self.args = args
+        self.dataset = dataset
+        self.sampler = train_sampler
+        self.schedule: Optional[tv.SubsetSchedule] = None
+        self.reducer = None
+        self.recorder: Optional[RecordingBatchSampler] = None
+        self.loader: Optional[DataLoader] = None
+        self.pending = None
+        self.log = None
+        self.resume_epoch = None
+        self.rank = distributed.rank()
+        self.online = cfg is not None and cfg.online_selector() is not None
+
+    @property
+    def active(self) -> bool:
+        return self.cfg is not None and (self.schedule is not None or self.online)
+
+    def say(self, text: str) -> None:
+        if self.rank == 0:
+            print(text, flush=True)
+
+    # ------------------------------------------------------------------------------------ offline subset
+    def select(self) -> None:
+        """Make (or read) the offline subset's manifest and keep its samples in place."""
+        cfg, args, dataset = self.cfg, self.args, self.dataset
+        if cfg.ids is None and cfg.method not in OFFLINE:
+            return
+        start = time.perf_counter()
+        device = _device(args)
+        with _keyed(dataset):
+            if cfg.ids is not None and cfg.ids.manifest:
+                manifest, info = tv.check_manifest(cfg.ids.manifest, dataset), {"source": cfg.ids.manifest}
+            else:
+                extractor = tv.build_extractor_for(cfg, device) if (cfg.ids is not None or cfg.method == "ssp") else None
+                if extractor is not None:
+                    self.say(f"datareduce: embedding {len(dataset.samples)} training images with {extractor.name}")
+                manifest, info = tv.build_offline_manifest(dataset, cfg, extractor, workers=int(args.workers))
+            if not hasattr(dataset, "sample_ids"):  # full-set index of each kept sample (the ADONIS cache key)
+                dataset.sample_ids = np.arange(len(dataset.samples), dtype=np.int64)
+            self.schedule = tv.SubsetSchedule(manifest, dataset)
+        self.schedule.apply(dataset, int(getattr(args, "start_epoch", 0)))
+        refresh_sampler(self.sampler, dataset)
+        info["time_s"] = time.perf_counter() - start
+        subsets = manifest["subsets"]
+        if self.rank == 0 and args.output_dir:
+            from .. import manifest as manifest_mod
+
+            manifest_mod.write(Path(args.output_dir) / MANIFEST_NAME, manifest)
+        self._record("ids", {"method": manifest["method"], "num_samples": manifest["dataset"]["num_samples"],
+                             "num_kept": [s["num_kept"] for s in subsets],
+                             "from_epoch": [s["from_epoch"] for s in subsets],
+                             **{k: v for k, v in info.items() if isinstance(v, (int, float, str))}})
+        self.say(f"datareduce: {manifest['method']} keeps {[s['num_kept'] for s in subsets]} of "
+                 f"{manifest['dataset']['num_samples']} training images (from epochs "
+                 f"{[s['from_epoch'] for s in subsets]}) in {info['time_s']:.1f}s")
+
+    # ------------------------------------------------------------------------------------ per epoch
+    def epoch_loader(self, data_loader, epoch: int, model=None):
+        """What ``train_one_epoch`` iterates in ``epoch``: ``data_loader`` itself without online selection (after
+        switching the offline subset if γ says so), else the selected batches of ``(image, target)``."""
+        if not self.active:
+            return data_loader
+        if self.schedule is not None and self.schedule.apply(self.dataset, epoch):
+            refresh_sampler(self.sampler, self.dataset)
+            self.say(f"datareduce: epoch {epoch} trains on {len(self.dataset)} images (subset switch)")
+        if not self.online:
+            return data_loader
+        if self.reducer is None:
+            if model is None:
+                raise ValueError("online selection needs the model (pass model_without_ddp)")
+            self._start(data_loader, model)
+        return _SelectedEpoch(self, epoch)
+
+    def _start(self, data_loader, model) -> None:
+        args, cfg = self.args, self.cfg
+        score = tv.make_score_fn(tv_unwrap(model), float(getattr(args, "label_smoothing", 0.0)), bn="batch",
+                                 amp=bool(getattr(args, "amp", False)))
+        self.reducer = tv.build_reducer(cfg, score, int(args.batch_size), int(args.epochs), self.dataset,
+                                        distributed.rank())
+        if not self.reducer.online:
+            raise NotImplementedError(f"online method {cfg.method!r} is not available in the vision patch")
+        self.recorder = RecordingBatchSampler(data_loader.batch_sampler)
+        self.loader = _rebuild(data_loader, self.recorder)
+        if self.pending is not None:
+            tv.restore_reducer(self.reducer, self.pending, distributed.rank(), distributed.world_size(),
+                               _device(args))
+            self.pending = None
+
+    def max_batches(self) -> int:
+        n = len(self.loader)
+        loop = getattr(self.reducer, "loop", None)
+        if loop is None:
+            return n
+        samples = len(self.recorder.batch_sampler.sampler) if hasattr(self.recorder.batch_sampler, "sampler") \
+            else n * int(self.args.batch_size)
+        return loop.max_batches(samples)
+
+    # ------------------------------------------------------------------------------------ checkpoint, log
+    def save_to(self, checkpoint: dict) -> None:
+        """Add the selector state (every rank's) to the reference's checkpoint; call it on every rank."""
+        if self.reducer is not None:
+            checkpoint["datareduce"] = tv.reducer_states(self.reducer)
+
+    def load_from(self, checkpoint: dict) -> None:
+        """Restore the selector state from a checkpoint written with :meth:`save_to` (on ``--resume``)."""
+        if not self.active:
+            return
+        self.resume_epoch = int(checkpoint.get("epoch", -1)) + 1
+        states = checkpoint.get("datareduce")
+        if states is None:
+            return
+        if self.reducer is None:
+            self.pending = states
+        else:
+            tv.restore_reducer(self.reducer, states, distributed.rank(), distributed.world_size(), _device(self.args))
+
+    def _record(self, kind: str, rec: dict) -> None:
+        if self.rank != 0 or not getattr(self.args, "output_dir", None):
+            return
+        if self.log is None:
+            self.log = records.RunLog(self.args.output_dir, resume_epoch=self.resume_epoch, name=LOG_NAME)
+        self.log.write(kind, rec)
+
+
+class _SelectedEpoch:
+    """One epoch of selected training batches; ``len()`` is an upper bound (the reference's logger needs one)."""
+
+    def __init__(self, owner: VisionReduce, epoch: int):
+        self.owner, self.epoch = owner, epoch
+
+    def __len__(self) -> int:
+        return self.owner.max_batches()
+
+    def __iter__(self):
+        o = self.owner
+        device = _device(o.args)
+        start, steps, trained = time.perf_counter(), 0, 0
+        last = self.epoch == int(o.args.epochs) - 1
+        for (images, targets, _), weights in o.reducer.batches(_Indexed(o, device), self.epoch, last):
+            if weights is not None:
+                raise RuntimeError(f"{o.reducer.name} weights each sample's loss, which the reference's loop cannot "
+                                   "apply: use trainers/classify.py for it")
+            steps += 1
+            trained += len(targets)
+            yield images, targets
+        rec = {"epoch": self.epoch, "method": o.reducer.name, **o.reducer.epoch_record(),
+               "train_batches": steps, "samples_backprop": int(tv._all_sum([trained])[0]),
+               "loop_time_s": time.perf_counter() - start}
+        o._record("epoch", rec)
+        keep = rec.get("keep_fraction")
+        o.say(f"datareduce: epoch {self.epoch} {rec['method']} kept {rec.get('samples_selected')}/"
+              f"{rec.get('forward_samples')} samples ({keep if keep is None else round(keep, 3)}), scored "
+              f"{rec.get('samples_scored')}, trained {rec['samples_backprop']} in {steps} steps (this rank)")
+
+
+class _Indexed:
+    """The forward batches as ``(image, target, full-set index)`` on the device, sized like the loader."""
+
+    def __init__(self, owner: VisionReduce, device):
+        self.owner, self.device = owner, device
+
+    def __len__(self) -> int:
+        return len(self.owner.loader)
+
+    def __iter__(self):
+        o = self.owner
+        ids = getattr(o.dataset, "sample_ids", None)
+        non_blocking = self.device.type == "cuda"
+        for images, targets in o.loader:
+            pos = o.recorder.pop()
+            index = torch.as_tensor(ids[pos] if ids is not None else pos, dtype=torch.long)
+            yield images.to(self.device, non_blocking=non_blocking), targets.to(self.device, non_blocking=non_blocking), index
+
+
+def _rebuild(loader: DataLoader, batch_sampler) -> DataLoader:
+    """A DataLoader like ``loader`` (same dataset, workers, collate) that draws its batches from ``batch_sampler``."""
+    kw = dict(num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+              timeout=loader.timeout, worker_init_fn=loader.worker_init_fn, generator=loader.generator,
+              multiprocessing_context=loader.multiprocessing_context)
+    if loader.num_workers > 0:
+        kw.update(prefetch_factor=loader.prefetch_factor, persistent_workers=loader.persistent_workers)
+    return DataLoader(loader.dataset, batch_sampler=batch_sampler, **kw)
+
+
+def _device(args) -> torch.device:
+    return torch.device(getattr(args, "device", "cpu") or "cpu")
+
+
+def tv_unwrap(model):
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def setup(args, dataset, train_sampler) -> VisionReduce:
+    """The :class:`VisionReduce` for the reference's ``args`` (call right after ``load_data``).
+
+    Applies the offline subset (IDS, SSP, RPC, RPD) to ``dataset`` in place and re-sizes ``train_sampler``.
+    Inactive when ``args`` has no data-reduction flag set — or none at all (``train_quantization.py``'s parser).
+    """
+    if not hasattr(args, "adonis"):
+        return VisionReduce(None)
+    cfg = config_from_args(args, seed=getattr(args, "seed", None) or 0)
+    if cfg.method in UNSUPPORTED or (cfg.adonis is not None and cfg.adonis.rescale):
+        what = UNSUPPORTED.get(cfg.method, "--adonis-rescale weights each kept sample's loss")
+        raise ValueError(f"{what}, which the reference's train_one_epoch cannot apply: use trainers/classify.py")
+    red = VisionReduce(cfg, args, dataset, train_sampler)
+    red.select()
+    return red

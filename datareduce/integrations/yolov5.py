@@ -1,0 +1,472 @@
+"""Hooks that ``patches/yolov5-train.patch`` calls from ultralytics/yolov5's own ``train.py`` (issue 4).
+
+The patch adds the ``--ids-*`` / ``--adonis-*`` flags and a handful of calls; everything they do lives here, and
+nothing here imports YOLOv5 (it is not an installable package): YOLOv5's objects — its ``ComputeLoss``, model and
+train loader — are passed in by the patched script. Batches are YOLOv5's ``(imgs, targets, paths, shapes)``:
+``imgs`` uint8 (B, 3, H, W) as the loader gives them, ``targets`` (N, 6) rows ``[image, class, x, y, w, h]``.
+
+* **IDS** (SPEC §2.6): the training images are listed the way YOLOv5's ``LoadImagesAndLabels`` lists them, embedded
+  whole, ranked by distance to one dataset-wide centroid, and the kept images are written as a txt list that the
+  patched script passes to YOLOv5's ``create_dataloader`` in place of the train path. With ``--ids-gamma`` a second
+  list (the hard subset) replaces it from epoch γ on; the patched script rebuilds its loader then. RPD and SSP
+  subsets work the same way. The manifest and the lists go to ``<save_dir>/datareduce/``.
+* **ADONIS** (SPEC §1; also SB, Stale-SB and the random-keep control): :meth:`DataReduce.epoch` wraps the batch loop.
+  Each forward batch is scored with one loss per image from YOLOv5's own ``ComputeLoss`` (:func:`per_image_loss`),
+  the selected images are queued, and the loop receives batches of exactly ``rho`` images in YOLOv5's format. The
+  loss cache (η-reuse) is keyed by the image's position in the full training listing; under mosaic that is the
+  mosaic's first image (YOLOv5 keeps mosaic on for the whole run).
+* One JSON line per epoch goes to ``<save_dir>/datareduce/log.jsonl`` and one summary line to YOLOv5's logger.
+
+With no data-reduction flag, every hook is the identity: the train path, the loader and the batch count are
+returned unchanged.
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .. import baselines, distributed, ids, manifest, records
+from ..atomic import write_text
+from ..config import OFFLINE, ReduceConfig
+from ..flags import add_reduce_arguments, config_from_args
+from ..online import OnlineSelection
+
+__all__ = ["IMG_FORMATS", "SUPPORTED", "add_arguments", "setup", "DataReduce", "list_images", "YoloV5BatchOps",
+           "per_image_loss", "batch_statistics_only", "make_score_fn"]
+
+IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")  # YOLOv5's image suffixes
+# rpc needs one class per image; composer-sb and infobatch need training loops of their own
+SUPPORTED = ("full", "sb", "stale-sb", "random-keep", "rpd", "ssp")
+OUT_DIR = "datareduce"
+
+
+def add_arguments(parser):
+    """Add the ``--ids-*``, ``--adonis-*`` and ``--reduce`` flags (the same as our trainers') to YOLOv5's parser."""
+    return add_reduce_arguments(parser)
+
+
+# ============================================================================================== the listing
+def list_images(path) -> List[str]:
+    """The training images of a YOLOv5 ``train:`` entry, as YOLOv5's ``LoadImagesAndLabels`` lists them.
+
+    ``path``: a folder (searched recursively), a txt file of image paths (``./x`` relative to the txt's folder)
+    or a list of those; only files with an image suffix count; the result is sorted. These strings are the
+    ``paths`` YOLOv5's loader yields, so they key the ADONIS loss cache.
+    """
+    found: List[str] = []
+    for p in path if isinstance(path, (list, tuple)) else [path]:
+        p = Path(p)
+        if p.is_dir():
+            found += glob.glob(str(p / "**" / "*.*"), recursive=True)
+        elif p.is_file():
+            parent = str(p.parent) + os.sep
+            lines = p.read_text(errors="ignore").strip().splitlines()
+            found += [x.replace("./", parent, 1) if x.startswith("./") else x for x in lines]
+        else:
+            raise FileNotFoundError(f"training images {p} do not exist")
+    images = sorted(x.replace("/", os.sep) for x in found if x.split(".")[-1].lower() in IMG_FORMATS)
+    if not images:
+        raise FileNotFoundError(f"no images found in {path}")
+    return images
+
+
+def sample_ids(images: Sequence[str], root=None) -> List[str]:
+    """Manifest ids of ``images``: paths relative to the dataset ``root`` when all lie under it, else absolute."""
+    if root:
+        base = os.path.abspath(str(root))
+        rel = [os.path.relpath(os.path.abspath(p), base) for p in images]
+        if not any(r.startswith("..") for r in rel):
+            return [r.replace(os.sep, "/") for r in rel]
+    return [os.path.abspath(p) for p in images]
+
+
+# ============================================================================================== batch format
+class YoloV5BatchOps:
+    """``size``/``take``/``cat`` for YOLOv5 batches ``(imgs, targets, paths, shapes)`` (the accumulator protocol).
+
+    ``targets`` column 0 names each box's image: taking images renumbers their boxes (kept grouped by image, in
+    the new image order), concatenating offsets them. ``paths`` and ``shapes`` follow their images.
+    """
+
+    @staticmethod
+    def size(batch) -> int:
+        return int(batch[0].shape[0])
+
+    @staticmethod
+    def take(batch, rows: torch.Tensor):
+        imgs, targets, paths, shapes = batch
+        rows = torch.as_tensor(rows).long().cpu()
+        position = torch.full((imgs.shape[0],), -1, dtype=torch.long)
+        position[rows] = torch.arange(len(rows))
+        owner = position[targets[:, 0].long().cpu()]
+        boxes = (owner >= 0).nonzero().flatten()
+        boxes = boxes[torch.argsort(owner[boxes], stable=True)]
+        new_targets = targets[boxes.to(targets.device)].clone()
+        new_targets[:, 0] = owner[boxes].to(targets.device, targets.dtype)
+        pick = rows.tolist()
+        return (imgs[rows.to(imgs.device)], new_targets, tuple(paths[i] for i in pick), tuple(shapes[i] for i in pick))
+
+    @staticmethod
+    def cat(batches):
+        sizes = {tuple(b[0].shape[1:]) for b in batches}
+        if len(sizes) > 1:
+            raise ValueError(f"cannot join YOLOv5 batches of different image sizes {sorted(sizes)}: ADONIS needs "
+                             "equal-size batches (no --rect)")
+        offset, targets = 0, []
+        for b in batches:
+            t = b[1].clone()
+            t[:, 0] += offset
+            targets.append(t)
+            offset += YoloV5BatchOps.size(b)
+        return (torch.cat([b[0] for b in batches]), torch.cat(targets),
+                tuple(p for b in batches for p in b[2]), tuple(s for b in batches for s in b[3]))
+
+
+# ============================================================================================== per-image loss
+def per_image_loss(compute_loss: Callable, preds, targets: torch.Tensor) -> torch.Tensor:
+    """One detection loss per image, from YOLOv5's own ``ComputeLoss``: a ``(B,)`` tensor.
+
+    ``compute_loss(p, targets) -> (loss * batch_size, items)`` is called once per image on that image's slice of
+    every prediction layer, with its boxes renumbered to image 0, so each image gets exactly the loss YOLOv5
+    would give it as a batch of one (box and class terms averaged over its own matched targets, objectness over
+    its own grid). Summed over a batch of identical images this is the batch loss; the objectness terms of any
+    batch add up to it. An autobalancing ``ComputeLoss`` is restored after the calls.
+    """
+    preds = list(preds)
+    batch_size = preds[0].shape[0]
+    owner = targets[:, 0].long()
+    order = torch.argsort(owner, stable=True)
+    counts = torch.bincount(owner, minlength=batch_size).tolist()  # one host sync per batch
+    parts = targets[order].split(counts)
+    saved = list(compute_loss.balance) if getattr(compute_loss, "autobalance", False) else None
+    losses = []
+    try:
+        for k in range(batch_size):
+            t = parts[k].clone()
+            t[:, 0] = 0
+            loss, _ = compute_loss([p[k:k + 1] for p in preds], t)
+            losses.append(loss.reshape(-1)[0])
+    finally:
+        if saved is not None:
+            compute_loss.balance = saved
+    return torch.stack(losses)
+
+
+@contextlib.contextmanager
+def batch_statistics_only(model: nn.Module):
+    """Inside, BatchNorm layers in train mode normalise with the batch's own statistics but leave their running
+    statistics and counters untouched; every module keeps its mode (YOLOv5's ``Detect`` returns its raw layer
+    outputs in train mode, which is what ``ComputeLoss`` takes). So a scoring forward measures what the training
+    forward will, and changes nothing."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for m in norms:
+        m.track_running_stats = False
+    try:
+        yield model
+    finally:
+        for m in norms:
+            m.track_running_stats = True
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside DataParallel / DistributedDataParallel (scoring must not enter collectives)."""
+    return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
+
+
+def make_score_fn(model: nn.Module, compute_loss: Callable, device=None, amp: bool = False):
+    """``score(batch) -> (B,)`` per-image losses of a raw YOLOv5 batch under ``no_grad``, changing no model state.
+
+    The images are moved to ``device`` and scaled to 0-1 as YOLOv5's loop does; the model is called in its
+    current (train) mode with :func:`batch_statistics_only`.
+    """
+    net = unwrap(model)
+
+    def score(batch) -> torch.Tensor:
+        dev = torch.device(device) if device is not None else next(net.parameters()).device
+        imgs = batch[0].to(dev, non_blocking=True).float() / 255
+        use_amp = bool(amp) and dev.type == "cuda"
+        with torch.no_grad(), batch_statistics_only(net), torch.autocast(dev.type, enabled=use_amp):
+            preds = net(imgs)
+            if isinstance(preds, tuple):  # eval-mode Detect returns (inference, raw layers)
+                preds = preds[1]
+            return per_image_loss(compute_loss, preds, batch[1].to(dev)).float()
+
+    return score
+
+
+class PathIndex:
+    """Stable integer ids of image paths: their position in the full training listing (new paths get new ids)."""
+
+    def __init__(self, paths: Sequence[str] = ()):
+        self.ids: Dict[str, int] = {}
+        for p in paths:
+            self.ids.setdefault(p, len(self.ids))
+
+    def __call__(self, batch) -> torch.Tensor:
+        return torch.tensor([self.ids.setdefault(p, len(self.ids)) for p in batch[2]], dtype=torch.long)
+
+
+def _sum_over_ranks(values: list) -> list:
+    if distributed.world_size() == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=distributed._device())
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+# ============================================================================================== the hooks object
+class DataReduce:
+    """What the patched ``train.py`` holds: the run's data-reduction settings and state.
+
+    ``train_path(path, epoch)`` → the path to build the train loader from (a txt list of the IDS subset);
+    ``subset_changes(epoch)`` → True when the loader must be rebuilt (IDS γ switch); ``num_batches(loader)`` → an
+    upper bound of the batches an epoch yields; ``epoch(loader, ...)`` → the batches to train on;
+    ``state_dict()`` / ``load_state_dict()`` for YOLOv5's checkpoint.
+    """
+
+    def __init__(self, cfg: ReduceConfig, save_dir, device=None, log: Callable = print, root=None,
+                 rect: bool = False, quad: bool = False, rank: Optional[int] = None):
+        if cfg.method not in SUPPORTED:
+            raise ValueError(f"--reduce {cfg.method} is not supported by the YOLOv5 patch (choose one of "
+                             f"{', '.join(SUPPORTED)}, or IDS / ADONIS); rpc needs one class per image")
+        if cfg.adonis is not None and (cfg.adonis.balance or cfg.adonis.rescale):
+            raise ValueError("--adonis-balance and --adonis-rescale are not supported for detection (an image has "
+                             "no single class, and YOLOv5's loop takes no per-image loss weights)")
+        self.cfg = cfg
+        self.save_dir = Path(save_dir)
+        self.out = self.save_dir / OUT_DIR
+        self.device = device
+        self.rank = distributed.rank() if rank is None else rank
+        self.say = log if self.rank == 0 else (lambda *a, **k: None)
+        self.root = root
+        self.offline = cfg.ids is not None or cfg.method in ("rpd", "ssp")
+        self.online = cfg.online_selector() is not None
+        if self.offline and rect:
+            raise ValueError("IDS / RPD / SSP subsets need rectangular training off (no --rect)")
+        if self.online and (rect or quad):
+            raise ValueError("ADONIS / SB need equal-size batches: do not combine them with --rect or --quad")
+        self.listing: Optional[List[str]] = None
+        self.manifest: Optional[dict] = None
+        self.lists: List[Path] = []
+        self.current: Optional[int] = None
+        self.selection: Optional[OnlineSelection] = None
+        self.index: Optional[PathIndex] = None
+        self.pending_state: Optional[dict] = None
+        self.log: Optional[records.RunLog] = None
+        self.resume_epoch: Optional[int] = None
+
+    @property
+    def active(self) -> bool:
+        return self.offline or self.online
+
+    # ---------------------------------------------------------------------------------------- IDS
+    def train_path(self, train_path, epoch: int = 0):
+        """The train path for ``epoch``: ``train_path`` itself, or the txt list of the offline subset."""
+        if not self.offline:
+            return train_path
+        if self.manifest is None:
+            self._select(train_path)
+        self.current = self._subset_for(epoch)
+        return str(self.lists[self.current])
+
+    def subset_changes(self, epoch: int) -> bool:
+        """True at the start of an epoch whose subset differs from the loader's (rebuild it from ``train_path``)."""
+        return self.offline and self.current is not None and self._subset_for(epoch) != self.current
+
+    def _subset_for(self, epoch: int) -> int:
+        starts = [s["from_epoch"] for s in self.manifest["subsets"]]
+        return max([i for i, s in enumerate(starts) if s <= epoch], default=0)
+
+    def _select(self, train_path) -> None:
+        cfg = self.cfg
+        start = time.perf_counter()
+        self.listing = list_images(train_path)
+        keys = sample_ids(self.listing, self.root)
+        info = {"num_samples": len(keys)}
+        if cfg.ids is not None and cfg.ids.manifest:
+            chosen = manifest.read(cfg.ids.manifest)
+            manifest.verify(chosen, keys)
+            info["manifest"] = str(cfg.ids.manifest)
+        else:
+            chosen = self._make_manifest(keys, info)
+        self.manifest = chosen
+        self.out.mkdir(parents=True, exist_ok=True)
+        manifest.write(self.out / "manifest.json", chosen)  # identical bytes on every rank
+        position = {k: i for i, k in enumerate(keys)}
+        self.lists = []
+        for s in chosen["subsets"]:
+            kept = sorted(position[k] for k in s["kept"])
+            path = self.out / f"train-{s['from_epoch']}-{s.get('mode') or chosen['method']}.txt"
+            write_text(path, "".join(self.listing[i] + "\n" for i in kept))
+            self.lists.append(path)
+        info["time_s"] = time.perf_counter() - start
+        info.update(method=chosen["method"], num_kept=[s["num_kept"] for s in chosen["subsets"]],
+                    from_epoch=[s["from_epoch"] for s in chosen["subsets"]], lists=[str(p) for p in self.lists])
+        self._record("ids", info)
+        self.say(f"datareduce: {chosen['method']} keeps {info['num_kept']} of {len(keys)} training images "
+                 f"(from epochs {info['from_epoch']}) in {info['time_s']:.1f}s -> {self.out}")
+
+    def _make_manifest(self, keys: List[str], info: dict) -> dict:
+        cfg = self.cfg
+        emb, extractor = None, None
+        if cfg.ids is not None or cfg.method == "ssp":
+            from ..embed import build_extractor, embed_shard
+
+            ex = build_extractor(cfg.embed.extractor, weights=cfg.embed.weights, device=self.device,
+                                 image_size=cfg.embed.image_size)
+            cache = Path(cfg.embed.cache_dir) if cfg.embed.cache_dir else _default_cache()
+            t0 = time.perf_counter()
+            emb = embed_shard(self.listing, ex, cache_dir=cache,
+                              fingerprint=manifest.dataset_fingerprint(keys) + "|" + str(self.root or ""))
+            info["embed_time_s"] = time.perf_counter() - t0
+            extractor = {**asdict(cfg.embed), "key": ex.key}
+        if cfg.ids is not None:
+            c = cfg.ids
+            modes = [(0, c.mode)] if c.gamma is None else [(0, ids.mode_for_epoch(0, c.gamma)),
+                                                            (c.gamma, ids.mode_for_epoch(c.gamma, c.gamma))]
+            subsets = [manifest.subset(ids.select(emb, None, c.alpha, mode, c.prototypes, c.seed), keys, mode=mode,
+                                       from_epoch=start) for start, mode in modes]
+            params = {k: v for k, v in asdict(c).items() if k != "manifest"}
+            return manifest.make(keys, subsets, "ids", params, extractor=extractor)
+        if cfg.method == "rpd":
+            kept = baselines.random_per_dataset(len(keys), cfg.alpha, cfg.seed)
+        else:
+            kept = baselines.ssp(emb, None, cfg.alpha, seed=cfg.seed)
+        return manifest.make(keys, [manifest.subset(kept, keys)], cfg.method, {"alpha": cfg.alpha, "seed": cfg.seed},
+                             extractor=extractor)
+
+    # ---------------------------------------------------------------------------------------- ADONIS
+    def rho(self, loader) -> int:
+        given = self.cfg.adonis.rho if self.cfg.adonis is not None else None
+        return int(given or loader.batch_size)
+
+    def num_batches(self, loader) -> int:
+        """``len(loader)``, or an upper bound of the training batches an epoch can yield (YOLOv5 derives its
+        warm-up length and the ``ni`` step counter from it once: under-counting would let ``ni`` repeat)."""
+        n = len(loader)
+        if not self.active:
+            return n
+        switches = self.manifest is not None and len(self.manifest["subsets"]) > 1
+        samples = n * loader.batch_size + (1 if switches else 0)  # the hard subset may hold one more image
+        if not self.online:
+            return math.ceil(samples / loader.batch_size)
+        rho = self.rho(loader)
+        return max(1, math.ceil((samples + rho - 1) / rho))
+
+    def epoch(self, loader, epoch: int, epochs: int, model: nn.Module = None, compute_loss: Callable = None,
+              amp: bool = False):
+        """The batches to train on in ``epoch``: the loader itself without online selection, else the selected
+        batches of exactly ``rho`` images (a short remainder only at the end of the last epoch)."""
+        if not self.online:
+            if self.active:
+                return self._counted(loader, epoch)
+            return loader
+        if self.selection is None:
+            if model is None or compute_loss is None:
+                raise ValueError("online selection needs the model and YOLOv5's ComputeLoss")
+            self._start_selection(loader, epochs, model, compute_loss, amp)
+        return self._selected(loader, epoch, last=epoch == epochs - 1)
+
+    def _start_selection(self, loader, epochs, model, compute_loss, amp) -> None:
+        listing = self.listing if self.listing is not None else list(getattr(loader.dataset, "im_files", []))
+        self.index = PathIndex(listing)
+        selector = self.cfg.online_selector(self.rank, epochs=epochs)
+        score = make_score_fn(model, compute_loss, self.device, amp)
+        self.selection = OnlineSelection(selector, score, self.rho(loader), ops=YoloV5BatchOps, index_fn=self.index)
+        if self.pending_state is not None:
+            self._load(self.pending_state)
+            self.pending_state = None
+
+    def _selected(self, loader, epoch: int, last: bool):
+        start = time.perf_counter()
+        for batch in self.selection.epoch(loader, epoch, last):
+            yield batch
+        st = self.selection.stats
+        fwd, scored, selected, backprop, batches, lsa, fa, lsk, fk = _sum_over_ranks(
+            [st.forward_samples, st.scored, st.selected, st.backprop, st.train_batches,
+             st.loss_sum_all, st.finite_all, st.loss_sum_kept, st.finite_kept])
+        rec = {"epoch": epoch, "method": "adonis" if self.cfg.adonis is not None else self.cfg.method,
+               "forward_samples": int(fwd), "samples_scored": int(scored), "samples_selected": int(selected),
+               "samples_backprop": int(backprop), "train_batches": int(batches),
+               "keep_fraction": selected / fwd if fwd else None,
+               "mean_loss_all": lsa / fa if fa else None, "mean_loss_kept": lsk / fk if fk else None,
+               "buffered": len(self.selection.accumulator), "loop_time_s": time.perf_counter() - start}
+        self._record("epoch", rec)
+        self.say(f"datareduce: epoch {epoch} {rec['method']} kept {rec['samples_selected']}/{rec['forward_samples']} "
+                 f"images ({(rec['keep_fraction'] or 0):.2f}), scored {rec['samples_scored']}, trained "
+                 f"{rec['samples_backprop']} in {rec['train_batches']} batches")
+
+    def _counted(self, loader, epoch: int):
+        start, images, batches = time.perf_counter(), 0, 0
+        for batch in loader:
+            images += YoloV5BatchOps.size(batch)
+            batches += 1
+            yield batch
+        images, batches = _sum_over_ranks([images, batches])
+        self._record("epoch", {"epoch": epoch, "method": self.manifest["method"] if self.manifest else "full",
+                               "subset": self.current, "forward_samples": int(images),
+                               "samples_backprop": int(images), "train_batches": int(batches),
+                               "loop_time_s": time.perf_counter() - start})
+
+    # ---------------------------------------------------------------------------------------- records, state
+    def _record(self, kind: str, rec: dict) -> None:
+        if self.rank != 0:
+            return
+        if self.log is None:
+            self.log = records.RunLog(self.out, resume_epoch=self.resume_epoch)
+        self.log.write(kind, rec)
+
+    def state_dict(self) -> Optional[dict]:
+        """The online selection's state (this process's; rank 0's under DDP), for YOLOv5's checkpoint."""
+        if self.selection is None:
+            return self.pending_state
+        return {"online": self.selection.state_dict(), "world_size": distributed.world_size()}
+
+    def load_state_dict(self, state: Optional[dict], epoch: Optional[int] = None) -> None:
+        """Restore from a checkpoint written by :meth:`state_dict` (``epoch``: the checkpoint's epoch)."""
+        if epoch is not None:
+            self.resume_epoch = epoch + 1
+        if not state:
+            return
+        if self.selection is None:
+            self.pending_state = state
+        else:
+            self._load(state)
+
+    def _load(self, state: dict) -> None:
+        if state.get("world_size", 1) != distributed.world_size() or distributed.world_size() > 1:
+            import warnings
+
+            warnings.warn("the YOLOv5 checkpoint holds rank 0's selector state only: under DDP each rank starts "
+                          "a fresh selector, so the selection differs from an uninterrupted run", RuntimeWarning)
+            return
+        self.selection.load_state_dict(state["online"])
+
+
+def _default_cache() -> Path:
+    return Path(os.environ.get("DATAREDUCE_CACHE", Path.home() / ".cache" / "datareduce")) / "embeddings"
+
+
+def setup(opt, save_dir, device=None, log: Callable = print, root=None) -> DataReduce:
+    """The :class:`DataReduce` for YOLOv5's parsed ``opt`` (identity hooks when no data-reduction flag is given).
+
+    ``root``: the dataset root (``data_dict["path"]``) that manifest ids are made relative to.
+    """
+    if not hasattr(opt, "adonis"):  # options from a parser without our flags (e.g. an old opt.yaml on --resume)
+        import argparse
+
+        for k, v in vars(add_reduce_arguments(argparse.ArgumentParser()).parse_args([])).items():
+            setattr(opt, k, v)
+    cfg = config_from_args(opt, seed=getattr(opt, "seed", 0) or 0)
+    return DataReduce(cfg, save_dir, device=device, log=log, root=root, rect=bool(getattr(opt, "rect", False)),
+                      quad=bool(getattr(opt, "quad", False)))

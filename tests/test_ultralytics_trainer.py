@@ -1,0 +1,89 @@
+"""Pieces of the YOLO trainer: batch slicing for the accumulator, state-free scoring, loader bound, settings."""
+import pytest
+import torch
+
+from datareduce.config import AdonisConfig, IDSConfig, ReduceConfig
+from datareduce.integrations.ultralytics import (ReducedTrainLoader, TrainerSettings, YoloBatchOps,
+                                                 batch_statistics_only, read_settings, write_settings)
+from datareduce.integrations.ultralytics_loss import PerImageDetectionLoss
+from datareduce.online import OnlineSelection
+from ultralytics.cfg import get_cfg
+from ultralytics.data import build_yolo_dataset
+from ultralytics.data.dataset import YOLODataset
+from ultralytics.nn.tasks import DetectionModel
+from ultralytics.utils import YAML
+
+
+@pytest.fixture(scope="module")
+def dataset(coco128_root):
+    names = YAML.load(coco128_root / "data.yaml")["names"]
+    data = {"names": names, "nc": len(names), "channels": 3}
+    return build_yolo_dataset(get_cfg(overrides={"imgsz": 128}), str(coco128_root / "images" / "train"), 8, data)
+
+
+@pytest.fixture(scope="module")
+def raw_batch(dataset):
+    return YOLODataset.collate_fn([dataset[i] for i in range(6)])
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = DetectionModel("yolov5n.yaml", nc=80, verbose=False)
+    m.args = get_cfg()
+    return m.train()
+
+
+def as_float(batch):
+    return {**batch, "img": batch["img"].float() / 255}
+
+
+def test_take_and_cat_keep_each_image_with_its_boxes(raw_batch, model):
+    parts = [YoloBatchOps.take(raw_batch, torch.tensor(rows)) for rows in ([4, 1], [0, 2, 3, 5])]
+    merged = YoloBatchOps.cat(parts)
+    order = [4, 1, 0, 2, 3, 5]
+    assert merged["im_file"] == tuple(raw_batch["im_file"][i] for i in order)
+    assert torch.equal(merged["img"], raw_batch["img"][order])
+    assert YoloBatchOps.size(merged) == 6 and len(merged["cls"]) == len(raw_batch["cls"])
+    assert torch.equal(merged["batch_idx"], merged["batch_idx"].sort().values)  # grouped by image, as the loss wants
+    loss = PerImageDetectionLoss(model)
+    with torch.no_grad():
+        whole = loss(model(as_float(raw_batch)["img"]), as_float(raw_batch))
+        again = loss(model(as_float(merged)["img"]), as_float(merged))
+    torch.testing.assert_close(again, whole[order], rtol=1e-4, atol=1e-4)  # BN batch stats: same set of images
+
+
+def test_scoring_forward_changes_no_model_state(raw_batch, model):
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad(), batch_statistics_only(model):
+        scored = model(as_float(raw_batch)["img"])
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with torch.no_grad():
+        trained = model(as_float(raw_batch)["img"])  # the training forward also normalises with batch statistics
+    torch.testing.assert_close(scored["scores"], trained["scores"])
+    assert not all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # ...and moves running stats
+
+
+def test_loader_length_bounds_selected_batches(dataset):
+    """Whatever the selector keeps, an epoch never yields more batches than len() promises."""
+    loader = [YoloBatchOps.take(YOLODataset.collate_fn([dataset[i] for i in range(j, j + 4)]), torch.arange(4))
+              for j in range(0, 20, 4)]
+    for alpha, rho in ((1.0, 3), (0.5, 6), (1.0, 8)):
+        selector = AdonisConfig(alpha=alpha, theta=0.0).selector()
+        online = OnlineSelection(selector, lambda b: torch.rand(YoloBatchOps.size(b)), rho, YoloBatchOps,
+                                 lambda b: torch.arange(YoloBatchOps.size(b)))
+        wrapped = ReducedTrainLoader(loader, max(5, online.max_batches(20)), online)
+        wrapped.last = True
+        sizes = [YoloBatchOps.size(b) for b in wrapped]
+        assert len(sizes) <= len(wrapped) and all(s == rho for s in sizes[:-1])
+        assert wrapped.images == sum(sizes) and wrapped.batches == len(sizes)
+
+
+def test_settings_survive_the_sidecar(tmp_path, monkeypatch):
+    monkeypatch.delenv("DATAREDUCE_CONFIG", raising=False)
+    assert read_settings() == TrainerSettings()
+    settings = TrainerSettings(ReduceConfig(ids=IDSConfig(alpha=0.7, gamma=3), adonis=AdonisConfig(eta=3)), 0.98)
+    write_settings(settings, tmp_path / "s.json")
+    assert read_settings() == settings
+    with pytest.raises(ValueError, match="lr_gamma"):
+        TrainerSettings(lr_gamma=1.5)

@@ -1,0 +1,226 @@
+"""The hooks patches/vision-classification.patch calls, on a real CIFAR-10 subset in an ImageFolder, with the
+reference's own data path: a plain ``torchvision.datasets.ImageFolder``, its samplers, a DataLoader yielding
+``(image, target)`` (mixup soft targets included) and the reference's checkpoint dict."""
+import argparse
+import json
+import math
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from torchvision.transforms import v2
+
+from datareduce import manifest
+from datareduce.integrations import vision_reference as vr
+
+
+def reference_args(tmp_path, *flags, epochs=2, batch_size=16):
+    """The reference's options that the hooks read, plus ours (as its patched get_args_parser adds them)."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--device", default="cpu")
+    p.add_argument("-b", "--batch-size", default=batch_size, type=int)
+    p.add_argument("--epochs", default=epochs, type=int)
+    p.add_argument("-j", "--workers", default=0, type=int)
+    p.add_argument("--label-smoothing", default=0.0, type=float)
+    p.add_argument("--amp", action="store_true")
+    p.add_argument("--output-dir", default=str(tmp_path))
+    p.add_argument("--start-epoch", default=0, type=int)
+    vr.add_arguments(p)
+    return p.parse_args(list(flags))
+
+
+@pytest.fixture(scope="module")
+def ids_flags(tmp_path_factory):
+    return ["--ids-extractor", "resnet18", "--ids-weights", "random", "--ids-image-size", "32",
+            "--ids-cache-dir", str(tmp_path_factory.mktemp("emb"))]
+
+
+def train_set(cifar10_small):
+    tf = v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)])
+    return torchvision.datasets.ImageFolder(str(cifar10_small / "train"), tf)
+
+
+def small_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(8, 10))
+
+
+def loader_for(dataset, args, sampler, collate_fn=None):
+    return DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
+                      collate_fn=collate_fn or torch.utils.data.default_collate)
+
+
+def read_log(tmp_path):
+    return [json.loads(x) for x in (tmp_path / vr.LOG_NAME).read_text().splitlines()]
+
+
+# ------------------------------------------------------------------------------------------------ plumbing
+class IndexImages(Dataset):
+    """Each sample's 'image' is its own index: shows which samples a batch holds."""
+
+    def __len__(self):
+        return 200
+
+    def __getitem__(self, i):
+        return torch.tensor([float(i)]), i % 10
+
+
+def test_recorded_batches_match_what_the_loader_yields_with_workers():
+    data = IndexImages()
+    base = DataLoader(data, batch_size=16, sampler=RandomSampler(data), num_workers=2, prefetch_factor=3)
+    rec = vr.RecordingBatchSampler(base.batch_sampler)
+    loader = vr._rebuild(base, rec)
+    for _ in range(2):
+        for images, _ in loader:
+            assert images.flatten().long().tolist() == rec.pop()
+        assert not rec.queue
+
+
+class RASamplerLike(torch.utils.data.Sampler):
+    """The reference's RASampler's constructor and cached length (sampler.py), for re-sizing."""
+
+    def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0, repetitions=3):
+        self.dataset, self.num_replicas, self.rank, self.epoch = dataset, num_replicas, rank, 0
+        self.num_samples = int(math.ceil(len(dataset) * float(repetitions) / num_replicas))
+        self.total_size = self.num_samples * num_replicas
+        self.shuffle, self.seed, self.repetitions = shuffle, seed, repetitions
+
+    def __len__(self):
+        return self.num_samples
+
+
+def test_samplers_are_resized_after_an_in_place_subset():
+    data = IndexImages()
+    ds = DistributedSampler(data, num_replicas=2, rank=1, shuffle=True, seed=7)
+    ra = RASamplerLike(data, num_replicas=2, rank=0, repetitions=2)
+    ds.set_epoch(5)
+    ra.epoch = 4
+    small = torch.utils.data.Subset(data, range(50))
+    vr.refresh_sampler(ds, small)
+    vr.refresh_sampler(ra, small)
+    assert len(ds) == 25 and ds.epoch == 5 and ds.rank == 1 and ds.seed == 7 and len(list(ds)) == 25
+    assert len(ra) == 50 and ra.epoch == 4 and ra.repetitions == 2
+    vr.refresh_sampler(RandomSampler(small), small)  # reads len(dataset) as it goes: nothing to do
+
+
+# ------------------------------------------------------------------------------------------------ hooks
+def test_no_flags_means_identity_hooks(tmp_path, cifar10_small):
+    dataset = train_set(cifar10_small)
+    args = reference_args(tmp_path)
+    sampler = RandomSampler(dataset)
+    reduce = vr.setup(args, dataset, sampler)
+    loader = loader_for(dataset, args, sampler)
+    assert not reduce.active and len(dataset) == 400
+    assert reduce.epoch_loader(loader, 0, small_net()) is loader
+    ckpt = {"epoch": 0}
+    reduce.save_to(ckpt)
+    reduce.load_from(ckpt)
+    assert ckpt == {"epoch": 0} and not list(tmp_path.iterdir())
+    # train_quantization.py's parser has none of our flags
+    assert not vr.setup(argparse.Namespace(device="cpu"), dataset, sampler).active
+
+
+def test_unsupported_methods_are_refused(tmp_path, cifar10_small):
+    dataset = train_set(cifar10_small)
+    for flags in (["--reduce", "infobatch"], ["--adonis-rescale"]):
+        with pytest.raises(ValueError, match="trainers/classify.py"):
+            vr.setup(reference_args(tmp_path, *flags), dataset, RandomSampler(dataset))
+
+
+def test_ids_keeps_its_subset_in_place_and_switches_at_gamma(tmp_path, cifar10_small, ids_flags):
+    dataset = train_set(cifar10_small)
+    full = list(dataset.samples)
+    args = reference_args(tmp_path, "--ids-alpha", "0.5", "--ids-gamma", "1", *ids_flags)
+    sampler = DistributedSampler(dataset, num_replicas=2, rank=0)
+    reduce = vr.setup(args, dataset, sampler)
+    assert len(dataset) == 200 and dataset.imgs is dataset.samples and len(sampler) == 100
+    assert torch.bincount(torch.tensor(dataset.targets), minlength=10).tolist() == [20] * 10
+    assert all(s == full[i] for s, i in zip(dataset.samples, dataset.sample_ids))
+    assert dataset.classes[0] == "airplane" and not hasattr(dataset, "sample_keys")
+    easy = set(p for p, _ in dataset.samples)
+    loader = loader_for(dataset, args, sampler)
+    assert reduce.epoch_loader(loader, 0) is loader and len(dataset) == 200
+    assert reduce.epoch_loader(loader, 1) is loader
+    hard = set(p for p, _ in dataset.samples)
+    assert len(hard) in (200, 210) and hard != easy and len(sampler) == math.ceil(len(hard) / 2)
+    m = manifest.read(tmp_path / vr.MANIFEST_NAME)
+    assert [s["mode"] for s in m["subsets"]] == ["easy", "hard"] and m["dataset"]["num_samples"] == 400
+    assert m["subsets"][0]["kept"][0].startswith("airplane/")
+    assert read_log(tmp_path)[0]["type"] == "ids"
+    # the written manifest is reused as is
+    again = train_set(cifar10_small)
+    vr.setup(reference_args(tmp_path / "b", "--ids-manifest", str(tmp_path / vr.MANIFEST_NAME)), again,
+             RandomSampler(again))
+    assert set(p for p, _ in again.samples) == easy
+
+
+def test_adonis_trains_full_batches_and_reuses_losses(tmp_path, cifar10_small):
+    dataset = train_set(cifar10_small)
+    args = reference_args(tmp_path, "--adonis-eta", "3", "--adonis-theta", "0.05", epochs=3)
+    sampler = RandomSampler(dataset)
+    reduce = vr.setup(args, dataset, sampler)
+    model = small_net()
+    loader = loader_for(dataset, args, sampler)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    trained = 0
+    for epoch in range(3):
+        epoch_loader = reduce.epoch_loader(loader, epoch, model)
+        n = len(epoch_loader)
+        sizes = []
+        model.train()
+        for images, targets in epoch_loader:  # what the reference's train_one_epoch does with them
+            loss = nn.functional.cross_entropy(model(images), targets)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sizes.append(len(targets))
+        assert len(sizes) <= n
+        assert all(s == 16 for s in (sizes[:-1] if epoch == 2 else sizes))
+        trained += sum(sizes)
+    log = read_log(tmp_path)
+    assert [r["epoch"] for r in log] == [0, 1, 2]
+    assert [r["samples_scored"] for r in log] == [400, 0, 0]  # η = 3
+    assert trained == sum(r["samples_selected"] for r in log) == sum(r["samples_backprop"] for r in log)
+    assert all(0 < r["keep_fraction"] <= 0.3 + 1e-9 for r in log)
+    assert sum(log[0]["kept_per_class"]) == log[0]["samples_selected"]
+
+
+def test_ids_and_adonis_with_mixup_targets(tmp_path, cifar10_small, ids_flags):
+    dataset = train_set(cifar10_small)
+    args = reference_args(tmp_path, "--ids-alpha", "0.5", "--adonis-eta", "3", "--label-smoothing", "0.1",
+                          *ids_flags, epochs=1)
+    sampler = RandomSampler(dataset)
+    reduce = vr.setup(args, dataset, sampler)
+    mix = v2.MixUp(alpha=0.2, num_classes=10)
+    loader = loader_for(dataset, args, sampler, collate_fn=lambda b: mix(*torch.utils.data.default_collate(b)))
+    batches = list(reduce.epoch_loader(loader, 0, small_net()))
+    assert all(t.shape[1:] == (10,) for _, t in batches)  # soft targets pass through
+    rec = read_log(tmp_path)[-1]
+    assert rec["forward_samples"] == 200 and sum(len(t) for _, t in batches) == rec["samples_selected"]
+    # the loss cache is keyed by the full-set index: kept classes are read off the full labels
+    assert sum(rec["kept_per_class"]) == rec["samples_selected"]
+
+
+def test_selector_state_round_trips_through_a_weights_only_checkpoint(tmp_path, cifar10_small):
+    dataset = train_set(cifar10_small)
+    args = reference_args(tmp_path, "--adonis-eta", "2", epochs=4)
+    sampler = RandomSampler(dataset)
+    first = vr.setup(args, dataset, sampler)
+    model = small_net()
+    loader = loader_for(dataset, args, sampler)
+    list(first.epoch_loader(loader, 0, model))
+    checkpoint = {"epoch": 0}
+    first.save_to(checkpoint)
+    torch.save(checkpoint, tmp_path / "checkpoint.pth")
+    loaded = torch.load(tmp_path / "checkpoint.pth", map_location="cpu", weights_only=True)  # as the reference
+    second = vr.setup(reference_args(tmp_path / "b", "--adonis-eta", "2", epochs=4), dataset, sampler)
+    second.load_from(loaded)
+    torch.manual_seed(1)
+    a = list(first.epoch_loader(loader, 1, model))
+    torch.manual_seed(1)  # the same visiting order
+    b = list(second.epoch_loader(loader, 1, model))
+    assert second.reducer.loop.stats.scored == 0  # the restored cache holds epoch 0's losses
+    assert len(a) == len(b) and all(torch.equal(x[1], y[1]) and torch.equal(x[0], y[0]) for x, y in zip(a, b))

@@ -1,0 +1,177 @@
+"""trainers/yolo_train.py end to end through the real Ultralytics trainer on COCO128 (yolov5n from scratch, CPU)."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from datareduce import manifest, records
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "trainers"))
+import yolo_train  # noqa: E402
+
+TINY = ["epochs=1", "imgsz=96", "batch=8", "plots=False", "device=cpu", "exist_ok=True"]
+
+
+@pytest.fixture(scope="module")
+def coco_small(coco128_root, tmp_path_factory):
+    """COCO128 cut to 24 train / 8 val images (symlinks), so a run takes seconds."""
+    root = tmp_path_factory.mktemp("coco-small")
+    for split, n in (("train", 24), ("val", 8)):
+        for sub in ("images", "labels"):
+            (root / sub / split).mkdir(parents=True)
+        for image in sorted((coco128_root / "images" / split).iterdir())[:n]:
+            (root / "images" / split / image.name).symlink_to(image)
+            label = coco128_root / "labels" / split / f"{image.stem}.txt"
+            if label.exists():
+                (root / "labels" / split / label.name).symlink_to(label)
+    (root / "data.yaml").write_text((coco128_root / "data.yaml").read_text())  # path: . = next to the YAML
+    return root
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    """Train in-process with the given arguments; returns the trainer and its log records."""
+    monkeypatch.delenv("DATAREDUCE_CONFIG", raising=False)  # the trainer sets it; drop it after the test
+
+    def train(*argv):
+        args = yolo_train.parse_args([*TINY, f"project={tmp_path}", "--cache-dir", str(tmp_path / "cache"), *argv])
+        trainer = yolo_train.train(args)
+        return trainer, records.read(trainer.save_dir / "log.jsonl")
+    return train
+
+
+def of(kind, log):
+    return [r for r in log if r["type"] == kind]
+
+
+def test_full(run, coco_small):
+    trainer, log = run(f"data={coco_small}", "name=full")
+    (epoch,) = of("epoch", log)
+    assert epoch["samples_backprop"] == epoch["forward_samples"] == 24 and epoch["samples_scored"] == 0
+    assert epoch["optimizer_steps"] >= 1 and epoch["map50_95"] is not None and epoch["train_time_s"] > 0
+    assert of("summary", log)[0]["samples_backprop"] == 24
+
+
+def test_ids_with_gamma_switch_and_adonis(run, coco_small):
+    trainer, log = run(f"data={coco_small}", "name=ids", "epochs=2", "close_mosaic=1", "--ids-alpha", "0.5", "--ids-gamma", "1",
+                       "--ids-image-size", "64", "--adonis-theta", "0.05", "--adonis-rho", "4")
+    made = manifest.read(trainer.save_dir / "ids_manifest.json")
+    easy, hard = made["subsets"]
+    assert (easy["mode"], hard["mode"], hard["from_epoch"]) == ("easy", "hard", 1)
+    assert easy["num_kept"] == math.ceil(0.5 * 24) and set(easy["kept"]) != set(hard["kept"])
+    held = {os.path.relpath(f, coco_small) for f in trainer.train_loader.dataset.im_files}
+    assert held == set(hard["kept"])  # the dataset holds exactly the manifest's current subset
+    first, second = of("epoch", log)
+    assert (first["subset"], second["subset"]) == ("easy", "hard")
+    assert (first["scoring_reuse"], second["scoring_reuse"]) == (False, True)  # η-reuse only once mosaic is closed
+    assert first["train_images"] == 12 and second["train_images"] == hard["num_kept"]
+    for e in (first, second):
+        assert e["samples_scored"] == e["forward_samples"] and e["samples_backprop"] <= e["samples_selected"] + 4
+        assert e["train_batches"] <= len(trainer.train_loader)
+    assert trainer.accumulate == min(round(64 / 4), len(trainer.train_loader) * 2)  # nbs / rho, capped as upstream
+    assert of("ids", log)[0]["time_s"] > 0
+
+
+def test_adonis_through_the_python_api(coco_small, tmp_path, monkeypatch):
+    """YOLO(...).train(trainer=...) with the settings in the sidecar JSON, as Ultralytics' DDP workers read them."""
+    from datareduce.config import AdonisConfig, ReduceConfig
+    from datareduce.integrations.ultralytics import DataReduceDetectionTrainer, TrainerSettings, write_settings
+    from datareduce.integrations.ultralytics_data import resolve_data_yaml
+    from ultralytics import YOLO
+    from ultralytics.cfg import parse_key_value_pair
+
+    monkeypatch.delenv("DATAREDUCE_CONFIG", raising=False)
+    write_settings(TrainerSettings(ReduceConfig(adonis=AdonisConfig(alpha=0.5, theta=0.05))), tmp_path / "s.json")
+    model = YOLO("yolov5n.yaml")
+    model.train(trainer=DataReduceDetectionTrainer, data=str(resolve_data_yaml(coco_small, tmp_path)),
+                project=str(tmp_path), name="api", **dict(map(parse_key_value_pair, TINY)))
+    (epoch,) = of("epoch", records.read(model.trainer.save_dir / "log.jsonl"))
+    assert epoch["samples_scored"] == 24 and epoch["samples_selected"] <= 12
+    assert 0 < epoch["samples_backprop"] == epoch["samples_selected"]  # the last epoch flushes the remainder
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_restores_the_selection_state(run, coco_small, tmp_path, monkeypatch):
+    class CrashAfterFirstEpoch(yolo_train.DataReduceDetectionTrainer):
+        def run_callbacks(self, event):
+            super().run_callbacks(event)
+            if event == "on_fit_epoch_end":  # after the checkpoint of epoch 0 is written
+                crashed.append(self)
+                raise Interrupted
+
+    crashed = []
+    monkeypatch.setattr(yolo_train, "DataReduceDetectionTrainer", CrashAfterFirstEpoch)
+    flags = ("--adonis-theta", "0.05", "--adonis-eta", "2")
+    with pytest.raises(Interrupted):
+        run(f"data={coco_small}", "name=resume", "epochs=2", "close_mosaic=2", *flags)
+    history = crashed[0].online.selector.history.view().clone()
+    monkeypatch.setattr(yolo_train, "DataReduceDetectionTrainer", CrashAfterFirstEpoch.__base__)
+    resumed, log = run(f"resume={tmp_path / 'resume' / 'weights' / 'last.pt'}", *flags)
+    assert of("resume", log) == [{"type": "resume", "epoch": 1, "selection_state_restored": True}]
+    assert [e["epoch"] for e in of("epoch", log)] == [0, 1]
+    assert torch.equal(resumed.online.selector.history.view()[: len(history)], history)  # continued, not reset
+    assert of("epoch", log)[1]["samples_scored"] == 0  # every loss of epoch 0 reused (η = 2, mosaic closed)
+
+
+def test_embedded_default_dataset(run):
+    trainer, log = run("name=digits", "fraction=0.1")
+    assert trainer.data["names"] == {i: str(i) for i in range(10)} and of("epoch", log)[0]["train_images"] == 32
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--ids-alpha", "1.5"], "ids alpha=1.5 is out of range"),
+    (["data=/nonexistent/coco.yaml"], "never downloaded"),
+    (["--reduce", "rpc"], "not available for YOLO detection"),
+])
+def test_bad_input_fails_fast(argv, message, coco_small, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DATAREDUCE_CONFIG", raising=False)
+    data = [] if any(a.startswith("data=") for a in argv) else [f"data={coco_small}"]
+    assert yolo_train.main([*argv, *data, f"project={tmp_path}", "--cache-dir", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_manifest_from_another_dataset_is_refused(coco_small, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DATAREDUCE_CONFIG", raising=False)
+    other = [f"images/train/{i:012d}.jpg" for i in range(24)]
+    path = manifest.write(tmp_path / "m.json", manifest.make(other, [manifest.subset(range(12), other)], "ids", {}))
+    argv = ["--ids-manifest", str(path), f"data={coco_small}", f"project={tmp_path}", *TINY]
+    assert yolo_train.main([*argv, "--cache-dir", str(tmp_path)]) == 2
+    assert "manifest was made from another dataset" in capsys.readouterr().err
+
+
+NO_NETWORK = """
+import socket, sys, traceback
+def refuse(*args, **kwargs):
+    traceback.print_stack()
+    sys.stderr.write(f"NETWORK ATTEMPT {args!r}\\n")
+    sys.stderr.flush()
+    import os; os._exit(97)
+socket.socket.connect = socket.socket.connect_ex = socket.create_connection = socket.getaddrinfo = refuse
+sys.argv = ["yolo_train.py", *sys.argv[1:]]
+sys.path.insert(0, TRAINERS)
+import yolo_train
+sys.exit(yolo_train.main())
+"""
+
+
+def test_no_network_call_is_attempted(coco_small, tmp_path):
+    """A fresh process, no YOLO_* settings in the environment, every socket connect / DNS lookup fatal."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
+    env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "xdg"), XDG_CONFIG_HOME=str(tmp_path / "cfg"))
+    script = NO_NETWORK.replace("TRAINERS", repr(str(REPO / "trainers")))
+    argv = [f"data={coco_small}", f"project={tmp_path}", *TINY, "--ids-alpha", "0.5", "--ids-image-size", "64",
+            "--adonis-theta", "0.05", "--cache-dir", str(tmp_path / "cache")]
+    done = subprocess.run([sys.executable, "-c", script, *argv], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "NETWORK ATTEMPT" not in done.stderr
+    assert (tmp_path / "xdg" / "datareduce" / "ultralytics-config" / "Ultralytics" / "Arial.ttf").is_file()
+    assert json.loads((tmp_path / "train" / "log.jsonl").read_text().splitlines()[-1])["type"] == "summary"

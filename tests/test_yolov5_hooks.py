@@ -1,0 +1,378 @@
+"""The hooks patches/yolov5-train.patch calls, on real COCO128 images in YOLOv5's batch format.
+
+YOLOv5 itself is not installable, so its objects are stood in for: a small real detection network whose raw
+outputs have YOLOv5's layout (layers of (B, anchors, H, W, 5 + classes)) and a loss with ``ComputeLoss``'s call
+contract — ``loss(p, targets) -> (loss * batch_size, items)``, box and class terms averaged over the batch's
+matched targets, objectness over the batch's grid. tests/test_patches_upstream.py repeats the key identities with
+YOLOv5's own ``ComputeLoss`` when a checkout is given.
+"""
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from datareduce import manifest
+from datareduce.accumulator import BatchAccumulator
+from datareduce.integrations import yolov5 as y5
+
+NC, NA, SIZE = 80, 3, 96
+
+
+# ------------------------------------------------------------------------------------------ stand-ins
+class TinyDetector(nn.Module):
+    """Three detection layers (strides 8, 16, 32) in YOLOv5's raw train-mode output layout."""
+
+    def __init__(self, nc=NC, na=NA):
+        super().__init__()
+        self.nc, self.na = nc, na
+
+        def block(cin, cout):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.SiLU())
+
+        self.stem = nn.Sequential(block(3, 8), block(8, 16), block(16, 16))  # stride 8
+        self.down4, self.down5 = block(16, 32), block(32, 32)
+        self.heads = nn.ModuleList(nn.Conv2d(c, na * (5 + nc), 1) for c in (16, 32, 32))
+
+    def forward(self, x):
+        p3 = self.stem(x)
+        p4 = self.down4(p3)
+        p5 = self.down5(p4)
+        out = []
+        for head, f in zip(self.heads, (p3, p4, p5)):
+            b, _, h, w = f.shape
+            out.append(head(f).view(b, self.na, 5 + self.nc, h, w).permute(0, 1, 3, 4, 2).contiguous())
+        return out
+
+
+class StandInComputeLoss:
+    """ComputeLoss's contract and reductions: per layer, box/cls means over the batch's matched targets,
+    objectness BCE mean over the batch's whole grid (weighted by ``balance``); returns (loss * bs, items)."""
+
+    def __init__(self, nc=NC, box=0.05, obj=1.0, cls=0.5, autobalance=False):
+        self.nc, self.gains, self.autobalance = nc, (box, obj, cls), autobalance
+        self.balance = [4.0, 1.0, 0.4]
+
+    def __call__(self, p, targets):
+        dev = p[0].device
+        lbox, lobj, lcls = (torch.zeros(1, device=dev) for _ in range(3))
+        for i, pi in enumerate(p):
+            b_, na, h, w, _ = pi.shape
+            tobj = torch.zeros(pi.shape[:4], device=dev)
+            if len(targets):
+                b, c = targets[:, 0].long(), targets[:, 1].long()
+                gx, gy = (targets[:, 2] * w).clamp(0, w - 1e-3), (targets[:, 3] * h).clamp(0, h - 1e-3)
+                gi, gj = gx.long(), gy.long()
+                a = torch.zeros_like(b)
+                ps = pi[b, a, gj, gi]
+                txy = torch.stack((gx - gi, gy - gj), 1)
+                lbox += ((ps[:, :2].sigmoid() - txy) ** 2).mean() + ((ps[:, 2:4].sigmoid() - targets[:, 4:6]) ** 2).mean()
+                tobj[b, a, gj, gi] = 1.0
+                t = torch.zeros(len(b), self.nc, device=dev)
+                t[torch.arange(len(b)), c] = 1.0
+                lcls += F.binary_cross_entropy_with_logits(ps[:, 5:], t)
+            obji = F.binary_cross_entropy_with_logits(pi[..., 4], tobj)
+            lobj += obji * self.balance[i]
+            if self.autobalance:
+                self.balance[i] = self.balance[i] * 0.9999 + 0.0001 / obji.detach().item()
+        box, obj, cls = self.gains
+        bs = p[0].shape[0]
+        return (lbox * box + lobj * obj + lcls * cls) * bs, torch.cat((lbox, lobj, lcls)).detach()
+
+
+# ------------------------------------------------------------------------------------------ real data
+def load_batch(root: Path, files, size=SIZE):
+    """COCO128 images and YOLO labels as YOLOv5's collate_fn gives them: (uint8 imgs, targets, paths, shapes)."""
+    imgs, targets, paths, shapes = [], [], [], []
+    for k, f in enumerate(files):
+        with Image.open(f) as im:
+            w0, h0 = im.size
+            arr = np.asarray(im.convert("RGB").resize((size, size)))
+        imgs.append(torch.from_numpy(arr.copy()).permute(2, 0, 1))
+        label = root / "labels" / "train" / (Path(f).stem + ".txt")
+        rows = np.loadtxt(label, ndmin=2) if label.exists() and label.stat().st_size else np.zeros((0, 5))
+        t = torch.zeros(len(rows), 6)
+        t[:, 1:] = torch.from_numpy(rows).float()
+        t[:, 0] = k
+        targets.append(t)
+        paths.append(str(f))
+        shapes.append(((h0, w0), ((size / h0, size / w0), (0.0, 0.0))))
+    return torch.stack(imgs), torch.cat(targets), tuple(paths), tuple(shapes)
+
+
+@pytest.fixture(scope="module")
+def listing(coco128_root):
+    return y5.list_images(coco128_root / "images" / "train")
+
+
+@pytest.fixture(scope="module")
+def batches(coco128_root, listing):
+    """Four forward batches of 8 real COCO128 images (a background image among them)."""
+    return [load_batch(coco128_root, listing[i:i + 8]) for i in range(0, 32, 8)]
+
+
+class ListLoader:
+    """What the hooks read off YOLOv5's InfiniteDataLoader: iteration, len, batch_size and dataset.im_files."""
+
+    def __init__(self, batches, im_files):
+        self.batches, self.batch_size = batches, y5.YoloV5BatchOps.size(batches[0])
+        self.dataset = argparse.Namespace(im_files=list(im_files))
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+def parse(*flags):
+    """YOLOv5-like options: a few of its own flags plus ours."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--rect", action="store_true")
+    p.add_argument("--quad", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    y5.add_arguments(p)
+    return p.parse_args(list(flags))
+
+
+# ------------------------------------------------------------------------------------------ listing, batch format
+def test_list_images_follows_yolov5_rules(coco128_root, tmp_path, listing):
+    assert len(listing) == 128 and listing == sorted(listing) and all(p.endswith(".jpg") for p in listing)
+    txt = tmp_path / "list.txt"
+    rel = [str(Path(p).relative_to(coco128_root)) for p in listing[:3]]
+    # ./ lines are relative to the txt's folder; non-images are dropped
+    lines = [f"./{r}" for r in rel] + [str(coco128_root / "data.yaml")]
+    txt.write_text("\n".join(lines) + "\n")
+    got = y5.list_images(txt)
+    assert got == sorted(str(tmp_path / r) for r in rel)
+    assert y5.list_images([txt, txt]) == sorted(got * 2)
+    with pytest.raises(FileNotFoundError, match="do not exist"):
+        y5.list_images(tmp_path / "missing")
+    assert y5.sample_ids(listing[:2], coco128_root) == [f"images/train/{Path(p).name}" for p in listing[:2]]
+    assert y5.sample_ids(listing[:1], tmp_path) == [listing[0]]  # outside the root: absolute
+
+
+def test_batch_ops_take_renumbers_and_cat_offsets(batches):
+    imgs, targets, paths, shapes = batch = batches[0]
+    rows = torch.tensor([5, 0, 3])
+    t_imgs, t_targets, t_paths, t_shapes = y5.YoloV5BatchOps.take(batch, rows)
+    assert torch.equal(t_imgs, imgs[rows]) and t_paths == tuple(paths[i] for i in (5, 0, 3))
+    assert t_shapes == tuple(shapes[i] for i in (5, 0, 3))
+    for new, old in enumerate((5, 0, 3)):
+        assert torch.equal(t_targets[t_targets[:, 0] == new, 1:], targets[targets[:, 0] == old, 1:])
+    assert torch.equal(t_targets[:, 0], t_targets[:, 0].sort().values)  # boxes grouped by image
+    joined = y5.YoloV5BatchOps.cat([batches[0], batches[1]])
+    assert y5.YoloV5BatchOps.size(joined) == 16 and joined[2] == batches[0][2] + batches[1][2]
+    assert torch.equal(joined[1][len(targets):, 0], batches[1][1][:, 0] + 8)
+    # the accumulator hands out exactly rho images whose boxes point at them
+    acc = BatchAccumulator(5, y5.YoloV5BatchOps)
+    for b in batches:
+        acc.add(y5.YoloV5BatchOps.take(b, torch.tensor([1, 4, 6])))
+    out = [acc.pop() for _ in range(acc.ready())]
+    assert [y5.YoloV5BatchOps.size(b) for b in out] == [5, 5] and len(acc) == 2
+    assert all(b[1][:, 0].max() < 5 for b in out if len(b[1]))
+    small = load_batch(Path(batches[0][2][0]).parents[2], batches[0][2][:2], size=64)
+    with pytest.raises(ValueError, match="different image sizes"):
+        y5.YoloV5BatchOps.cat([batches[0], small])
+
+
+# ------------------------------------------------------------------------------------------ per-image loss
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return TinyDetector()
+
+
+def test_each_image_scores_as_a_batch_of_one(model, batches):
+    imgs, targets, _, _ = batches[0]
+    model.eval()  # per-image predictions independent of the batch
+    with torch.no_grad():
+        preds = model(imgs.float() / 255)
+        loss = StandInComputeLoss()
+        per = y5.per_image_loss(loss, preds, targets)
+        assert per.shape == (8,) and torch.isfinite(per).all()
+        for k in (0, 3, 7):
+            t = targets[targets[:, 0] == k].clone()
+            t[:, 0] = 0
+            alone, _ = loss(model(imgs[k:k + 1].float() / 255), t)
+            assert torch.allclose(per[k], alone[0], rtol=1e-4, atol=1e-6)
+        # batch order does not matter
+        order = torch.tensor([7, 2, 0, 5, 1, 6, 3, 4])
+        sh = y5.YoloV5BatchOps.take(batches[0], order)
+        per_sh = y5.per_image_loss(loss, model(sh[0].float() / 255), sh[1])
+        assert torch.allclose(per_sh, per[order], rtol=1e-4, atol=1e-6)
+    model.train()
+
+
+def test_per_image_losses_sum_to_the_batch_loss(model, batches):
+    """Summed over a batch of identical images the per-image losses are the batch loss (ComputeLoss's loss is
+    scaled by the batch size); the objectness terms add up for any batch, background images included."""
+    model.eval()
+    imgs, targets, _, _ = batches[0]
+    with torch.no_grad():
+        k = int(targets[0, 0])
+        t = targets[targets[:, 0] == k]
+        same = torch.cat([t.clone().index_fill_(1, torch.tensor([0]), float(i)) for i in range(6)])
+        preds = model(imgs[k:k + 1].repeat(6, 1, 1, 1).float() / 255)
+        loss = StandInComputeLoss()
+        assert torch.allclose(y5.per_image_loss(loss, preds, same).sum(), loss(preds, same)[0][0], rtol=1e-4)
+        obj_only = StandInComputeLoss(box=0.0, cls=0.0)
+        preds = model(imgs.float() / 255)
+        targets = targets[targets[:, 0] != 2]  # image 2 as a background image
+        assert torch.allclose(y5.per_image_loss(obj_only, preds, targets).sum(), obj_only(preds, targets)[0][0],
+                              rtol=1e-4)
+    model.train()
+
+
+def test_autobalance_state_is_restored(model, batches):
+    imgs, targets, _, _ = batches[0]
+    loss = StandInComputeLoss(autobalance=True)
+    before = list(loss.balance)
+    with torch.no_grad():
+        y5.per_image_loss(loss, model(imgs.float() / 255), targets)
+    assert loss.balance == before
+
+
+def test_score_fn_changes_no_model_state(model, batches):
+    model.train()
+    bn = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    before = [(m.running_mean.clone(), m.running_var.clone(), int(m.num_batches_tracked)) for m in bn]
+    score = y5.make_score_fn(nn.DataParallel(model), StandInComputeLoss(), device="cpu")
+    losses = score(batches[1])
+    assert losses.shape == (8,) and losses.dtype == torch.float32 and not losses.requires_grad
+    assert torch.isfinite(losses).all() and model.training and all(m.track_running_stats for m in bn)
+    for m, (mean, var, n) in zip(bn, before):
+        assert torch.equal(m.running_mean, mean) and torch.equal(m.running_var, var) and int(m.num_batches_tracked) == n
+    # batch statistics are used, as in the training forward: the loss differs from eval mode's
+    model.eval()
+    eval_losses = y5.make_score_fn(model, StandInComputeLoss())(batches[1])
+    model.train()
+    assert not torch.allclose(losses, eval_losses)
+
+
+# ------------------------------------------------------------------------------------------ the hooks object
+def test_no_flags_means_identity_hooks(tmp_path, batches, listing):
+    reduce = y5.setup(parse(), tmp_path)
+    loader = ListLoader(batches, listing)
+    assert not reduce.active
+    assert reduce.train_path("images/train", 0) == "images/train" and not reduce.subset_changes(3)
+    assert reduce.num_batches(loader) == len(loader)
+    assert reduce.epoch(loader, 0, 10, None, None) is loader
+    assert reduce.state_dict() is None and not (tmp_path / "datareduce").exists()
+
+
+def test_flags_and_refusals(tmp_path):
+    cfg = y5.setup(parse("--ids-alpha", "0.8", "--adonis-eta", "3"), tmp_path).cfg
+    assert cfg.ids.alpha == 0.8 and cfg.adonis.eta == 3
+    with pytest.raises(ValueError, match="rpc"):
+        y5.setup(parse("--reduce", "rpc"), tmp_path)
+    with pytest.raises(ValueError, match="--rect"):
+        y5.setup(parse("--adonis-eta", "3", "--rect"), tmp_path)
+    with pytest.raises(ValueError, match="no --rect"):
+        y5.setup(parse("--ids-alpha", "0.8", "--rect"), tmp_path)
+    with pytest.raises(ValueError, match="balance"):
+        y5.setup(parse("--adonis-balance"), tmp_path)
+    # options saved by an unpatched run (no datareduce keys) resume as a plain run
+    old = argparse.Namespace(epochs=3, rect=False, seed=0)
+    assert not y5.setup(old, tmp_path).active
+
+
+def test_adonis_yields_full_batches_and_reuses_losses(tmp_path, model, batches, listing):
+    opt = parse("--adonis-eta", "3", "--adonis-alpha", "0.5", "--adonis-theta", "0.05", "--adonis-rho", "6")
+    reduce = y5.setup(opt, tmp_path, device="cpu")
+    loader = ListLoader(batches, listing)
+    loss = StandInComputeLoss()
+    seen = set(p for b in batches for p in b[2])
+    selected = trained = 0
+    for epoch in range(3):
+        out = list(reduce.epoch(loader, epoch, 3, model, loss))
+        st = reduce.selection.stats
+        assert len(out) <= reduce.num_batches(loader)
+        sizes = [y5.YoloV5BatchOps.size(b) for b in out]
+        assert all(s == 6 for s in (sizes[:-1] if epoch == 2 else sizes))
+        for b in out:
+            assert set(b[2]) <= seen and b[0].dtype == torch.uint8
+            assert len(b[1]) == 0 or int(b[1][:, 0].max()) < len(b[2])
+        assert st.scored == (32 if epoch == 0 else 0)  # η = 3: losses of epoch 0 are reused in epochs 1 and 2
+        assert 0 < st.selected <= 4 * math.ceil(0.5 * 8)
+        selected += st.selected
+        trained += sum(sizes)
+    assert trained == selected  # the last epoch flushes the remainder
+    log = [json.loads(x) for x in (tmp_path / "datareduce" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [0, 1, 2] and log[0]["samples_scored"] == 32
+    assert log[1]["samples_scored"] == 0 and all(r["method"] == "adonis" for r in log)
+
+
+def test_selector_state_survives_a_checkpoint(tmp_path, model, batches, listing):
+    opt = parse("--adonis-eta", "2", "--adonis-alpha", "0.5", "--adonis-theta", "0.05")
+    loader, loss = ListLoader(batches, listing), StandInComputeLoss()
+    first = y5.setup(opt, tmp_path / "a")
+    list(first.epoch(loader, 0, 5, model, loss))
+    path = tmp_path / "last.pt"
+    torch.save({"datareduce": first.state_dict(), "epoch": 0}, path)
+    ckpt = torch.load(path, weights_only=False)
+    second = y5.setup(opt, tmp_path / "b")
+    second.load_state_dict(ckpt["datareduce"], ckpt["epoch"])
+    assert second.resume_epoch == 1 and second.state_dict() is ckpt["datareduce"]
+    a = list(first.epoch(loader, 1, 5, model, loss))
+    b = list(second.epoch(loader, 1, 5, model, loss))
+    assert [x[2] for x in a] == [x[2] for x in b]  # the same images, in the same batches
+    assert second.selection.stats.scored == 0  # the restored cache still holds epoch 0's losses
+
+
+@pytest.fixture(scope="module")
+def ids_flags(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("emb")
+    return ["--ids-extractor", "resnet18", "--ids-weights", "random", "--ids-image-size", "32",
+            "--ids-cache-dir", str(cache)]
+
+
+def test_ids_writes_the_kept_list_and_switches_at_gamma(coco128_root, tmp_path, ids_flags, listing):
+    train = coco128_root / "images" / "train"
+    reduce = y5.setup(parse("--ids-alpha", "0.8", "--ids-gamma", "2", *ids_flags), tmp_path, device="cpu",
+                      root=coco128_root)
+    easy = Path(reduce.train_path(str(train), 0))
+    kept = easy.read_text().splitlines()
+    assert len(kept) == math.ceil(0.8 * 128) and set(kept) <= set(listing) and kept == sorted(kept)
+    assert y5.list_images(easy) == kept  # YOLOv5 reads the list back as the same paths
+    assert not reduce.subset_changes(0) and not reduce.subset_changes(1) and reduce.subset_changes(2)
+    hard = Path(reduce.train_path(str(train), 2))
+    assert hard != easy and not reduce.subset_changes(3)
+    hard_kept = hard.read_text().splitlines()
+    assert len(hard_kept) in (103, 104) and set(hard_kept) != set(kept)
+    m = manifest.read(tmp_path / "datareduce" / "manifest.json")
+    assert [s["mode"] for s in m["subsets"]] == ["easy", "hard"] and m["extractor"]["extractor"] == "resnet18"
+    assert m["subsets"][0]["kept"][0].startswith("images/train/")
+    loader = type("Sized", (), {"batch_size": 16, "__len__": lambda self: 7})()
+    assert reduce.num_batches(loader) == 8  # one more image may come with the hard subset
+    # a manifest from an earlier run is reused as is; one from other data is refused
+    again = y5.setup(parse("--ids-manifest", str(tmp_path / "datareduce" / "manifest.json")), tmp_path / "again",
+                     root=coco128_root)
+    assert Path(again.train_path(str(train), 0)).read_text().splitlines() == kept
+    other = tmp_path / "other.txt"
+    other.write_text("\n".join(listing[:100]) + "\n")
+    with pytest.raises(manifest.ManifestMismatch):
+        y5.setup(parse("--ids-manifest", str(tmp_path / "datareduce" / "manifest.json")), tmp_path / "x",
+                 root=coco128_root).train_path(str(other), 0)
+
+
+def test_ids_and_adonis_together_key_the_cache_by_full_listing(coco128_root, tmp_path, ids_flags, model, listing):
+    reduce = y5.setup(parse("--ids-alpha", "0.5", "--adonis-eta", "3", *ids_flags), tmp_path, device="cpu",
+                      root=coco128_root)
+    kept = Path(reduce.train_path(str(coco128_root / "images" / "train"), 0)).read_text().splitlines()
+    assert len(kept) == 64
+    loader = ListLoader([load_batch(coco128_root, kept[i:i + 8]) for i in range(0, 16, 8)], kept)
+    out = list(reduce.epoch(loader, 0, 1, model, StandInComputeLoss()))
+    assert sum(y5.YoloV5BatchOps.size(b) for b in out) == reduce.selection.stats.selected
+    ids = reduce.selection.kept_indices()
+    assert all(listing[i] in kept for i in ids.tolist())  # indices are positions in the full listing
+    log = (tmp_path / "datareduce" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(x)["type"] for x in log] == ["ids", "epoch"]

@@ -1,0 +1,520 @@
+#!/usr/bin/env python
+"""Image classification training, torchvision-reference style, that trains on less data.
+
+The command line is that of torchvision's ``references/classification/train.py`` (``--data-path``, ``--model``,
+``-b``, ``--epochs``, ``--opt``, ``--lr``, ``--lr-scheduler``, ``--resume``, ``--amp``, ``--test-only`` …), plus
+``--lr-milestones`` (the paper's CIFAR protocol), ``--config FILE`` (flags in YAML; the command line wins), and
+the paper's two methods and their baselines (Demidovskij et al., Mathematics 2023, 11, 3120):
+
+    python trainers/classify.py --adonis-eta 3                     # ADONIS on the embedded digits, ~1 min on a CPU
+    python trainers/classify.py --config configs/cifar10-resnet18.yaml --data-path ~/data/cifar10 --adonis-eta 3
+    python trainers/classify.py --data-path ~/data/cifar10 --ids-alpha 0.8 --ids-gamma 120 --adonis-eta 3
+    python trainers/classify.py --data-path ~/data/cifar10 --reduce sb          # or stale-sb, infobatch, rpd …
+    torchrun --nproc_per_node 2 trainers/classify.py --data-path ~/data/cifar10 --adonis-eta 3
+
+Every epoch appends one JSON line to ``<output-dir>/log.jsonl`` (training-loop wall time, samples scored and
+back-propagated, optimizer steps, losses, accuracy, lr); the IDS preprocessing time is its own line; a summary
+line closes the run. ``selection_counts.npy`` holds how often each training sample was back-propagated.
+"""
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.utils.data
+
+try:
+    import datareduce  # noqa: F401
+except ImportError:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from datareduce import records
+from datareduce.datasets import PRESETS, load_datasets
+from datareduce.flags import add_reduce_arguments, config_from_args
+from datareduce.integrations import classification as tv
+from datareduce.models import get_model
+
+EMBEDDED = {"model": "resnet20", "epochs": 10, "workers": 0}  # defaults for the embedded digits data
+REFERENCE = {"model": "resnet18", "epochs": 90, "workers": 16}  # the torchvision reference's
+
+
+def load_data(args, dist):
+    """Datasets (train samples also yield their dataset index), samplers and loaders — cf. the reference."""
+    splits = load_datasets(
+        args.data_path, preset=args.preset, train_crop_size=args.train_crop_size,
+        val_resize_size=args.val_resize_size, val_crop_size=args.val_crop_size, interpolation=args.interpolation,
+        auto_augment=args.auto_augment, random_erase=args.random_erase, ra_magnitude=args.ra_magnitude,
+        augmix_severity=args.augmix_severity)
+    train_sampler = tv.TrainSampler(splits.train, dist.rank, dist.world_size, seed=args.seed)
+    val_sampler = tv.ShardSampler(splits.val, dist.rank, dist.world_size)
+    return splits, train_sampler, val_sampler
+
+
+def make_loaders(splits, train_sampler, val_sampler, args, device):
+    collate_fn = torch.utils.data.default_collate
+    if args.mixup_alpha > 0 or args.cutmix_alpha > 0:
+        collate_fn = mixup_cutmix_collate(args.mixup_alpha, args.cutmix_alpha, splits.num_classes)
+    pin = device.type == "cuda"
+    data_loader = torch.utils.data.DataLoader(
+        splits.train, batch_size=args.batch_size, sampler=train_sampler, num_workers=args.workers,
+        pin_memory=pin, collate_fn=collate_fn)
+    data_loader_test = torch.utils.data.DataLoader(
+        splits.val, batch_size=args.batch_size, sampler=val_sampler, num_workers=args.workers, pin_memory=pin)
+    return data_loader, data_loader_test
+
+
+def mixup_cutmix_collate(mixup_alpha, cutmix_alpha, num_classes):
+    """MixUp / CutMix on (images, targets), the dataset indices passed through (as the reference's collate)."""
+    from torchvision.transforms import v2
+
+    choices = []
+    if mixup_alpha > 0:
+        choices.append(v2.MixUp(alpha=mixup_alpha, num_classes=num_classes))
+    if cutmix_alpha > 0:
+        choices.append(v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes))
+    mix = choices[0] if len(choices) == 1 else v2.RandomChoice(choices)
+
+    def collate(batch):
+        images, targets, indices = torch.utils.data.default_collate(batch)
+        images, targets = mix(images, targets)
+        return images, targets, indices
+
+    return collate
+
+
+def build_optimizer(model, args):
+    norm_classes = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm, torch.nn.GroupNorm,
+                    torch.nn.modules.instancenorm._InstanceNorm, torch.nn.LocalResponseNorm)
+    custom = {}
+    if args.bias_weight_decay is not None:
+        custom["bias"] = args.bias_weight_decay
+    if args.transformer_embedding_decay is not None:
+        for key in ("class_token", "position_embedding", "relative_position_bias_table"):
+            custom[key] = args.transformer_embedding_decay
+    groups = {"other": [], "norm": [], **{k: [] for k in custom}}
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            key = next((k for k in custom if name == k), None)
+            if key is None and args.norm_weight_decay is not None and isinstance(module, norm_classes):
+                key = "norm"
+            groups[key or "other"].append(p)
+    decay = {"other": args.weight_decay, "norm": args.norm_weight_decay, **custom}
+    parameters = [{"params": ps, "weight_decay": decay[k]} for k, ps in groups.items() if ps]
+
+    opt_name = args.opt.lower()
+    if opt_name.startswith("sgd"):
+        return torch.optim.SGD(parameters, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                               nesterov="nesterov" in opt_name)
+    if opt_name == "rmsprop":
+        return torch.optim.RMSprop(parameters, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                                   eps=0.0316, alpha=0.9)
+    if opt_name == "adamw":
+        return torch.optim.AdamW(parameters, lr=args.lr, weight_decay=args.weight_decay)
+    raise ValueError(f"invalid optimizer {args.opt!r}: only SGD, SGD_nesterov, RMSprop and AdamW are supported")
+
+
+def build_lr_scheduler(optimizer, args):
+    """Epoch-based schedules as in the reference (stepped once per epoch, whatever the number of optimizer
+    steps the data reduction leaves), plus MultiStepLR for the paper's CIFAR protocol."""
+    name = args.lr_scheduler.lower()
+    if name == "steplr":
+        main_sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.lr_step_size, gamma=args.lr_gamma)
+    elif name == "multisteplr":
+        if not args.lr_milestones:
+            raise ValueError("--lr-scheduler multisteplr needs --lr-milestones (e.g. 60 120 160)")
+        main_sched = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.lr_milestones,
+                                                          gamma=args.lr_gamma)
+    elif name == "cosineannealinglr":
+        main_sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=args.epochs - args.lr_warmup_epochs, eta_min=args.lr_min)
+    elif name == "exponentiallr":
+        main_sched = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.lr_gamma)
+    else:
+        raise ValueError(f"invalid lr scheduler {args.lr_scheduler!r}: only StepLR, MultiStepLR, "
+                         "CosineAnnealingLR and ExponentialLR are supported")
+    if args.lr_warmup_epochs <= 0:
+        return main_sched
+    if args.lr_warmup_method == "linear":
+        warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=args.lr_warmup_decay,
+                                                   total_iters=args.lr_warmup_epochs)
+    elif args.lr_warmup_method == "constant":
+        warmup = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=args.lr_warmup_decay,
+                                                     total_iters=args.lr_warmup_epochs)
+    else:
+        raise ValueError(f"invalid warmup method {args.lr_warmup_method!r}: only linear and constant")
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, schedulers=[warmup, main_sched],
+                                                 milestones=[args.lr_warmup_epochs])
+
+
+def resolve_defaults(args, splits):
+    """Fill the defaults that depend on the data: the embedded digits get a small model and few epochs."""
+    table = EMBEDDED if splits.kind == "digits" and args.data_path is None else REFERENCE
+    if args.model is None:
+        args.model = table["model"]
+    if args.epochs is None:
+        args.epochs = table["epochs"]
+    if args.workers is None:
+        args.workers = min(table["workers"], os.cpu_count() or 1)
+    if args.lr_scheduler is None:
+        args.lr_scheduler = "multisteplr" if args.lr_milestones else "steplr"
+
+
+def default_output_dir(dist):
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S") if dist.main else None
+    return str(Path("runs") / "classify" / tv.broadcast_object(stamp))
+
+
+def main(args):
+    wall_start = time.perf_counter()
+    device = tv.resolve_device(args.device)
+    dist, device = tv.init_distributed(device, args.dist_url)
+    say = print if dist.main else (lambda *a, **k: None)
+    if args.use_deterministic_algorithms:
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True)
+    else:
+        torch.backends.cudnn.benchmark = True
+    if args.amp and device.type != "cuda":
+        warnings.warn("--amp has no effect on the CPU (mixed precision is CUDA only here)", RuntimeWarning)
+        args.amp = False
+
+    # Everything that can be wrong with the input is checked before anything is written.
+    reduce_cfg = config_from_args(args, seed=args.seed)
+    say("Loading data")
+    splits, train_sampler, val_sampler = load_data(args, dist)
+    resolve_defaults(args, splits)
+    say(args)
+    num_classes = splits.num_classes
+    torch.manual_seed(args.seed)
+    model = get_model(args.model, num_classes=num_classes, weights=args.weights)
+
+    checkpoint = tv.load_checkpoint(args.resume) if args.resume else None
+    if args.output_dir is None:
+        args.output_dir = str(Path(args.resume).parent) if args.resume else default_output_dir(dist)
+
+    if args.test_only:
+        if checkpoint is not None:
+            model.load_state_dict(checkpoint["model"])
+        model.to(device)
+        _, data_loader_test = make_loaders(splits, train_sampler, val_sampler, args, device)
+        say(json.dumps(tv.evaluate(model, data_loader_test, device, num_classes, amp=args.amp)))
+        return
+
+    # Offline subset (IDS, SSP, RPC, RPD): a manifest, made now, reused from --ids-manifest or the checkpoint.
+    manifest, ids_info = None, None
+    if checkpoint is not None and checkpoint.get("manifest") is not None:
+        manifest = checkpoint["manifest"]
+    elif reduce_cfg.ids is not None and reduce_cfg.ids.manifest:
+        t0 = time.perf_counter()
+        manifest = tv.check_manifest(reduce_cfg.ids.manifest, splits.train)
+        ids_info = {"source": reduce_cfg.ids.manifest, "time_s": time.perf_counter() - t0}
+    elif reduce_cfg.ids is not None or reduce_cfg.method in ("ssp", "rpc", "rpd"):
+        t0 = time.perf_counter()
+        extractor = None
+        if reduce_cfg.ids is not None or reduce_cfg.method == "ssp":
+            extractor = tv.build_extractor_for(reduce_cfg, device)
+            say(f"Embedding {tv.full_size(splits.train)} training images with {extractor.name}")
+        manifest, ids_info = tv.build_offline_manifest(splits.train, reduce_cfg, extractor,
+                                                       progress=None, workers=args.workers)
+        ids_info["time_s"] = time.perf_counter() - t0
+    subsets = tv.SubsetSchedule(manifest, splits.train)
+
+    # From here on we write.
+    out_dir = Path(args.output_dir)
+    log = None
+    if dist.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if manifest is not None:
+            from datareduce import manifest as manifest_mod
+
+            manifest_mod.write(out_dir / "manifest.json", manifest)
+        log = records.RunLog(out_dir, resume_epoch=checkpoint["epoch"] + 1 if checkpoint else None)
+        if checkpoint is None:
+            log.write("run", {"args": {k: v for k, v in vars(args).items() if _jsonable(v)},
+                              "reduce": reduce_cfg.describe(), "dataset": splits.kind, "preset": splits.preset,
+                              "num_train": len(splits.train), "num_val": len(splits.val),
+                              "num_classes": num_classes, "world_size": dist.world_size, "device": str(device)})
+        if ids_info is not None:
+            subs = manifest["subsets"]
+            log.write("ids", {"method": manifest["method"], "extractor": manifest.get("extractor"),
+                              "num_samples": manifest["dataset"]["num_samples"],
+                              "num_kept": [s["num_kept"] for s in subs], "from_epoch": [s["from_epoch"] for s in subs],
+                              **{k: round(v, 4) if isinstance(v, float) else v for k, v in ids_info.items()}})
+            say(f"Offline subset ({manifest['method']}): kept {[s['num_kept'] for s in subs]} of "
+                f"{manifest['dataset']['num_samples']} in {ids_info['time_s']:.1f}s")
+
+    say("Creating data loaders")
+    data_loader, data_loader_test = make_loaders(splits, train_sampler, val_sampler, args, device)
+
+    say("Creating model")
+    model.to(device)
+    if dist.enabled and args.sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = build_optimizer(model, args)
+    scaler = torch.amp.GradScaler("cuda") if args.amp else None
+    lr_scheduler = build_lr_scheduler(optimizer, args)
+
+    model_without_ddp = model
+    if dist.enabled:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+        model_without_ddp = model.module
+
+    model_ema = None
+    if args.model_ema:
+        adjust = dist.world_size * args.batch_size * args.model_ema_steps / args.epochs
+        alpha = min(1.0, (1.0 - args.model_ema_decay) * adjust)
+        model_ema = torch.optim.swa_utils.AveragedModel(
+            model_without_ddp, device=device,
+            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(1.0 - alpha), use_buffers=True)
+
+    score_fn = tv.make_score_fn(model_without_ddp, args.label_smoothing, bn=args.score_bn, amp=args.amp)
+    reducer = tv.build_reducer(reduce_cfg, score_fn, args.batch_size, args.epochs, splits.train, dist.rank)
+    counts = tv.SelectionCounts(tv.full_size(splits.train))
+
+    cumulative = 0.0
+    if checkpoint is not None:
+        model_without_ddp.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
+        args.start_epoch = checkpoint["epoch"] + 1
+        if model_ema is not None and "model_ema" in checkpoint:
+            model_ema.load_state_dict(checkpoint["model_ema"])
+        if scaler is not None and "scaler" in checkpoint:
+            scaler.load_state_dict(checkpoint["scaler"])
+        tv.restore_reducer(reducer, checkpoint.get("reducer", []), dist.rank, dist.world_size, device)
+        counts.counts = checkpoint["selection_counts"].copy()
+        cumulative = checkpoint.get("cumulative_train_time_s", 0.0)
+
+    say(f"Start training ({reducer.name}, {dist.world_size} process(es), {device})")
+    epochs_run = 0
+    for epoch in range(args.start_epoch, args.epochs):
+        tv.seed_epoch(args.seed, epoch, dist.rank)
+        subsets.apply(splits.train, epoch)
+        train_sampler.set_epoch(epoch)
+        reducer.prepare_epoch(epoch, train_sampler)
+        lr = optimizer.param_groups[0]["lr"]
+        stats = tv.train_one_epoch(model, optimizer, data_loader, device, epoch, args, reducer, scaler, model_ema,
+                                   counts, last=epoch == args.epochs - 1, show_progress=dist.main)
+        lr_scheduler.step()
+        counts.end_epoch()
+        t0 = time.perf_counter()
+        metrics = tv.evaluate(model, data_loader_test, device, num_classes, amp=args.amp)
+        if model_ema is not None:
+            ema = tv.evaluate(model_ema, data_loader_test, device, num_classes, amp=args.amp)
+            metrics.update({f"ema_{k}": v for k, v in ema.items()})
+        eval_time = time.perf_counter() - t0
+
+        # One record for the whole job: times from the slowest rank, counts summed over ranks.
+        steps_per_rank = [int(s) for s in tv._gather_objects(stats["optimizer_steps"])]
+        train_time = max(tv._gather_objects(stats["train_time_s"]))
+        backprop, loss_sum = tv._all_sum([stats["samples_backprop"], stats["train_loss_sum"]])
+        cumulative += train_time
+        record = {"epoch": epoch, "lr": lr, "train_time_s": train_time, "cumulative_train_time_s": cumulative,
+                  "samples_backprop": int(backprop), "optimizer_steps": steps_per_rank[0],
+                  "train_loss": loss_sum / backprop if backprop else None, "train_samples": len(splits.train),
+                  **reducer.epoch_record(), **metrics, "eval_time_s": eval_time}
+        if dist.enabled:
+            record["optimizer_steps_per_rank"] = steps_per_rank
+        states = tv.reducer_states(reducer)
+        if dist.main:
+            log.write("epoch", record)
+            print(f"Epoch {epoch}: " + "  ".join(_fmt(k, record.get(k)) for k in
+                  ("top1", "top5", "train_loss", "keep_fraction", "samples_backprop", "optimizer_steps",
+                   "train_time_s") if record.get(k) is not None))
+            checkpoint_state = {
+                "model": model_without_ddp.state_dict(), "optimizer": optimizer.state_dict(),
+                "lr_scheduler": lr_scheduler.state_dict(), "epoch": epoch, "args": args,
+                "reducer": states, "manifest": manifest, "selection_counts": counts.counts,
+                "cumulative_train_time_s": cumulative, "rng": tv.rng_state()}
+            if model_ema is not None:
+                checkpoint_state["model_ema"] = model_ema.state_dict()
+            if scaler is not None:
+                checkpoint_state["scaler"] = scaler.state_dict()
+            tv.save_checkpoint(checkpoint_state, out_dir / "checkpoint.pth")
+            counts.save(out_dir / "selection_counts.npy")
+        tv.barrier()
+        epochs_run += 1
+        if args.stop_after and epochs_run >= args.stop_after and epoch < args.epochs - 1:
+            say(f"Stopping after {epochs_run} epoch(s) as asked (--stop-after); continue with "
+                f"--resume {out_dir / 'checkpoint.pth'}")
+            return
+
+    if dist.main:
+        epochs = log.records("epoch")
+        summary = records.summarize(epochs)
+        ids_recs = log.records("ids")
+        summary.update({"method": reducer.name, "ids_time_s": sum(r.get("time_s", 0.0) for r in ids_recs),
+                        "final_top5": epochs[-1].get("top5") if epochs else None,
+                        "wall_time_s": time.perf_counter() - wall_start, "output_dir": str(out_dir)})
+        log.write("summary", summary)
+        total = str(datetime.timedelta(seconds=int(summary.get("train_time_s", 0))))
+        print(f"Training time {total}  final top-1 {summary.get('final_top1')}  "
+              f"back-propagated {summary.get('samples_backprop')} samples in {summary.get('optimizer_steps')} steps; "
+              f"log: {out_dir / records.LOG_NAME}")
+    if dist.enabled:
+        torch.distributed.destroy_process_group()
+
+
+def _fmt(key, value):
+    return f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+
+
+def _jsonable(value):
+    try:
+        json.dumps(value)
+        return True
+    except TypeError:
+        return False
+
+
+def get_args_parser(add_help=True):
+    parser = argparse.ArgumentParser(
+        description="PyTorch Classification Training with data reduction (ADONIS, IDS and baselines)",
+        add_help=add_help, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="With no --data-path the embedded digits set is used (scikit-learn's 1,797 handwritten digits, "
+               "upscaled to 32x32 RGB, 1,437 train / 360 val, no download); it also changes the defaults of "
+               "--model to resnet20, --epochs to 10 and --workers to 0, so `classify.py --adonis-eta 3` finishes "
+               "in about a minute on a CPU. With --data-path the reference's defaults apply (resnet18, 90 epochs).")
+    parser.add_argument("--config", default=None, type=str,
+                        help="YAML file of flags (keys as on the command line, e.g. lr-milestones: [60, 120, 160]); "
+                             "command-line flags win")
+    parser.add_argument("--data-path", default=None, type=str,
+                        help="dataset root: an ImageFolder tree (train/ and val/ or test/) or CIFAR-10/100 in "
+                             "torchvision's format (cifar-10-batches-py/); default: the embedded digits")
+    parser.add_argument("--preset", default="auto", choices=PRESETS,
+                        help="normalisation and augmentation (auto: by dataset format and image size)")
+    parser.add_argument("--model", default=None, type=str,
+                        help="model name: any torchvision classification model, resnet18_cifar, resnet50_cifar, "
+                             "mobilenet_v2_cifar or resnet20 (default: resnet18; resnet20 on the embedded digits)")
+    parser.add_argument("--device", default=None, type=str, help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("-b", "--batch-size", default=32, type=int,
+                        help="images per process; the total batch size is world_size x batch_size")
+    parser.add_argument("--epochs", default=None, type=int, metavar="N",
+                        help="number of total epochs to run (default: 90; 10 on the embedded digits)")
+    parser.add_argument("-j", "--workers", default=None, type=int, metavar="N",
+                        help="data loading workers (default: 16 capped at the CPU count; 0 on the embedded digits)")
+    parser.add_argument("--opt", default="sgd", type=str, help="optimizer: sgd, sgd_nesterov, rmsprop, adamw")
+    parser.add_argument("--lr", default=0.1, type=float, help="initial learning rate")
+    parser.add_argument("--momentum", default=0.9, type=float, metavar="M", help="momentum")
+    parser.add_argument("--wd", "--weight-decay", default=1e-4, type=float, metavar="W", help="weight decay",
+                        dest="weight_decay")
+    parser.add_argument("--norm-weight-decay", default=None, type=float,
+                        help="weight decay for normalization layers (default: same as --wd)")
+    parser.add_argument("--bias-weight-decay", default=None, type=float,
+                        help="weight decay for bias parameters (default: same as --wd)")
+    parser.add_argument("--transformer-embedding-decay", default=None, type=float,
+                        help="weight decay for transformer embedding parameters (default: same as --wd)")
+    parser.add_argument("--label-smoothing", default=0.0, type=float, help="label smoothing",
+                        dest="label_smoothing")
+    parser.add_argument("--mixup-alpha", default=0.0, type=float, help="mixup alpha")
+    parser.add_argument("--cutmix-alpha", default=0.0, type=float, help="cutmix alpha")
+    parser.add_argument("--lr-scheduler", default=None, type=str,
+                        help="steplr, multisteplr, cosineannealinglr or exponentiallr "
+                             "(default: steplr; multisteplr when --lr-milestones is given)")
+    parser.add_argument("--lr-warmup-epochs", default=0, type=int, help="the number of epochs to warmup")
+    parser.add_argument("--lr-warmup-method", default="constant", type=str, help="the warmup method")
+    parser.add_argument("--lr-warmup-decay", default=0.01, type=float, help="the decay for lr")
+    parser.add_argument("--lr-step-size", default=30, type=int, help="decrease lr every step-size epochs")
+    parser.add_argument("--lr-milestones", default=None, type=int, nargs="+", metavar="EPOCH",
+                        help="epochs at which multisteplr multiplies the lr by --lr-gamma (paper CIFAR: 60 120 160)")
+    parser.add_argument("--lr-gamma", default=0.1, type=float, help="decrease lr by a factor of lr-gamma")
+    parser.add_argument("--lr-min", default=0.0, type=float, help="minimum lr of the cosine schedule")
+    parser.add_argument("--print-freq", default=10, type=int, help="progress bar update frequency (batches)")
+    parser.add_argument("--output-dir", default=None, type=str,
+                        help="where log.jsonl, checkpoint.pth, manifest.json and selection_counts.npy go "
+                             "(default: runs/classify/<timestamp>; with --resume: the checkpoint's folder)")
+    parser.add_argument("--resume", default="", type=str,
+                        help="path of checkpoint: continues with the same selector, subset schedule and RNG")
+    parser.add_argument("--start-epoch", default=0, type=int, metavar="N", help="start epoch")
+    parser.add_argument("--stop-after", default=0, type=int, metavar="N",
+                        help="stop after N epochs of this invocation, as if interrupted (continue with --resume)")
+    parser.add_argument("--sync-bn", dest="sync_bn", help="use sync batch norm", action="store_true")
+    parser.add_argument("--test-only", dest="test_only", help="only test the model", action="store_true")
+    parser.add_argument("--auto-augment", default=None, type=str,
+                        help="auto augment policy: ra, ta_wide, augmix, imagenet, cifar10, svhn")
+    parser.add_argument("--ra-magnitude", default=9, type=int, help="magnitude of auto augment policy")
+    parser.add_argument("--augmix-severity", default=3, type=int, help="severity of augmix policy")
+    parser.add_argument("--random-erase", default=0.0, type=float, help="random erasing probability")
+    parser.add_argument("--amp", action="store_true", help="mixed precision training (CUDA; a no-op on the CPU)")
+    parser.add_argument("--world-size", default=1, type=int,
+                        help="number of distributed processes (set by torchrun; kept for compatibility)")
+    parser.add_argument("--dist-url", default="env://", type=str, help="url used to set up distributed training")
+    parser.add_argument("--model-ema", action="store_true",
+                        help="enable tracking Exponential Moving Average of model parameters")
+    parser.add_argument("--model-ema-steps", type=int, default=32,
+                        help="the number of optimizer steps between EMA updates")
+    parser.add_argument("--model-ema-decay", type=float, default=0.99998,
+                        help="decay factor for Exponential Moving Average of model parameters")
+    parser.add_argument("--use-deterministic-algorithms", action="store_true",
+                        help="forces the use of deterministic algorithms only")
+    parser.add_argument("--interpolation", default="bilinear", type=str, help="the interpolation method")
+    parser.add_argument("--val-resize-size", default=256, type=int, help="validation resize size (imagenet preset)")
+    parser.add_argument("--val-crop-size", default=224, type=int, help="validation central crop (imagenet preset)")
+    parser.add_argument("--train-crop-size", default=224, type=int, help="training random crop (imagenet preset)")
+    parser.add_argument("--clip-grad-norm", default=None, type=float, help="the maximum gradient norm")
+    parser.add_argument("--weights", default=None, type=str,
+                        help="initial weights: a local file, or a torchvision weights name already in the torch "
+                             "hub cache (nothing is downloaded)")
+    parser.add_argument("--seed", default=0, type=int, help="seed for model init, data order and selection")
+    parser.add_argument("--score-bn", default="batch", choices=("batch", "running"),
+                        help="BatchNorm in the ADONIS/SB scoring forward: the batch's own statistics (as the "
+                             "training step sees them) or the running ones (eval mode); neither changes the model")
+    add_reduce_arguments(parser)
+    return parser
+
+
+def load_config(path, parser):
+    """Flags from a YAML mapping, as argparse defaults (so the command line wins); unknown keys are errors."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        parser.error(f"--config {path}: no such file")
+    data = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(data, dict):
+        parser.error(f"--config {path}: expected a mapping of flag names to values")
+    by_name = {}
+    for action in parser._actions:
+        for opt in action.option_strings:
+            if opt.startswith("--"):
+                by_name[opt[2:]] = action
+        by_name.setdefault(action.dest, action)
+    defaults = {}
+    for key, value in data.items():
+        action = by_name.get(str(key)) or by_name.get(str(key).replace("_", "-"))
+        if action is None or action.dest in ("help", "config"):
+            parser.error(f"--config {path}: unknown flag {key!r}")
+        if action.choices is not None and value is not None and value not in action.choices:
+            parser.error(f"--config {path}: {key}={value!r} is not one of {list(action.choices)}")
+        defaults[action.dest] = value
+    return defaults
+
+
+def parse_args(argv=None):
+    parser = get_args_parser()
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    if known.config:
+        parser.set_defaults(**load_config(known.config, parser))
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    try:
+        main(args)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        if os.environ.get("DATAREDUCE_TRACEBACK"):
+            raise
+        print(f"classify.py: error: {exc}", file=sys.stderr)
+        sys.exit(2)
