@@ -52,7 +52,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(Path.home() / ".cache/datareduce-test-data/cifar10"),
                     help="unpacked cifar10 folder (holding train/<class>/*.jpg)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for the IDS part")
+    ap.add_argument("--speed-threads", default="1,2",
+                    help="torch thread counts to time; with 1 thread, CPU time per image does not depend on "
+                         "other processes sharing the CPU, so it gives a contention-free estimate")
     ap.add_argument("--sizes", default="224,112,64,32", help="input sizes to time")
     ap.add_argument("--batch-sizes", default="16,64", help="embed() batch sizes to time")
     ap.add_argument("--n-speed", type=int, default=500, help="images timed per setting")
@@ -63,11 +66,10 @@ def main(argv=None):
     ap.add_argument("--cache-dir", default=None, help="embedding cache (default: a temporary folder)")
     ap.add_argument("--target-images", type=int, default=50000)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
     train = ImageFolder(os.path.join(args.data, "train"))
     result = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "machine": {"cpu_count": os.cpu_count(), "ids_threads": args.threads,
                     "processor": platform.processor() or platform.machine(), "torch": torch.__version__,
                     "loadavg_start": list(os.getloadavg())},
         "extractor": "efficientnet-lite0",
@@ -81,18 +83,28 @@ def main(argv=None):
         t0 = time.perf_counter()
         ex = build_extractor("efficientnet-lite0", image_size=size)
         build_s = time.perf_counter() - t0
-        embed(speed_paths[:32], ex, batch_size=16)  # warm-up (allocator, oneDNN kernels)
-        for bs in [int(b) for b in args.batch_sizes.split(",")]:
-            t0 = time.perf_counter()
-            embed(speed_paths, ex, batch_size=bs)
-            dt = time.perf_counter() - t0
-            ips = len(speed_paths) / dt
-            result["speed"].append({
-                "image_size": size, "batch_size": bs, "images": len(speed_paths), "seconds": round(dt, 2),
-                "images_per_s": round(ips, 1), "build_s": round(build_s, 2),
-                f"est_minutes_{args.target_images}": round(args.target_images / ips / 60, 2),
-                "loadavg_1min": round(os.getloadavg()[0], 2)})
-            print(json.dumps(result["speed"][-1]), file=sys.stderr, flush=True)
+        for threads in [int(t) for t in args.speed_threads.split(",")]:
+            torch.set_num_threads(threads)
+            embed(speed_paths[:32], ex, batch_size=16)  # warm-up (allocator, oneDNN kernels)
+            for bs in [int(b) for b in args.batch_sizes.split(",")]:
+                t0, c0 = time.perf_counter(), time.process_time()
+                embed(speed_paths, ex, batch_size=bs)
+                dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+                ips = len(speed_paths) / dt
+                row = {"image_size": size, "threads": threads, "batch_size": bs, "images": len(speed_paths),
+                       "wall_s": round(dt, 2), "cpu_s": round(cpu, 2), "images_per_s": round(ips, 1),
+                       "images_per_cpu_s": round(len(speed_paths) / cpu, 1), "build_s": round(build_s, 2),
+                       f"est_minutes_{args.target_images}_wall": round(args.target_images / ips / 60, 2),
+                       "loadavg_1min": round(os.getloadavg()[0], 2)}
+                if threads == 1:
+                    # CPU time of one thread is what the work costs, whoever else runs: on 2 idle cores the
+                    # wall time lies between cpu/2 (perfect 2-thread scaling) and cpu (none).
+                    per_image = cpu / len(speed_paths)
+                    row[f"est_minutes_{args.target_images}_2_idle_cores"] = [
+                        round(args.target_images * per_image / 2 / 60, 2), round(args.target_images * per_image / 60, 2)]
+                result["speed"].append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+    torch.set_num_threads(args.threads)
 
     # ---- IDS overlap: kept set from each size's features against the reference size's
     ids_paths, labels = per_class_subset(train, args.ids_per_class)

@@ -80,9 +80,12 @@ def cmd_ids(args) -> int:
     sums = [sum(k) for k in res.kept]
     rows.append(["all", res.num_samples] + sums + [f"{100 * s / res.num_samples:.1f}" for s in sums])
     print(_table(headers, rows, ["l"] + ["r"] * (len(headers) - 1)))
-    cached = " (embeddings read from the cache)" if res.cache_hit else ""
-    print(f"Time: embedding {res.embed_time_s:.1f}s{cached}, selection {res.select_time_s:.2f}s, "
-          f"total {res.total_time_s:.1f}s")
+    if res.extractor is None:
+        print(f"Time: selection {res.select_time_s:.2f}s (no embeddings needed), total {res.total_time_s:.1f}s")
+    else:
+        cached = " (embeddings read from the cache)" if res.cache_hit else ""
+        print(f"Time: embedding {res.embed_time_s:.1f}s{cached}, selection {res.select_time_s:.2f}s, "
+              f"total {res.total_time_s:.1f}s")
     if res.out is not None:
         print(f"Manifest: {res.out}  (use it with trainers/classify.py --data-path {args.data_path} "
               f"--ids-manifest {res.out})")
@@ -158,7 +161,8 @@ def cmd_demo(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="datareduce", description=__doc__)
+    parser = argparse.ArgumentParser(prog="datareduce", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="IDS and ADONIS on scikit-learn's digits, no download needed")
     p.add_argument("--epochs", type=int, default=15)

@@ -273,7 +273,12 @@ def load_datasets(root=None, preset: str = "auto", **transform_kwargs) -> DataSp
         chosen = kind if preset == "auto" else preset
         tr, ev = build_transforms(chosen, **transform_kwargs)
         cls = IndexedCIFAR10 if kind == "cifar10" else IndexedCIFAR100
-        return DataSplits(cls(base, True, tr), cls(base, False, ev), kind, chosen, base, "test")
+        try:
+            train, val = cls(base, True, tr), cls(base, False, ev)
+        except RuntimeError as exc:  # torchvision's checksum test failed
+            raise FileNotFoundError(f"{base / cls.base_folder} is incomplete or corrupted ({exc}); "
+                                    "nothing is downloaded: copy the complete dataset there") from None
+        return DataSplits(train, val, kind, chosen, base, "test")
     train_dir = root / "train"
     val_dir = next((root / s for s in ("val", "test") if (root / s).is_dir()), None)
     if not train_dir.is_dir() or val_dir is None:

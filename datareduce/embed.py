@@ -30,6 +30,10 @@ __all__ = ["embed", "embed_shard", "cache_path", "build_extractor", "Extractor",
 
 Progress = Optional[Callable[[int, int], None]]
 
+# On a CPU one forward pass takes at most this many pixels (8 images at 224 px, 98 at 64 px): measured on a
+# 2-core CPU, efficientnet-lite0 at 224 px ran ~5x faster in batches of 8 than of 64 (cache-sized activations).
+CPU_PIXELS_PER_FORWARD = 8 * 224 * 224
+
 
 class ImageList(Dataset):
     """Images ``images[i]`` for i in ``indices`` (default all), each passed through ``transform``.
@@ -143,7 +147,10 @@ def _run(images, ex: Extractor, indices, batch_size: int, num_workers: int, prog
         # cuDNN autotuning may pick different kernels run to run; pin the choice so the bytes repeat.
         with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
             for batch in loader:
-                feats = ex(batch.to(dev, non_blocking=True))
+                chunk = batch.shape[0]
+                if dev.type == "cpu":  # big CPU batches spill out of cache: forward a few images at a time
+                    chunk = max(1, min(chunk, CPU_PIXELS_PER_FORWARD // (batch.shape[2] * batch.shape[3])))
+                feats = torch.cat([ex(part.to(dev, non_blocking=True)) for part in batch.split(chunk)])
                 if feats.shape != (batch.shape[0], ex.dim):
                     raise RuntimeError(f"extractor {ex.name} returned features of shape {tuple(feats.shape)} "
                                        f"for a batch of {batch.shape[0]}; expected (N, {ex.dim})")

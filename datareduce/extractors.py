@@ -447,6 +447,10 @@ def build_extractor(
     embed a copy of the module whose last ``Linear`` is ``Identity`` (its penultimate features).
     ``device``: where the extractor runs; None leaves an ``nn.Module`` where it is (a model being trained is
     not moved) and puts a named extractor on the CPU.
+
+    A module's ``key`` hashes its weights when the extractor is built. Without ``strip_head`` the module itself
+    is used (no copy), so build a new extractor after training it further, or the cache key goes stale;
+    ``strip_head=True`` embeds a frozen copy.
     """
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
                                    or image_size < 8):
@@ -470,7 +474,7 @@ def build_extractor(
             raise ValueError("strip_head applies to an nn.Module; named extractors already give penultimate features")
         key_name = str(name_or_module)
         path = Path(key_name).expanduser()
-        if arch is not None or (path.suffix in (".pth", ".pt", ".bin", ".ckpt") and path.is_file()):
+        if arch is not None or (path.suffix in (".pth", ".pt", ".bin", ".ckpt", ".tar") and path.is_file()):
             if weights is not None:
                 raise ValueError(f"pass either a checkpoint file as the extractor ({key_name!r}) or weights=, not both")
             if arch is None:

@@ -29,7 +29,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
@@ -42,7 +42,7 @@ COUNTS_NAME = "selection_counts.npy"
 MANIFEST_NAMES = ("manifest.json", "ids_manifest.json")  # classification trainer, YOLO trainer
 CONFIG_TYPES = ("run", "config")  # the record holding the run's settings (classification, YOLO trainer)
 METRICS = ("top1", "map50_95", "map50")  # the first one an epoch record has is the run's quality metric
-METRIC_LABEL = {"top1": "top-1 accuracy (%)", "map50_95": "mAP50-95", "map50": "mAP50"}
+METRIC_LABEL = {"top1": "top-1 accuracy (%)", "map50_95": "mAP50-95 (%)", "map50": "mAP50 (%)"}
 DROP_PP = 5.0
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
           "#17becf"]
@@ -161,14 +161,39 @@ class Run:
         return None
 
     def trajectory(self, epochs: Optional[int] = None) -> List[tuple]:
-        """(cumulative training-loop wall time in s, metric) per epoch that has the metric."""
+        """(cumulative training-loop wall time in s, metric) per epoch that has the metric; mAP (a fraction in
+        the log, as Ultralytics reports it) in %, so drops are in percentage points like accuracy's."""
+        scale = 100.0 if self.metric.startswith("map") else 1.0
         out, t = [], 0.0
         for e in self.epochs[:epochs]:
             t = float(e["cumulative_train_time_s"]) if e.get("cumulative_train_time_s") is not None \
                 else t + float(e.get("train_time_s") or 0.0)
             if e.get(self.metric) is not None:
-                out.append((t, float(e[self.metric])))
+                out.append((t, scale * float(e[self.metric])))
         return out
+
+    @property
+    def settings(self) -> str:
+        """The parameters that tell runs of one method apart (from the run record's ``reduce``)."""
+        reduce = self.config.get("reduce") if isinstance(self.config.get("reduce"), dict) else {}
+        parts = []
+        ids = reduce.get("ids")
+        if isinstance(ids, dict):
+            parts.append(f"IDS α={ids.get('alpha')} {ids.get('mode')}"
+                         + (f" γ={ids['gamma']}" if ids.get("gamma") is not None else "")
+                         + (f" K={ids['prototypes']}" if (ids.get("prototypes") or 1) > 1 else ""))
+        ad = reduce.get("adonis")
+        if isinstance(ad, dict):
+            flags = [k for k in ("balance", "rescale") if ad.get(k)] + \
+                    [f"{k}={ad[k]}" for k in ("anneal", "decay", "floor") if ad.get(k)]
+            parts.append(f"ADONIS η={ad.get('eta')} θ={ad.get('theta')} α={ad.get('alpha')} σ={ad.get('sigma')} "
+                         f"ω={ad.get('omega')}" + (f" ({', '.join(flags)})" if flags else ""))
+        if reduce.get("alpha") is not None:
+            parts.append(f"α={reduce['alpha']}")
+        for k in ("sb_beta", "sb_staleness", "composer_keep", "infobatch_ratio", "infobatch_delta"):
+            if reduce.get(k) is not None:
+                parts.append(f"{k}={reduce[k]}")
+        return "; ".join(parts)
 
     def total(self, key: str, epochs: Optional[int] = None) -> Optional[int]:
         values = [e.get(key) for e in self.epochs[:epochs]]
@@ -436,8 +461,10 @@ def _attach_images(run: Run, data_path) -> None:
             run.notes.append(f"the run records no dataset ({what}): images are not shown; pass --data-path")
             return
     if data_path is not None and not Path(str(data_path)).expanduser().exists():
-        where = "--data-path" if given else "the dataset recorded by the run"
-        run.notes.append(f"{where} {data_path} is not on this machine: images are not shown; pass --data-path")
+        if given:
+            raise FileNotFoundError(f"--data-path {data_path} does not exist")
+        run.notes.append(f"the dataset recorded by the run, {data_path}, is not on this machine: images are not "
+                         "shown; pass --data-path")
         return
     try:
         if run.detection:
@@ -898,7 +925,9 @@ def fig_ids_pca(run: Run, emb: np.ndarray, max_points: int = 4000, seed: int = 0
 
 # ================================================================================================ report
 @dataclass
-class Figure:
+class Picture:
+    """One figure of the report: its PNG file, title and caption."""
+
     file: str
     title: str
     caption: str
@@ -910,7 +939,7 @@ class Report:
     runs: List[Run]
     baseline: Optional[Run]
     table: List[dict]
-    figures: List[Figure]
+    figures: List[Picture]
     notes: List[str]
     files: List[Path]
     class_name: Optional[str] = None
@@ -994,12 +1023,12 @@ def build(run_dirs: Sequence, out, class_name: Optional[str] = None, data_path=N
     out.mkdir(parents=True, exist_ok=True)
     step = progress or (lambda s: None)
     notes: List[str] = []
-    figures: List[Figure] = []
+    figures: List[Picture] = []
     files: List[Path] = []
 
     def save(fig, name, title, caption):
         files.append(write_bytes(out / name, _png(fig)))
-        figures.append(Figure(name, title, caption))
+        figures.append(Picture(name, title, caption))
 
     if base is None:
         notes.append("no full-data run among the runs (method 'full' in the run record, or --baseline RUN): the "
@@ -1031,7 +1060,7 @@ def build(run_dirs: Sequence, out, class_name: Optional[str] = None, data_path=N
     for r in runs:
         if r.counts is None:
             notes.append(f"{r.name}: no {COUNTS_NAME}, so no count histogram or selection grids")
-    for i, r in enumerate(runs):
+    for r in runs:
         if r.counts is None or r.images is None:
             continue
         if r.counts.min() == r.counts.max():
@@ -1137,13 +1166,15 @@ def render_html(report: Report) -> str:
              "<h1>datareduce report</h1>",
              f"<p class=muted>{len(runs)} run(s); quality metric: {e(mlabel)}; baseline: "
              f"{e(base.name) if base else 'none'}.</p>",
-             "<h2>Runs</h2><table><tr><th class=l>run</th><th class=l>method</th><th class=l>read from</th>"
+             "<h2>Runs</h2><table><tr><th class=l>run</th><th class=l>method</th><th class=l>settings</th>"
+             "<th class=l>read from</th>"
              "<th>epochs</th><th class=l>folder</th><th class=l>dataset</th><th class=l>files</th></tr>"]
     for r in runs:
         found = ["log.jsonl"] + ([COUNTS_NAME] if r.counts is not None else []) + \
                 ([r.manifest_file] if r.manifest is not None else [])
         parts.append(f"<tr{' class=base' if r is base else ''}><td class=l>{e(r.name)}</td><td class=l>"
-                     f"<b>{e(r.method)}</b></td><td class=l>{e(r.method_source)}</td><td>{len(r.epochs)}</td>"
+                     f"<b>{e(r.method)}</b></td><td class=l>{e(r.settings or '–')}</td>"
+                     f"<td class=l>{e(r.method_source)}</td><td>{len(r.epochs)}</td>"
                      f"<td class=l><code>{e(str(r.path))}</code></td><td class=l>{e(r.data_path or '–')}</td>"
                      f"<td class=l>{e(', '.join(found))}</td></tr>")
     parts.append("</table>")

@@ -126,7 +126,8 @@ def test_missing_or_empty_data_path(tmp_path, capsys):
     code, _, err = run_ids(capsys, "--data-path", tmp_path / "nope", "--out", tmp_path / "m.json")
     assert code == 2 and "does not exist" in err
     (tmp_path / "empty").mkdir()
-    code, _, err = run_ids(capsys, "--data-path", tmp_path / "empty", "--method", "rpd", "--out", tmp_path / "m.json")
+    code, _, err = run_ids(capsys, "--data-path", tmp_path / "empty", "--method", "rpd",
+                           "--out", tmp_path / "m.json")
     assert code == 2 and "no ImageFolder dataset" in err
     code, _, err = run_ids(capsys, "--data-path", tmp_path / "empty", "--out", tmp_path)
     assert code == 2 and "is a folder" in err

@@ -185,7 +185,7 @@ def test_checkpoint_file_with_architecture_name(tmp_path, paths):
     torch.save(model.state_dict(), ckpt)
     assert build_extractor(ckpt, arch="resnet18_cifar", mean=CIFAR_MEAN, std=CIFAR_STD).key != a.key
     with pytest.raises(ValueError, match="does not fit architecture"):
-        build_extractor(ckpt, arch="resnet50")
+        build_extractor(ckpt, arch="resnet20")
     with pytest.raises(FileNotFoundError, match="not found"):
         build_extractor("resnet18", weights=str(tmp_path / "missing.pth"))
 

@@ -10,7 +10,8 @@ from ultralytics.cfg import get_cfg  # noqa: E402
 from ultralytics.data import build_yolo_dataset  # noqa: E402
 from ultralytics.utils import YAML  # noqa: E402
 
-from datareduce.integrations.ultralytics_data import resolve_data_yaml, restrict_dataset  # noqa: E402
+from datareduce.integrations.ultralytics_data import (coco_to_yolo, make_digits_detection,  # noqa: E402
+                                                    resolve_data_yaml, restrict_dataset)
 
 
 def build(root, **overrides):
@@ -60,3 +61,32 @@ def test_resolve_data_yaml(coco128_root, tmp_path):
     YAML.save(bad, {"path": str(coco128_root), "train": "images/train", "val": "images/missing", "names": ["a"]})
     with pytest.raises(FileNotFoundError, match="images/missing"):
         resolve_data_yaml(bad, tmp_path)
+
+
+def read_labels(folder):
+    return {f.stem: sorted(tuple(float(v) for v in line.split()) for line in f.read_text().splitlines() if line)
+            for f in folder.glob("*.txt")}
+
+
+def test_coco_json_converts_to_the_shipped_yolo_labels(coco128_root, tmp_path):
+    args = coco128_root / "annotations" / "instances_train.json", coco128_root / "images" / "train", tmp_path
+    with pytest.warns(UserWarning, match="validating on the training images"):
+        data = coco_to_yolo(*args)
+        assert coco_to_yolo(*args) == data  # converted once
+    cfg = YAML.load(data)
+    assert cfg["names"] == YAML.load(coco128_root / "data.yaml")["names"]
+    ours, shipped = read_labels(data.parent / "labels" / "train"), read_labels(coco128_root / "labels" / "train")
+    assert len(ours) == 128 and sum(map(len, ours.values())) == 929  # crowd boxes skipped
+    for stem, boxes in ours.items():  # (the shipped set has no files for its 2 background images)
+        assert len(boxes) == len(shipped.get(stem, []))
+        for a, b in zip(boxes, shipped.get(stem, [])):
+            assert a[0] == b[0] and max(abs(x - y) for x, y in zip(a[1:], b[1:])) < 2e-3
+
+
+def test_digits_detection_set(tmp_path):
+    data = make_digits_detection(tmp_path, train=12, val=4, size=96)
+    labels = read_labels(data.parent / "labels" / "train")
+    assert len(labels) == 12 and len(list((data.parent / "images" / "val").glob("*.png"))) == 4
+    for boxes in labels.values():
+        assert 1 <= len(boxes) <= 4
+        assert all(0 <= b[0] <= 9 and 0 < b[3] <= 1 / 3 + 1e-6 and 0 < b[1] < 1 for b in boxes)

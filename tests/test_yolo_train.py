@@ -165,13 +165,13 @@ sys.exit(yolo_train.main())
 
 def test_no_network_call_is_attempted(coco_small, tmp_path):
     """A fresh process, no YOLO_* settings in the environment, every socket connect / DNS lookup fatal."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
-    env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "xdg"), XDG_CONFIG_HOME=str(tmp_path / "cfg"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YOLO_", "DATAREDUCE_"))}
+    env.update(HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "cfg"))
     script = NO_NETWORK.replace("TRAINERS", repr(str(REPO / "trainers")))
     argv = [f"data={coco_small}", f"project={tmp_path}", *TINY, "--ids-alpha", "0.5", "--ids-image-size", "64",
             "--adonis-theta", "0.05", "--cache-dir", str(tmp_path / "cache")]
     done = subprocess.run([sys.executable, "-c", script, *argv], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "NETWORK ATTEMPT" not in done.stderr
-    assert (tmp_path / "xdg" / "datareduce" / "ultralytics-config" / "Ultralytics" / "Arial.ttf").is_file()
+    assert (tmp_path / "home" / ".cache" / "datareduce" / "ultralytics-config" / "Ultralytics" / "Arial.ttf").is_file()
     assert json.loads((tmp_path / "train" / "log.jsonl").read_text().splitlines()[-1])["type"] == "summary"

@@ -72,7 +72,8 @@ class StandInComputeLoss:
                 a = torch.zeros_like(b)
                 ps = pi[b, a, gj, gi]
                 txy = torch.stack((gx - gi, gy - gj), 1)
-                lbox += ((ps[:, :2].sigmoid() - txy) ** 2).mean() + ((ps[:, 2:4].sigmoid() - targets[:, 4:6]) ** 2).mean()
+                lbox += ((ps[:, :2].sigmoid() - txy) ** 2).mean()
+                lbox += ((ps[:, 2:4].sigmoid() - targets[:, 4:6]) ** 2).mean()
                 tobj[b, a, gj, gi] = 1.0
                 t = torch.zeros(len(b), self.nc, device=dev)
                 t[torch.arange(len(b)), c] = 1.0
@@ -280,6 +281,8 @@ def test_flags_and_refusals(tmp_path):
         y5.setup(parse("--ids-alpha", "0.8", "--rect"), tmp_path)
     with pytest.raises(ValueError, match="balance"):
         y5.setup(parse("--adonis-balance"), tmp_path)
+    assert y5.setup(parse("--adonis-anneal", "1"), tmp_path).online  # needs the epoch count: given per epoch
+    assert y5.setup(parse("--reduce", "random-keep"), tmp_path).online
     # options saved by an unpatched run (no datareduce keys) resume as a plain run
     old = argparse.Namespace(epochs=3, rect=False, seed=0)
     assert not y5.setup(old, tmp_path).active

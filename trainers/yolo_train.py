@@ -30,8 +30,8 @@ except ImportError:  # run from a checkout without `pip install -e .`
 
 from datareduce.flags import add_reduce_arguments, config_from_args
 from datareduce.integrations import ultralytics_data as yd
-from datareduce.integrations.ultralytics import (DEFAULT_CACHE, DataReduceDetectionTrainer, TrainerSettings,
-                                                 write_settings)
+from datareduce.integrations.ultralytics import DataReduceDetectionTrainer, TrainerSettings, write_settings
+from datareduce.integrations.ultralytics_env import cache_root
 from ultralytics.cfg import parse_key_value_pair
 
 EMBEDDED = {"model": "yolov5n.yaml", "imgsz": 160, "epochs": 10}  # defaults for the embedded digits set
@@ -51,8 +51,9 @@ def get_args_parser(add_help=True):
     parser.add_argument("--lr-gamma", type=float, default=None,
                         help="multiply the learning rate by this every epoch (the paper's YOLOv5 protocol: 0.98) "
                              "instead of Ultralytics' linear decay to lrf")
-    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE),
-                        help=f"where generated and converted datasets go (default: {DEFAULT_CACHE})")
+    parser.add_argument("--cache-dir", default=str(cache_root()),
+                        help="where generated and converted datasets go (default: $DATAREDUCE_CACHE or "
+                             "~/.cache/datareduce)")
     add_reduce_arguments(parser)
     return parser
 
@@ -112,10 +113,14 @@ def train(args) -> DataReduceDetectionTrainer:
     """Train as ``args`` say; returns the trainer (its run folder holds ``log.jsonl``)."""
     overrides = dict(args.overrides)
     settings = TrainerSettings(reduce=config_from_args(args, seed=overrides.get("seed", 0)), lr_gamma=args.lr_gamma)
-    overrides["data"] = str(prepare_data(args, overrides))
-    for key, value in DEFAULTS.items():
-        overrides.setdefault(key, value)
-    overrides["project"] = str(Path(overrides["project"]).expanduser().resolve())  # Ultralytics' own is odd
+    resume = overrides.get("resume")  # a resumed run keeps its checkpoint's data, model and project
+    if not resume or "data" in overrides or args.coco_json:
+        overrides["data"] = str(prepare_data(args, overrides))
+    if not resume:
+        for key, value in DEFAULTS.items():
+            overrides.setdefault(key, value)
+    if "project" in overrides:  # Ultralytics resolves a relative one against its own settings, not the cwd
+        overrides["project"] = str(Path(overrides["project"]).expanduser().resolve())
     text = json.dumps(asdict(settings), sort_keys=True)
     write_settings(settings, Path(args.cache_dir).expanduser() / "settings" /
                    f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.json")

@@ -568,10 +568,13 @@ class ComposerReducer(_Reducer):
     def __init__(self, selector, score_fn, epochs: int, labels: np.ndarray, num_classes: int):
         super().__init__()
         self.selector, self.score_fn, self.epochs = selector, score_fn, epochs
+        self.num_batches = None  # forward batches per epoch (training progress); set by train_one_epoch
         self.labels, self.num_classes = labels, num_classes
 
     def batches(self, loader, epoch, last):
-        nb = max(1, len(loader)) if hasattr(loader, "__len__") else 1
+        nb = self.num_batches or (len(loader) if hasattr(loader, "__len__") else 0)
+        if not nb:
+            raise ValueError("composer-sb needs the number of batches per epoch: set reducer.num_batches")
         self.stats = {"forward_samples": 0, "samples_scored": 0, "samples_selected": 0}
         self.sel = {"forward": 0, "selected": 0}
         kept_all = []
@@ -717,6 +720,8 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, args, reducer:
     bar = tqdm(loader, desc=f"Epoch {epoch}", total=len(loader), disable=not show_progress, dynamic_ncols=True,
                leave=False, mininterval=1.0)
     steps, backprop, loss_sum = 0, 0, 0.0
+    if hasattr(reducer, "num_batches"):
+        reducer.num_batches = len(loader)
     for (images, targets, indices), weights in reducer.batches(to_device(bar, device), epoch, last):
         with _autocast(device, args.amp):
             losses = per_sample_loss(model(images), targets, args.label_smoothing)

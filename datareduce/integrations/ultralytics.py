@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .ultralytics_env import ensure_offline, no_amp_download
+from .ultralytics_env import cache_root, ensure_offline, no_amp_download
 
 ensure_offline()  # before Ultralytics is imported: it looks for the network at import time
 
@@ -51,7 +51,6 @@ SETTINGS_ENV = "DATAREDUCE_CONFIG"
 # rpc needs one class per image; composer-sb and infobatch need loops of their own
 SUPPORTED = ("full", "sb", "stale-sb", "random-keep", "rpd", "ssp")
 BOX_KEYS = ("cls", "bboxes")  # per-box entries of a detection batch (besides batch_idx)
-DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "datareduce"
 
 
 @dataclass(frozen=True)
@@ -237,6 +236,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         self.loaded_subset = None  # which manifest subset the current train dataset holds
         self.online = None
         self.selector = None
+        self.per_image_loss = None
         self.mosaic_closed = False
         self.run_log = None
         self.pending = []  # records made before the log exists (IDS runs while the dataloaders are built)
@@ -285,7 +285,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             ex = build_extractor(cfg.embed.extractor, weights=cfg.embed.weights, image_size=cfg.embed.image_size,
                                  device=self.device)
             extractor = {**asdict(cfg.embed), "key": ex.key}
-            cache = Path(cfg.embed.cache_dir) if cfg.embed.cache_dir else DEFAULT_CACHE / "embeddings"
+            cache = Path(cfg.embed.cache_dir) if cfg.embed.cache_dir else cache_root() / "embeddings"
             emb = embed(im_files, ex, cache_dir=cache, fingerprint=manifest.dataset_fingerprint(listing))
         if cfg.ids is not None:
             c = cfg.ids
@@ -340,7 +340,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
     def score(self, batch) -> torch.Tensor:
         """Per-image detection losses of a raw batch under the current model: no grad, no state change."""
         model = unwrap_model(self.model)
-        if not hasattr(self, "per_image_loss"):
+        if self.per_image_loss is None:
             self.per_image_loss = PerImageDetectionLoss(model)
         amp = torch.bfloat16 if self.args.amp == "bf16" else self.amp
         with torch.no_grad(), batch_statistics_only(model), autocast(amp, device=self.device.type):
@@ -375,10 +375,12 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf)
 
     def _setup_train(self):
+        """Stock setup, with Ultralytics' AMP check kept from downloading its weights."""
         with no_amp_download():
             super()._setup_train()
 
     def optimizer_step(self):
+        """Stock step, counted for the epoch record."""
         super().optimizer_step()
         self.optimizer_steps += 1
 
@@ -393,6 +395,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         super().run_callbacks(event)
 
     def open_log(self):
+        """Start ``log.jsonl`` on the main rank (a resumed run drops the records of the epochs it redoes)."""
         if RANK in {-1, 0}:
             self.run_log = records.RunLog(self.save_dir, resume_epoch=self.start_epoch if self.resume else None)
             self.run_log.write("config", {"reduce": self.reduce.describe(), "world_size": max(self.world_size, 1)})
@@ -479,6 +482,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             self.loss_items = {name: torch.zeros((), device=self.device) for name in self.loss_names}
 
     def log_summary(self):
+        """The run's totals (SPEC §4), with the final evaluation of the best checkpoint."""
         if self.run_log is None:
             return
         summary = records.summarize(self.run_log.records("epoch"), metric="map50_95")

@@ -15,10 +15,14 @@ from pathlib import Path
 FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")  # the two names Ultralytics' check_font asks for
 
 
+def cache_root() -> Path:
+    """datareduce's cache folder: ``$DATAREDUCE_CACHE``, else ``~/.cache/datareduce`` (as the other trainers)."""
+    return Path(os.environ.get("DATAREDUCE_CACHE", Path.home() / ".cache" / "datareduce"))
+
+
 def default_config_dir() -> Path:
     """Where our Ultralytics settings and fonts live unless ``YOLO_CONFIG_DIR`` says otherwise."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "datareduce" / "ultralytics-config"
+    return cache_root() / "ultralytics-config"
 
 
 def ensure_offline() -> Path:

@@ -1,4 +1,5 @@
-"""Hooks that ``patches/vision-classification.patch`` calls from pytorch/vision's ``references/classification/train.py``.
+"""Hooks that ``patches/vision-classification.patch`` calls from torchvision's classification reference script
+(pytorch/vision ``references/classification/train.py``).
 
 The patch adds the ``--ids-*`` / ``--adonis-*`` / ``--reduce`` flags and four calls; the work is done here, with
 the same pieces ``trainers/classify.py`` uses (:mod:`datareduce.integrations.classification`):
@@ -32,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .. import distributed, records
-from ..config import OFFLINE, ReduceConfig
+from ..config import OFFLINE, ONLINE, ReduceConfig
 from ..flags import add_reduce_arguments, config_from_args
 from . import classification as tv
 
@@ -122,7 +123,7 @@ class VisionReduce:
         self.log = None
         self.resume_epoch = None
         self.rank = distributed.rank()
-        self.online = cfg is not None and cfg.online_selector() is not None
+        self.online = cfg is not None and (cfg.adonis is not None or cfg.method in ONLINE)
 
     @property
     def active(self) -> bool:
@@ -144,7 +145,8 @@ class VisionReduce:
             if cfg.ids is not None and cfg.ids.manifest:
                 manifest, info = tv.check_manifest(cfg.ids.manifest, dataset), {"source": cfg.ids.manifest}
             else:
-                extractor = tv.build_extractor_for(cfg, device) if (cfg.ids is not None or cfg.method == "ssp") else None
+                embeds = cfg.ids is not None or cfg.method == "ssp"
+                extractor = tv.build_extractor_for(cfg, device) if embeds else None
                 if extractor is not None:
                     self.say(f"datareduce: embedding {len(dataset.samples)} training images with {extractor.name}")
                 manifest, info = tv.build_offline_manifest(dataset, cfg, extractor, workers=int(args.workers))
@@ -282,7 +284,8 @@ class _Indexed:
         for images, targets in o.loader:
             pos = o.recorder.pop()
             index = torch.as_tensor(ids[pos] if ids is not None else pos, dtype=torch.long)
-            yield images.to(self.device, non_blocking=non_blocking), targets.to(self.device, non_blocking=non_blocking), index
+            yield (images.to(self.device, non_blocking=non_blocking),
+                   targets.to(self.device, non_blocking=non_blocking), index)
 
 
 def _rebuild(loader: DataLoader, batch_sampler) -> DataLoader:

@@ -37,7 +37,7 @@ from torch import nn
 
 from .. import baselines, distributed, ids, manifest, records
 from ..atomic import write_text
-from ..config import OFFLINE, ReduceConfig
+from ..config import ReduceConfig
 from ..flags import add_reduce_arguments, config_from_args
 from ..online import OnlineSelection
 
@@ -250,7 +250,7 @@ class DataReduce:
         self.say = log if self.rank == 0 else (lambda *a, **k: None)
         self.root = root
         self.offline = cfg.ids is not None or cfg.method in ("rpd", "ssp")
-        self.online = cfg.online_selector() is not None
+        self.online = cfg.adonis is not None or cfg.method in ("sb", "stale-sb", "random-keep")
         if self.offline and rect:
             raise ValueError("IDS / RPD / SSP subsets need rectangular training off (no --rect)")
         if self.online and (rect or quad):

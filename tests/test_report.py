@@ -1,0 +1,306 @@
+"""`datareduce report` on tiny real runs: a small CNN trained on the 400 real CIFAR-10 images of cifar10_small
+(full data, ADONIS through the core's OnlineSelection, and an IDS subset chosen by `datareduce ids`), written in
+the run-folder format of trainers/classify.py (log.jsonl, selection_counts.npy, manifest.json)."""
+import contextlib
+import io
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from datareduce import cli, ids_command, manifest, metrics, records, report
+from datareduce.config import AdonisConfig, IDSConfig, ReduceConfig
+from datareduce.datasets import IndexedImageFolder
+from datareduce.online import OnlineSelection
+
+EPOCHS = 3
+BATCH = 32
+
+
+@pytest.fixture(scope="session")
+def embed_cache(tmp_path_factory) -> Path:
+    """The session's embedding cache (the same folder test_cli.py fills)."""
+    return tmp_path_factory.getbasetemp() / "datareduce-embeddings"
+
+
+def tensors(root: Path, split: str):
+    ds = IndexedImageFolder(root / split)
+    x = torch.stack([torch.from_numpy(np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) / 255)
+                     .permute(2, 0, 1) for p, _ in ds.samples])
+    return (x - 0.5) / 0.25, torch.tensor(ds.targets), ds.sample_keys()
+
+
+def tiny_cnn():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(32, 10))
+
+
+def train_run(out: Path, data_root: Path, data, cfg: ReduceConfig, manifest_path=None):
+    """Train the tiny CNN and write a run folder the way trainers/classify.py does."""
+    (x, y, keys), (xv, yv, _) = data
+    log = records.RunLog(out)
+    log.write("run", {"args": {"data_path": str(data_root), "epochs": EPOCHS, "batch_size": BATCH, "model": "tiny"},
+                      "reduce": cfg.describe(), "dataset": "imagefolder", "num_train": len(y), "num_classes": 10})
+    positions = torch.arange(len(y))
+    if manifest_path is not None:
+        t0 = time.perf_counter()
+        m = manifest.read(manifest_path)
+        positions = torch.tensor(manifest.kept_indices(m, keys))
+        manifest.write(out / "manifest.json", m)
+        log.write("ids", {"method": m["method"], "source": str(manifest_path), "time_s": time.perf_counter() - t0})
+    model = tiny_cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+    def score(batch):
+        with torch.no_grad():
+            return F.cross_entropy(model(batch[0]), batch[1], reduction="none")
+
+    loop = OnlineSelection(cfg.adonis.selector(), score, rho=BATCH) if cfg.adonis is not None else None
+    counts = np.zeros(len(y), dtype=np.int64)
+    cumulative = 0.0
+    for epoch in range(EPOCHS):
+        g = torch.Generator().manual_seed(epoch)
+        order = positions[torch.randperm(len(positions), generator=g)]
+        loader = [(x[b], y[b], b) for b in order.split(BATCH)]
+        start = time.perf_counter()
+        batches = loop.epoch(loader, epoch, last=epoch == EPOCHS - 1) if loop else loader
+        steps = backprop = 0
+        for xb, yb, ib in batches:
+            opt.zero_grad()
+            F.cross_entropy(model(xb), yb).backward()
+            opt.step()
+            steps += 1
+            backprop += len(yb)
+            np.add.at(counts, ib.numpy(), 1)
+        seconds = time.perf_counter() - start
+        cumulative += seconds
+        with torch.no_grad():
+            top1 = (model(xv).argmax(1) == yv).float().mean().item() * 100
+        rec = {"epoch": epoch, "train_time_s": seconds, "cumulative_train_time_s": cumulative,
+               "samples_backprop": backprop, "optimizer_steps": steps, "train_samples": len(positions),
+               "forward_samples": len(positions), "samples_scored": 0, "top1": top1}
+        if loop:
+            rec.update(loop.stats.as_record())
+        log.write("epoch", rec)
+    log.write("summary", {**records.summarize(log.records("epoch")), "method": "test"})
+    np.save(out / "selection_counts.npy", counts.astype(np.uint16))
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(cifar10_small, embed_cache, tmp_path_factory):
+    """Three real runs: full, ADONIS, IDS (α 0.5 easy subset from `datareduce ids`)."""
+    base = tmp_path_factory.mktemp("runs")
+    data = (tensors(cifar10_small, "train"), tensors(cifar10_small, "test"))
+    sel = ids_command.run(cifar10_small, out=base / "ids-manifest.json", alpha=0.5, image_size=32,
+                          cache_dir=embed_cache)
+    assert sel.manifest["subsets"][0]["num_kept"] == 200
+    return {
+        "full": train_run(base / "full", cifar10_small, data, ReduceConfig()),
+        "adonis": train_run(base / "adonis", cifar10_small, data, ReduceConfig(adonis=AdonisConfig(eta=1))),
+        "ids": train_run(base / "ids", cifar10_small, data, ReduceConfig(ids=IDSConfig(alpha=0.5)),
+                         manifest_path=sel.out),
+    }
+
+
+def cli_report(*args):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["report", *map(str, args)])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def written(runs, embed_cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "html"
+    code, stdout, stderr = cli_report(runs["full"], runs["adonis"], runs["ids"], "--out", out, "--class", "cat",
+                                      "--cache-dir", embed_cache, "--no-embed")
+    return code, stdout, stderr, out
+
+
+def test_report_writes_every_figure_and_an_offline_page(written):
+    code, stdout, stderr, out = written
+    assert code == 0, stderr
+    expected = {"index.html", "metric_vs_time.png", "selection_rate.png", "backprop_histogram.png",
+                "selected_adonis.png", "selected_adonis_class-cat.png", "selected_ids.png",
+                "selected_ids_class-cat.png", "ids_prototypes_ids.png", "ids_pca_ids.png"}
+    assert {p.name for p in out.iterdir()} == expected  # no grid for the full run: every count is EPOCHS
+    for name in expected - {"index.html"}:
+        with Image.open(out / name) as im:
+            arr = np.asarray(im.convert("RGB"))
+        assert arr.shape[0] > 200 and arr.shape[1] > 400, name
+        assert len(np.unique(arr.reshape(-1, 3), axis=0)) > 50, f"{name} looks blank"
+    page = (out / "index.html").read_text(encoding="utf-8")
+    srcs = re.findall(r"<img src='([^']+)'", page)
+    assert sorted(srcs) == sorted(expected - {"index.html"})
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert "baseline: full" in stdout and "Wrote 10 files" in stdout
+    assert "every sample was back-propagated 3 times" in stdout  # the full run's left-out grids are explained
+
+
+def test_table_matches_the_metrics_recomputed_from_the_logs(runs, written, embed_cache):
+    loaded = report.load_runs([runs["full"], runs["adonis"], runs["ids"]])
+    assert [r.method for r in loaded] == ["full", "adonis", "ids"]
+    base = report.choose_baseline(loaded)
+    assert base.name == "full"
+    rows = {row["run"]: row for row in report.metrics_table(loaded, base)}
+
+    def trajectory(run_dir):
+        eps = [r for r in records.read(run_dir / "log.jsonl") if r["type"] == "epoch"]
+        return [(e["cumulative_train_time_s"], e["top1"]) for e in eps], eps
+
+    b, _ = trajectory(runs["full"])
+    for name in ("adonis", "ids"):
+        m, eps = trajectory(runs[name])
+        assert rows[name]["acc_drop"] == pytest.approx(metrics.accuracy_drop(b, m))
+        assert rows[name]["train_boost"] == pytest.approx(metrics.train_boost(b, m))
+        assert rows[name]["samples_backprop"] == sum(e["samples_backprop"] for e in eps)
+    assert rows["full"]["acc_drop"] == 0 and rows["full"]["train_boost"] == 1 and rows["full"]["boost_to_drop"] is None
+    assert rows["ids"]["samples_backprop"] == EPOCHS * 200
+    assert rows["ids"]["preprocessing_s"] is not None
+    page = (written[3] / "index.html").read_text(encoding="utf-8")
+    assert f"<td>{rows['adonis']['acc_drop']:,.2f}</td>" in page
+
+
+def test_counts_and_selection_rates(runs):
+    adonis = report.load_run(runs["adonis"])
+    ids_run = report.load_run(runs["ids"])
+    assert adonis.counts.sum() == adonis.total("samples_backprop")
+    kept = report.kept_mask(ids_run.manifest, ids_run.images.keys)
+    assert kept.sum() == 200 and set(ids_run.counts[kept]) == {EPOCHS} and set(ids_run.counts[~kept]) == {0}
+    assert report.backprop_share_per_epoch(ids_run) == [0.5] * EPOCHS
+    most, least = report.most_least(adonis.counts, 16)
+    assert len(most) == len(least) == 16 and not set(most) & set(least)
+    assert adonis.counts[most].min() >= adonis.counts[least].max()
+    assert list(adonis.counts[most]) == sorted(adonis.counts[most], reverse=True)
+
+
+def test_pca_matches_the_leading_singular_vectors(embed_cache, runs):
+    ids_run = report.load_run(runs["ids"])
+    emb = report.find_cached_embeddings(ids_run.manifest, [embed_cache])
+    assert emb is not None and emb.shape[0] == 400
+    emb = emb[::4]  # 100 × 1280: a reference SVD that stays quick on a busy CPU
+    xy = report.pca_2d(emb)
+    centred = emb.astype(np.float64) - emb.mean(axis=0)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    for k in range(2):
+        assert abs(np.dot(xy[:, k], u[:, k] * s[k])) == pytest.approx(s[k] ** 2, rel=1e-6)
+
+
+# ------------------------------------------------------------------------------------ bad run folders
+def copy_run(runs, tmp_path, name="adonis") -> Path:
+    return Path(shutil.copytree(runs[name], tmp_path / name))
+
+
+def test_missing_and_foreign_folders(tmp_path):
+    with pytest.raises(report.RunDirError, match="does not exist"):
+        report.load_run(tmp_path / "nope")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(report.RunDirError, match="not a datareduce run folder: it has no log.jsonl"):
+        report.load_run(tmp_path)
+    (tmp_path / "log.jsonl").write_text('{"loss": 0.1, "step": 1}\n{"loss": 0.09, "step": 2}\n')
+    with pytest.raises(report.RunDirError, match="line 1 is not a datareduce record"):
+        report.load_run(tmp_path)
+    (tmp_path / "log.jsonl").write_text("")
+    with pytest.raises(report.RunDirError, match="is empty"):
+        report.load_run(tmp_path)
+    (tmp_path / "log.jsonl").write_text('{"type": "run", "args": {}}\n')
+    with pytest.raises(report.RunDirError, match="no epoch records"):
+        report.load_run(tmp_path)
+
+
+def test_corrupt_files(runs, tmp_path):
+    run = copy_run(runs, tmp_path)
+    log = run / "log.jsonl"
+    good = log.read_text()
+    log.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00garbage")
+    with pytest.raises(report.RunDirError, match="not UTF-8|not valid JSON"):
+        report.load_run(run)
+    lines = good.splitlines()
+    log.write_text("\n".join(lines[:2] + ["{not json"] + lines[2:]) + "\n")
+    with pytest.raises(report.RunDirError, match="line 3 is not valid JSON"):
+        report.load_run(run)
+    log.write_text(good + '{"type": "epoch", "epo')  # a torn last line (crash while writing) is tolerated
+    assert len(report.load_run(run).epochs) == EPOCHS
+    log.write_text(good)
+    (run / "selection_counts.npy").write_bytes(b"not an array")
+    with pytest.raises(report.RunDirError, match="selection_counts.npy is not a readable .npy array"):
+        report.load_run(run)
+    np.save(run / "selection_counts.npy", np.zeros(100, dtype=np.uint16))
+    with pytest.raises(report.RunDirError, match="trained on 100 samples but the dataset at .* has 400"):
+        report.load_run(run)
+
+
+def test_manifest_of_another_dataset_is_refused(runs, tmp_path):
+    run = copy_run(runs, tmp_path, "ids")
+    m = manifest.read(run / "manifest.json")
+    keys = [f"other/{i:04d}.jpg" for i in range(400)]
+    manifest.write(run / "manifest.json", manifest.make(keys, [manifest.subset(range(200), keys)], "ids",
+                                                        m["params"], m["extractor"]))
+    with pytest.raises(report.RunDirError, match="manifest was made from another dataset"):
+        report.load_run(run)
+    (run / "manifest.json").write_text('{"format": "something else"}')
+    with pytest.raises(report.RunDirError, match="not a datareduce manifest"):
+        report.load_run(run)
+
+
+def test_cli_errors_are_one_clear_line(runs, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "log.jsonl").write_bytes(b"\xff\xfe\x00garbage")
+    code, stdout, stderr = cli_report(runs["full"], bad, "--out", tmp_path / "out")
+    assert code == 2 and stderr.startswith("datareduce: error: ") and "not UTF-8" in stderr
+    assert not (tmp_path / "out").exists()  # nothing written for a bad input
+    code, _, stderr = cli_report(runs["full"], runs["adonis"], "--out", tmp_path / "out", "--class", "dragon")
+    assert code == 2 and "--class 'dragon' is not a class" in stderr and "airplane" in stderr
+    code, _, stderr = cli_report(runs["full"], runs["full"], "--out", tmp_path / "out")
+    assert code == 2 and "given twice" in stderr
+    code, _, stderr = cli_report(runs["adonis"], "--out", tmp_path / "out", "--baseline", "nope")
+    assert code == 2 and "--baseline 'nope' is none of the runs" in stderr
+    code, _, stderr = cli_report(runs["ids"], "--out", tmp_path / "out", "--data-path", tmp_path / "nope")
+    assert code == 2 and "does not exist" in stderr
+
+
+def test_without_a_baseline_the_columns_are_left_out(runs, tmp_path):
+    rep = report.build([runs["adonis"], runs["ids"]], tmp_path / "out", embed_missing=False)
+    assert rep.baseline is None and "acc_drop" not in rep.table[0]
+    assert any("no full-data run" in n for n in rep.notes)
+    assert (tmp_path / "out" / "index.html").is_file()
+
+
+def test_yolo_run_folder_format(coco128_root, tmp_path):
+    """The YOLO trainer's folder: a `config` record, mAP as fractions (None on epochs without validation),
+    `ids_manifest.json` with ids relative to the dataset root, and the data YAML named by Ultralytics'
+    args.yaml. The mAP values below are placeholders: this checks the reading, not a result."""
+    run = tmp_path / "yolo"
+    log = records.RunLog(run)
+    log.write("config", {"reduce": ReduceConfig(method="rpd", alpha=0.5).describe(), "world_size": 1})
+    images = sorted(p for p in (coco128_root / "images" / "train").iterdir() if p.suffix == ".jpg")
+    keys = [p.relative_to(coco128_root).as_posix() for p in images]
+    kept = np.arange(0, len(keys), 2)
+    manifest.write(run / "ids_manifest.json", manifest.make(keys, [manifest.subset(kept, keys)], "rpd",
+                                                            {"alpha": 0.5, "seed": 0}))
+    log.write("ids", {"manifest": str(run / "ids_manifest.json"), "time_s": 0.01, "num_samples": len(keys)})
+    for epoch, m in enumerate([None, 0.0125]):
+        log.write("epoch", {"epoch": epoch, "train_time_s": 1.0, "samples_backprop": len(kept),
+                            "forward_samples": len(kept), "samples_scored": 0, "map50_95": m, "map50": m})
+    (run / "args.yaml").write_text(f"task: detect\ndata: {coco128_root / 'data.yaml'}\nepochs: 2\n")
+    r = report.load_run(run)
+    assert r.detection and r.metric == "map50_95" and r.method == "rpd" and r.manifest_file == "ids_manifest.json"
+    assert r.trajectory() == [(2.0, 1.25)]  # validated epochs only, in %
+    assert r.images is not None and r.images.keys == keys and r.num_samples == 128
+    assert report.kept_mask(r.manifest, r.images.keys).sum() == len(kept)
+    rep = report.build([run], tmp_path / "out")
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"index.html", "metric_vs_time.png",
+                                                               "selection_rate.png"}
+    assert any("no selection_counts.npy" in n for n in rep.notes)
+    assert any("used no embeddings" in n for n in rep.notes)
