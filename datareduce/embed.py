@@ -30,9 +30,11 @@ __all__ = ["embed", "embed_shard", "cache_path", "build_extractor", "Extractor",
 
 Progress = Optional[Callable[[int, int], None]]
 
-# On a CPU one forward pass takes at most this many pixels (8 images at 224 px, 98 at 64 px): measured on a
-# 2-core CPU, efficientnet-lite0 at 224 px ran ~5x faster in batches of 8 than of 64 (cache-sized activations).
-CPU_PIXELS_PER_FORWARD = 8 * 224 * 224
+# On a CPU one forward pass takes at most this many pixels (4 images at 224 px, 16 at 112, 49 at 64, 196 at
+# 32): activations that fit the caches. Measured here (AMD EPYC, 1 thread, efficientnet-lite0, images per
+# CPU-second): 224 px 54 in fours vs 31 in sixteens; 112 px 185 in sixteens vs 118 in 64s; 64 px ~525 in
+# 32-64s vs 330 in 128s; 32 px ~1300 from 64 up.
+CPU_PIXELS_PER_FORWARD = 4 * 224 * 224
 
 
 class ImageList(Dataset):

@@ -2,23 +2,26 @@
 an offline ``index.html``. No printing (the console face is :mod:`datareduce.cli`); matplotlib's Agg canvas
 only (no pyplot, no display); nothing is fetched.
 
-A run folder is what ``trainers/classify.py`` (and ``trainers/yolo_train.py``) write to their output dir:
+A run folder is what ``trainers/classify.py`` and ``trainers/yolo_train.py`` write to their output dir:
 
-* ``log.jsonl`` (required) — JSON lines with a ``"type"``: one ``run`` record (``args``: the command line;
-  ``reduce``: :meth:`datareduce.config.ReduceConfig.describe`), an optional ``ids`` record (IDS / SSP / RPC /
-  RPD preprocessing time), one ``epoch`` record per epoch (``train_time_s``, ``samples_backprop``,
-  ``samples_scored``, ``forward_samples``, ``keep_fraction``, ``top1`` or ``map50_95`` …), a final ``summary``.
+* ``log.jsonl`` (required) — JSON lines with a ``"type"``: one ``run`` (classification: ``args``, the command
+  line, and ``reduce``, :meth:`datareduce.config.ReduceConfig.describe`) or ``config`` (YOLO: ``reduce``)
+  record, an optional ``ids`` record (offline selection time), one ``epoch`` record per epoch
+  (``train_time_s``, ``cumulative_train_time_s``, ``samples_backprop``, ``samples_scored``,
+  ``forward_samples``, ``keep_fraction``, and ``top1`` or ``map50_95``), and a final ``summary``.
 * ``selection_counts.npy`` (optional) — uint16, one entry per sample of the full training set: how often
   the sample was back-propagated.
-* ``manifest.json`` (optional) — the offline subset (:mod:`datareduce.manifest`).
+* ``manifest.json`` or ``ids_manifest.json`` (optional) — the offline subset (:mod:`datareduce.manifest`).
 
-The images shown in the grids come from the dataset named by the run's ``args.data_path`` (or
-``--data-path``), opened the way the trainer opens it (:func:`datareduce.datasets.load_datasets`); the
-listing is checked against the manifest's fingerprint and the length of the counts array, so a report never
-shows the images of another dataset. IDS figures need the embeddings: they are looked up in the embedding
-cache (``--cache-dir``, the run's ``--ids-cache-dir``, ``$DATAREDUCE_CACHE/embeddings`` or
-``~/.cache/datareduce/embeddings``) by the manifest's dataset fingerprint and extractor key, and recomputed
-only if the same extractor (same key: architecture, weights, preprocessing) can be rebuilt here.
+The images shown come from the dataset named by the run's ``args.data_path`` (classification; opened as the
+trainer opens it, :func:`datareduce.datasets.load_datasets`) or by the ``data:`` YAML in Ultralytics'
+``args.yaml`` (detection), or from ``--data-path``; the listing is checked against the manifest's fingerprint
+and the length of the counts array, so a report never shows the images of another dataset.
+
+IDS figures need the embeddings: they are looked up in the embedding caches (``--cache-dir``, the run's own,
+``$DATAREDUCE_CACHE/embeddings``, ``$XDG_CACHE_HOME/datareduce/embeddings``, ``~/.cache/datareduce/embeddings``)
+by the manifest's dataset fingerprint and extractor key, and recomputed only if the same extractor (same key:
+architecture, weights, preprocessing) can be rebuilt here.
 """
 from __future__ import annotations
 

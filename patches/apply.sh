@@ -57,8 +57,10 @@ else
 fi
 
 echo "upstream:  $kind at $DIR"
+in_git=no
 if git -C "$DIR" rev-parse --is-inside-work-tree >/dev/null 2>&1 \
    && [ "$(git -C "$DIR" rev-parse --show-toplevel)" = "$DIR" ]; then
+  in_git=yes
   head=$(git -C "$DIR" rev-parse HEAD 2>/dev/null || echo unknown)
   echo "checkout:  commit $head (patch pinned to $commit)"
 fi
@@ -84,18 +86,25 @@ if [ "$have" = "$blob" ]; then
 else
   echo "target:    $target differs from the pinned version (blob $have, pinned $blob)"
 fi
-if ! run_apply --check 2>/tmp/datareduce-apply.$$; then
-  cat /tmp/datareduce-apply.$$ >&2; rm -f /tmp/datareduce-apply.$$
-  cat >&2 <<EOF
-apply.sh: the patch does not apply to this $target. Either
-  * put the pinned file in place and re-run:   git -C "$DIR" checkout $commit -- $target
-    (or check out the whole pinned commit:      git -C "$DIR" checkout $commit)
-  * or let git merge it into your version:     (cd "$DIR" && git apply --3way -p$strip "$patch")
-    (needs a git checkout whose history holds commit $commit; resolve any conflict markers it leaves)
-EOF
+if ! err=$(run_apply --check 2>&1); then
+  echo "$err" >&2
+  echo "apply.sh: the patch does not apply to this $target. Either" >&2
+  if [ "$in_git" = yes ]; then
+    echo "  * put the pinned file in place and re-run:   git -C \"$DIR\" checkout $commit -- $target" >&2
+    echo "    (or check out the whole pinned commit:      git -C \"$DIR\" checkout $commit)" >&2
+    echo "  * or let git merge it into your version:     (cd \"$DIR\" && git apply --3way -p$strip \"$patch\")" >&2
+    echo "    (needs the pinned commit $commit in the checkout's history; resolve the conflict markers it leaves)" >&2
+  else
+    if [ "$kind" = "ultralytics/yolov5" ]; then
+      url="https://raw.githubusercontent.com/ultralytics/yolov5/$commit/train.py"
+    else
+      url="https://raw.githubusercontent.com/pytorch/vision/$commit/references/classification/train.py"
+    fi
+    echo "  * replace $target with the pinned version and re-run: $url" >&2
+    echo "  * or use a git checkout of the upstream repository, where git's 3-way merge can help" >&2
+  fi
   exit 1
 fi
-rm -f /tmp/datareduce-apply.$$
 if [ "$have" != "$blob" ]; then
   echo "note:      the patch applies cleanly to your version all the same"
 fi

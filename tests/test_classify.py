@@ -43,6 +43,9 @@ def test_full_with_config_file(cifar10_small, tmp_path):
     assert summary["samples_backprop"] == 800 and summary["optimizer_steps"] == 26
     assert (_counts(out) == 2).all()
     assert (out / "checkpoint.pth").is_file()
+    # --test-only evaluates the checkpoint and reproduces the logged accuracy, writing nothing
+    proc = run(["--data-path", cifar10_small, *SMALL, "--test-only", "--resume", out / "checkpoint.pth"])
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["top1"] == pytest.approx(epochs[-1]["top1"])
 
 
 def test_adonis(cifar10_small, tmp_path):

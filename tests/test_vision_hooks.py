@@ -125,7 +125,7 @@ def test_no_flags_means_identity_hooks(tmp_path, cifar10_small):
 
 def test_unsupported_methods_are_refused(tmp_path, cifar10_small):
     dataset = train_set(cifar10_small)
-    assert vr.setup(reference_args(tmp_path, "--adonis-anneal", "1"), dataset, RandomSampler(dataset)).online
+    assert vr.setup(reference_args(tmp_path, "--reduce", "random-keep"), dataset, RandomSampler(dataset)).online
     for flags in (["--reduce", "infobatch"], ["--adonis-rescale"]):
         with pytest.raises(ValueError, match="trainers/classify.py"):
             vr.setup(reference_args(tmp_path, *flags), dataset, RandomSampler(dataset))

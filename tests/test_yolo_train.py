@@ -127,6 +127,16 @@ def test_embedded_default_dataset(run):
     assert trainer.data["names"] == {i: str(i) for i in range(10)} and of("epoch", log)[0]["train_images"] == 32
 
 
+def test_coco_json_input(coco128_root, tmp_path):
+    coco = ["--coco-json", str(coco128_root / "annotations" / "instances_train.json"), "--cache-dir", str(tmp_path)]
+    with pytest.raises(ValueError, match="--coco-images"):
+        yolo_train.prepare_data(yolo_train.parse_args(coco), {})
+    args = yolo_train.parse_args([*coco, "--coco-images", str(coco128_root / "images" / "train")])
+    with pytest.warns(UserWarning, match="validating on the training images"):
+        data = yolo_train.prepare_data(args, {})
+    assert data.is_file() and len(list((data.parent / "labels" / "train").glob("*.txt"))) == 128
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--ids-alpha", "1.5"], "ids alpha=1.5 is out of range"),
     (["data=/nonexistent/coco.yaml"], "never downloaded"),

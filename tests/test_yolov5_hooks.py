@@ -281,7 +281,6 @@ def test_flags_and_refusals(tmp_path):
         y5.setup(parse("--ids-alpha", "0.8", "--rect"), tmp_path)
     with pytest.raises(ValueError, match="balance"):
         y5.setup(parse("--adonis-balance"), tmp_path)
-    assert y5.setup(parse("--adonis-anneal", "1"), tmp_path).online  # needs the epoch count: given per epoch
     assert y5.setup(parse("--reduce", "random-keep"), tmp_path).online
     # options saved by an unpatched run (no datareduce keys) resume as a plain run
     old = argparse.Namespace(epochs=3, rect=False, seed=0)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.utils.data
+from tqdm import tqdm
 
 try:
     import datareduce  # noqa: F401
@@ -188,6 +189,7 @@ def main(args):
 
     # Everything that can be wrong with the input is checked before anything is written.
     reduce_cfg = config_from_args(args, seed=args.seed)
+    tv.check_supported(reduce_cfg)
     say("Loading data")
     splits, train_sampler, val_sampler = load_data(args, dist)
     resolve_defaults(args, splits)
@@ -222,8 +224,15 @@ def main(args):
         if reduce_cfg.ids is not None or reduce_cfg.method == "ssp":
             extractor = tv.build_extractor_for(reduce_cfg, device)
             say(f"Embedding {tv.full_size(splits.train)} training images with {extractor.name}")
+        bar = tqdm(desc="Embedding", unit="img", disable=not dist.main or extractor is None, leave=False)
+
+        def progress(done, total):  # this rank's share of the images
+            bar.total = total
+            bar.update(done - bar.n)
+
         manifest, ids_info = tv.build_offline_manifest(splits.train, reduce_cfg, extractor,
-                                                       progress=None, workers=args.workers)
+                                                       progress=progress, workers=args.workers)
+        bar.close()
         ids_info["time_s"] = time.perf_counter() - t0
     subsets = tv.SubsetSchedule(manifest, splits.train)
 
@@ -291,7 +300,7 @@ def main(args):
         if scaler is not None and "scaler" in checkpoint:
             scaler.load_state_dict(checkpoint["scaler"])
         tv.restore_reducer(reducer, checkpoint.get("reducer", []), dist.rank, dist.world_size, device)
-        counts.counts = checkpoint["selection_counts"].copy()
+        counts.counts = checkpoint["selection_counts"].numpy().copy()
         cumulative = checkpoint.get("cumulative_train_time_s", 0.0)
 
     say(f"Start training ({reducer.name}, {dist.world_size} process(es), {device})")
@@ -332,8 +341,8 @@ def main(args):
                    "train_time_s") if record.get(k) is not None))
             checkpoint_state = {
                 "model": model_without_ddp.state_dict(), "optimizer": optimizer.state_dict(),
-                "lr_scheduler": lr_scheduler.state_dict(), "epoch": epoch, "args": args,
-                "reducer": states, "manifest": manifest, "selection_counts": counts.counts,
+                "lr_scheduler": lr_scheduler.state_dict(), "epoch": epoch, "args": vars(args),
+                "reducer": states, "manifest": manifest, "selection_counts": torch.from_numpy(counts.counts),
                 "cumulative_train_time_s": cumulative, "rng": tv.rng_state()}
             if model_ema is not None:
                 checkpoint_state["model_ema"] = model_ema.state_dict()

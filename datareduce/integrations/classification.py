@@ -652,6 +652,13 @@ class InfoBatchReducer(_Reducer):
         self.pruner.load_state_dict(state["pruner"])
 
 
+def check_supported(cfg: ReduceConfig) -> None:
+    """Refuse, before any work, the combinations this loop cannot run."""
+    if cfg.method == "infobatch" and cfg.ids is not None:
+        raise ValueError("--reduce infobatch prunes the whole training set each epoch; combining it with IDS "
+                         "is not supported (use one of them)")
+
+
 def build_reducer(cfg: ReduceConfig, score_fn, batch_size: int, epochs: int, dataset, rank: int = 0) -> _Reducer:
     """The reducer for this run's ``--reduce`` / ``--adonis`` choice (offline methods train as full data)."""
     labels = full_labels(dataset)
@@ -663,9 +670,7 @@ def build_reducer(cfg: ReduceConfig, score_fn, batch_size: int, epochs: int, dat
     if cfg.method == "composer-sb":
         return ComposerReducer(cfg.online_selector(rank, epochs=epochs), score_fn, epochs, labels, ncls)
     if cfg.method == "infobatch":
-        if cfg.ids is not None:
-            raise ValueError("--reduce infobatch prunes the whole training set each epoch; combining it with IDS "
-                             "is not supported (use one of them)")
+        check_supported(cfg)
         from ..infobatch import InfoBatchPruner
 
         return InfoBatchReducer(InfoBatchPruner(len(dataset), epochs, ratio=cfg.infobatch_ratio,
@@ -804,11 +809,15 @@ def save_checkpoint(state: dict, path) -> None:
 
 
 def load_checkpoint(path) -> dict:
-    """Load our own checkpoint (it holds the argparse Namespace and numpy arrays: not weights-only)."""
+    """Load a checkpoint written by :func:`save_checkpoint` (tensors and plain containers only:
+    ``weights_only=True``, so a checkpoint file cannot run code)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--resume {path}: no such checkpoint")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError and friends
+        raise ValueError(f"--resume {path}: not a checkpoint of this trainer ({exc})") from None
 
 
 def restore_reducer(reducer: _Reducer, states: list, rank: int, world_size: int, device) -> None:
@@ -828,9 +837,8 @@ def restore_reducer(reducer: _Reducer, states: list, rank: int, world_size: int,
 
 
 def rng_state() -> dict:
-    import random
-
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The torch RNG state at the end of an epoch, for the record (every epoch reseeds: :func:`seed_epoch`)."""
+    state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

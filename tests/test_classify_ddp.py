@@ -1,0 +1,37 @@
+"""`torchrun --nproc_per_node 2 trainers/classify.py …` on the CPU (gloo): ranks step in lockstep."""
+import sys
+
+import numpy as np
+import pytest
+import torch.distributed
+
+from classify_helpers import SMALL, log, run
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")]
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+def test_two_process_adonis_with_ids(cifar10_small, tmp_path):
+    out = tmp_path / "ddp"
+    run(["--data-path", cifar10_small, "--epochs", "2", *SMALL, "--adonis-eta", "1", "--ids-alpha", "0.8",
+         "--ids-image-size", "64", "--ids-cache-dir", tmp_path / "cache", "--device", "cpu", "--output-dir", out],
+        launcher=TORCHRUN, timeout=240)
+    run_rec, = log(out, "run")
+    assert run_rec["world_size"] == 2
+    ids_rec, = log(out, "ids")  # embedded on both ranks' shards, selected once
+    kept = ids_rec["num_kept"][0]
+    epochs = log(out, "epoch")
+    for e in epochs:
+        steps = e["optimizer_steps_per_rank"]
+        assert len(steps) == 2 and steps[0] == steps[1] == e["optimizer_steps"]  # lockstep
+        assert e["forward_samples"] == 2 * -(-kept // 2)  # each rank its padded half of the IDS subset
+        assert e["samples_scored"] == e["forward_samples"]
+        assert 0 < e["top1"] <= 100
+    # every step trains exactly rho=32 samples on each rank, except the final flush
+    assert epochs[0]["samples_backprop"] == 2 * 32 * epochs[0]["optimizer_steps"]
+    counts = np.load(out / "selection_counts.npy")
+    assert int(counts.sum()) == sum(e["samples_backprop"] for e in epochs)
+    summary, = log(out, "summary")
+    assert summary["optimizer_steps"] == sum(e["optimizer_steps"] for e in epochs)
