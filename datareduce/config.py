@@ -120,7 +120,8 @@ class ReduceConfig:
             raise ValueError(f"--reduce {self.method} and IDS both choose an offline subset: use one of them")
         if self.adonis is not None and self.method in ONLINE:
             raise ValueError(f"--reduce {self.method} and ADONIS both select online: use one of them")
-        self.online_selector()  # validates the baseline's parameters
+        if self.adonis is None:
+            self.online_selector()  # validates the baseline's parameters (AdonisConfig validates itself)
 
     @property
     def staleness(self) -> int:

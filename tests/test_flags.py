@@ -43,3 +43,9 @@ def test_stale_sb_staleness():
 def test_bad_flags_fail_clearly(argv, needle):
     with pytest.raises(ValueError, match=needle):
         parse(*argv)
+
+
+def test_anneal_variant_builds_with_the_run_length():
+    c = parse("--adonis-eta", "3", "--adonis-anneal", "2")
+    sel = c.online_selector(epochs=10)
+    assert sel.anneal == 2 and sel.in_warmup(8) and not sel.in_warmup(7)

@@ -316,23 +316,17 @@ def main(args):
         lr_scheduler.step()
         counts.end_epoch()
         t0 = time.perf_counter()
-        metrics = tv.evaluate(model, data_loader_test, device, num_classes, amp=args.amp)
+        metrics = tv.evaluate(model_without_ddp, data_loader_test, device, num_classes, amp=args.amp)
         if model_ema is not None:
             ema = tv.evaluate(model_ema, data_loader_test, device, num_classes, amp=args.amp)
             metrics.update({f"ema_{k}": v for k, v in ema.items()})
         eval_time = time.perf_counter() - t0
 
-        # One record for the whole job: times from the slowest rank, counts summed over ranks.
-        steps_per_rank = [int(s) for s in tv._gather_objects(stats["optimizer_steps"])]
-        train_time = max(tv._gather_objects(stats["train_time_s"]))
-        backprop, loss_sum = tv._all_sum([stats["samples_backprop"], stats["train_loss_sum"]])
-        cumulative += train_time
-        record = {"epoch": epoch, "lr": lr, "train_time_s": train_time, "cumulative_train_time_s": cumulative,
-                  "samples_backprop": int(backprop), "optimizer_steps": steps_per_rank[0],
-                  "train_loss": loss_sum / backprop if backprop else None, "train_samples": len(splits.train),
-                  **reducer.epoch_record(), **metrics, "eval_time_s": eval_time}
-        if dist.enabled:
-            record["optimizer_steps_per_rank"] = steps_per_rank
+        # One record for the whole job: the slowest rank's loop time, counts summed over ranks.
+        record = {"epoch": epoch, "lr": lr, **tv.job_epoch_record(stats, reducer)}
+        cumulative += record["train_time_s"]
+        record.update(cumulative_train_time_s=cumulative, train_samples=len(splits.train), eval_time_s=eval_time,
+                      **metrics)
         states = tv.reducer_states(reducer)
         if dist.main:
             log.write("epoch", record)
@@ -355,22 +349,26 @@ def main(args):
         if args.stop_after and epochs_run >= args.stop_after and epoch < args.epochs - 1:
             say(f"Stopping after {epochs_run} epoch(s) as asked (--stop-after); continue with "
                 f"--resume {out_dir / 'checkpoint.pth'}")
-            return
-
-    if dist.main:
-        epochs = log.records("epoch")
-        summary = records.summarize(epochs)
-        ids_recs = log.records("ids")
-        summary.update({"method": reducer.name, "ids_time_s": sum(r.get("time_s", 0.0) for r in ids_recs),
-                        "final_top5": epochs[-1].get("top5") if epochs else None,
-                        "wall_time_s": time.perf_counter() - wall_start, "output_dir": str(out_dir)})
-        log.write("summary", summary)
-        total = str(datetime.timedelta(seconds=int(summary.get("train_time_s", 0))))
-        print(f"Training time {total}  final top-1 {summary.get('final_top1')}  "
-              f"back-propagated {summary.get('samples_backprop')} samples in {summary.get('optimizer_steps')} steps; "
-              f"log: {out_dir / records.LOG_NAME}")
+            break
+    else:
+        if dist.main:
+            write_summary(log, reducer.name, out_dir, wall_start)
     if dist.enabled:
         torch.distributed.destroy_process_group()
+
+
+def write_summary(log, method, out_dir, wall_start):
+    """The run's closing line in the log (totals over the epoch lines, IDS time apart) and on the console."""
+    epochs = log.records("epoch")
+    summary = records.summarize(epochs)
+    summary.update({"method": method, "ids_time_s": sum(r.get("time_s", 0.0) for r in log.records("ids")),
+                    "final_top5": epochs[-1].get("top5") if epochs else None,
+                    "wall_time_s": time.perf_counter() - wall_start, "output_dir": str(out_dir)})
+    log.write("summary", summary)
+    total = str(datetime.timedelta(seconds=int(summary.get("train_time_s", 0))))
+    print(f"Training time {total}  final top-1 {summary.get('final_top1')}  "
+          f"back-propagated {summary.get('samples_backprop')} samples in {summary.get('optimizer_steps')} steps; "
+          f"log: {out_dir / records.LOG_NAME}")
 
 
 def _fmt(key, value):

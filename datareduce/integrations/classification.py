@@ -90,7 +90,7 @@ def init_distributed(device: torch.device, dist_url: str = "env://") -> tuple:
     return DistInfo(True, rank, world, local_rank), device
 
 
-def _all_sum(values, device=None) -> np.ndarray:
+def all_sum(values) -> np.ndarray:
     """Element-wise sum of a numeric vector over ranks (float64); identity in one process."""
     arr = np.asarray(values, dtype=np.float64)
     if ddp_ops.world_size() == 1:
@@ -116,12 +116,16 @@ def _all_gather_long(t: torch.Tensor) -> torch.Tensor:
     return torch.cat([p[: int(s.item())] for p, s in zip(parts, sizes)]).cpu()
 
 
-def _gather_objects(obj) -> list:
+def gather_objects(obj) -> list:
+    """Every rank's picklable ``obj``, in rank order (``[obj]`` in one process)."""
     if ddp_ops.world_size() == 1:
         return [obj]
     out = [None] * ddp_ops.world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+_all_sum = all_sum  # older name, kept for datareduce.integrations.vision_reference
 
 
 def broadcast_object(obj):
@@ -529,16 +533,16 @@ class OnlineReducer(_Reducer):
     def epoch_record(self) -> dict:
         st = self.loop.stats
         kept = self.loop.kept_indices().numpy()
-        sums = _all_sum([st.forward_samples, st.scored, st.selected, st.loss_sum_all, st.finite_all,
+        sums = all_sum([st.forward_samples, st.scored, st.selected, st.loss_sum_all, st.finite_all,
                          st.loss_sum_kept, st.finite_kept])
-        per_class = _all_sum(np.bincount(self.labels[kept], minlength=self.num_classes))
+        per_class = all_sum(np.bincount(self.labels[kept], minlength=self.num_classes))
         fwd, scored, selected, lsa, fa, lsk, fk = sums
         return {
             "forward_samples": int(fwd), "samples_scored": int(scored), "samples_selected": int(selected),
             "keep_fraction": selected / fwd if fwd else None,
             "mean_loss_all": lsa / fa if fa else None, "mean_loss_kept": lsk / fk if fk else None,
             "kept_per_class": [int(c) for c in per_class],
-            "buffered": int(_all_sum([len(self.loop.accumulator)])[0]),
+            "buffered": int(all_sum([len(self.loop.accumulator)])[0]),
             "nonfinite_losses": int(getattr(self.loop.selector, "nonfinite", 0)),
             "score_time_s": st.score_time_s, "select_time_s": st.select_time_s,
         }
@@ -596,11 +600,11 @@ class ComposerReducer(_Reducer):
         self._per_class = np.bincount(self.labels[kept], minlength=self.num_classes)
 
     def epoch_record(self) -> dict:
-        fwd, scored, selected = _all_sum([self.stats["forward_samples"], self.stats["samples_scored"],
+        fwd, scored, selected = all_sum([self.stats["forward_samples"], self.stats["samples_scored"],
                                           self.stats["samples_selected"]])
         return {"forward_samples": int(fwd), "samples_scored": int(scored), "samples_selected": int(selected),
                 "keep_fraction": selected / fwd if fwd else None,
-                "kept_per_class": [int(c) for c in _all_sum(self._per_class)]}
+                "kept_per_class": [int(c) for c in all_sum(self._per_class)]}
 
     def state_dict(self) -> dict:
         return {"selector": self.selector.state_dict()}
@@ -641,7 +645,7 @@ class InfoBatchReducer(_Reducer):
         self.pruner.update(all_idx, all_loss)
 
     def epoch_record(self) -> dict:
-        fwd = _all_sum([self.stats["forward_samples"]])[0]
+        fwd = all_sum([self.stats["forward_samples"]])[0]
         return {"forward_samples": int(fwd), "samples_scored": 0, "pruned_samples": self.stats["pruned"],
                 "keep_fraction": 1 - self.stats["pruned"] / self.pruner.num_samples}
 
@@ -693,7 +697,7 @@ class SelectionCounts:
 
     def end_epoch(self) -> None:
         """Sum this epoch's counts over ranks and fold them in."""
-        total = _all_sum(self._epoch) if ddp_ops.world_size() > 1 else self._epoch
+        total = all_sum(self._epoch) if ddp_ops.world_size() > 1 else self._epoch
         self.counts = np.minimum(self.counts.astype(np.int64) + total.astype(np.int64), 65535).astype(np.uint16)
         self._epoch[:] = 0
 
@@ -786,17 +790,30 @@ def evaluate(model, loader, device, num_classes: int, label_smoothing: float = 0
             if k:
                 correct5 += int(hit.any(dim=1).sum())
             total += len(targets)
-    c1, c5, n, ls = _all_sum([correct1, correct5, total, loss_sum])
+    c1, c5, n, ls = all_sum([correct1, correct5, total, loss_sum])
     out = {"top1": 100.0 * c1 / n if n else None, "val_loss": ls / n if n else None}
     if k:
         out["top5"] = 100.0 * c5 / n if n else None
     return out
 
 
+def job_epoch_record(stats: dict, reducer: _Reducer) -> dict:
+    """One epoch's accounting for the whole job from every rank's :func:`train_one_epoch` result: the slowest
+    rank's loop time, optimizer steps (equal on all ranks; each rank's listed under DDP), samples summed."""
+    steps = [int(s) for s in gather_objects(stats["optimizer_steps"])]
+    train_time = max(gather_objects(stats["train_time_s"]))
+    backprop, loss_sum = all_sum([stats["samples_backprop"], stats["train_loss_sum"]])
+    record = {"train_time_s": train_time, "optimizer_steps": steps[0], "samples_backprop": int(backprop),
+              "train_loss": loss_sum / backprop if backprop else None, **reducer.epoch_record()}
+    if len(steps) > 1:
+        record["optimizer_steps_per_rank"] = steps
+    return record
+
+
 # ================================================================================================ checkpoints
 def reducer_states(reducer: _Reducer) -> list:
     """Every rank's reducer state (each rank holds its own buffer and RNG), gathered on all ranks."""
-    return _gather_objects(reducer.state_dict())
+    return gather_objects(reducer.state_dict())
 
 
 def save_checkpoint(state: dict, path) -> None:
