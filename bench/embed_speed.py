@@ -41,6 +41,14 @@ def ids_easy(emb: np.ndarray, labels: np.ndarray, alpha: float) -> np.ndarray:
     return np.unique(np.concatenate(kept))
 
 
+def ncm_accuracy(train, ytrain, test, ytest) -> float:
+    """How well the features separate the classes: test images assigned to the nearest training class mean."""
+    classes = np.unique(ytrain)
+    centroids = np.stack([train[ytrain == c].mean(0) for c in classes])
+    d2 = (test ** 2).sum(1)[:, None] - 2 * test @ centroids.T + (centroids ** 2).sum(1)[None]
+    return round(float((classes[d2.argmin(1)] == ytest).mean()), 4)
+
+
 def per_class_subset(ds: ImageFolder, per_class: int, offset: int = 0):
     """The first ``per_class`` images of each class after ``offset`` (ImageFolder lists class by class)."""
     targets = np.array(ds.targets)
@@ -56,11 +64,11 @@ def main(argv=None):
     ap.add_argument("--speed-threads", default="1,2",
                     help="torch thread counts to time; with 1 thread, CPU time per image does not depend on "
                          "other processes sharing the CPU, so it gives a contention-free estimate")
-    ap.add_argument("--sizes", default="224,112,64,32", help="input sizes to time")
-    ap.add_argument("--batch-sizes", default="16,64", help="embed() batch sizes to time")
+    ap.add_argument("--sizes", default="224,112,96,64,32", help="input sizes to time")
+    ap.add_argument("--batch-sizes", default="64", help="embed() batch sizes to time")
     ap.add_argument("--n-speed", type=int, default=500, help="images timed per setting")
     ap.add_argument("--ids-per-class", type=int, default=200, help="images per class for the IDS overlap (x10)")
-    ap.add_argument("--ids-sizes", default="224,112,64,32", help="input sizes compared; the first is the reference")
+    ap.add_argument("--ids-sizes", default="224,112,96,64,48,32", help="input sizes compared; the first is the reference")
     ap.add_argument("--ids-batch-size", type=int, default=16)
     ap.add_argument("--alpha", type=float, default=0.8)
     ap.add_argument("--cache-dir", default=None, help="embedding cache (default: a temporary folder)")
@@ -111,13 +119,16 @@ def main(argv=None):
     fp = dataset_fingerprint([os.path.relpath(p, args.data) for p in ids_paths])
     cache = args.cache_dir or tempfile.mkdtemp(prefix="embed-speed-")
     sizes = [int(s) for s in args.ids_sizes.split(",")]
-    kept, timing = {}, {}
+    kept, timing, ncm = {}, {}, {}
+    half = np.concatenate([np.flatnonzero(labels == c)[: args.ids_per_class // 2] for c in np.unique(labels)])
+    rest = np.setdiff1d(np.arange(len(labels)), half)
     for size in sizes:
         ex = build_extractor("efficientnet-lite0", image_size=size)
         t0 = time.perf_counter()
         emb = embed(ids_paths, ex, cache_dir=cache, fingerprint=fp, batch_size=args.ids_batch_size)
         timing[size] = round(time.perf_counter() - t0, 2)
         kept[size] = ids_easy(emb, labels, args.alpha)
+        ncm[size] = ncm_accuracy(emb[half], labels[half], emb[rest], labels[rest])
         print(json.dumps({"ids_size": size, "embed_s": timing[size]}), file=sys.stderr, flush=True)
     ref = kept[sizes[0]]
     n = len(ids_paths)
@@ -134,9 +145,11 @@ def main(argv=None):
     result["ids"] = {
         "images": n, "per_class": args.ids_per_class, "alpha": args.alpha, "mode": "easy",
         "reference_size": sizes[0], "kept": len(ref), "embed_seconds": timing,
+        "nearest_class_mean_accuracy": ncm,
         "chance_kept_overlap": round(kept_frac, 4), "chance_removed_overlap": round(1 - kept_frac, 4),
         "vs_reference": comparisons,
-        "note": "kept_overlap = |kept(size) ∩ kept(ref)| / |kept(ref)|; removed_overlap the same for the "
+        "note": "nearest_class_mean_accuracy: class means from half of each class, accuracy on the other half. "
+                "kept_overlap = |kept(size) ∩ kept(ref)| / |kept(ref)|; removed_overlap the same for the "
                 "removed samples; chance_* is what two random subsets of the same sizes would share on average",
     }
     result["machine"]["loadavg_end"] = list(os.getloadavg())

@@ -661,29 +661,30 @@ def run_embeddings(run: Run, cache_dir=None, compute: bool = True, progress=None
     return emb, None
 
 
-def pca_2d(x: np.ndarray) -> np.ndarray:
-    """The first two principal components of ``x`` (rows are samples); signs fixed for repeatability.
+def pca_2d(x: np.ndarray, max_fit: int = 10000, seed: int = 0) -> np.ndarray:
+    """Every row of ``x`` projected on the first two principal components; signs fixed for repeatability.
 
-    Solved on the smaller of the Gram (n×n) and covariance (d×d) matrices, or by randomized SVD when both are
-    large."""
+    The components are fitted on at most ``max_fit`` rows (a seeded sample), on the smaller of the Gram and
+    covariance matrices, or by randomized SVD when both are large."""
     x = np.asarray(x, dtype=np.float64)
-    x = x - x.mean(axis=0)
-    n, d = x.shape
-    if min(n, d) <= 3000:
-        if n <= d:
-            w, u = np.linalg.eigh(x @ x.T)
-            top = np.argsort(w)[::-1][:2]
-            proj = u[:, top] * np.sqrt(np.clip(w[top], 0, None))
-        else:
-            w, v = np.linalg.eigh(x.T @ x)
-            proj = x @ v[:, np.argsort(w)[::-1][:2]]
+    fit = x if len(x) <= max_fit else x[np.sort(np.random.default_rng(seed).permutation(len(x))[:max_fit])]
+    mean = fit.mean(axis=0)
+    xs = fit - mean
+    n, d = xs.shape
+    if n <= d:
+        w, u = np.linalg.eigh(xs @ xs.T)
+        top = np.argsort(w)[::-1][:2]
+        comps = (u[:, top].T @ xs) / np.sqrt(np.clip(w[top], 1e-12, None))[:, None]
+    elif d <= 3000:
+        w, v = np.linalg.eigh(xs.T @ xs)
+        comps = v[:, np.argsort(w)[::-1][:2]].T
     else:
         from sklearn.utils.extmath import randomized_svd
 
-        u, sv, _ = randomized_svd(x, n_components=2, random_state=0)
-        proj = u * sv
+        comps = randomized_svd(xs, n_components=2, random_state=seed)[2]
+    proj = (x - mean) @ comps.T
     if proj.shape[1] < 2:
-        proj = np.hstack([proj, np.zeros((n, 2 - proj.shape[1]))])
+        proj = np.hstack([proj, np.zeros((len(x), 2 - proj.shape[1]))])
     return proj * np.where(proj[np.abs(proj).argmax(axis=0), [0, 1]] < 0, -1.0, 1.0)
 
 

@@ -3,8 +3,9 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
-from classify_helpers import REPO, SMALL, log, run
+from test_classify_helpers import REPO, SMALL, log, run
 
 pytestmark = pytest.mark.slow
 
@@ -140,8 +141,10 @@ def test_other_reduce_choices(cifar10_small, tmp_path, embed_cache, method):
 
 def test_default_command_runs_without_arguments(tmp_path):
     """`classify.py --adonis-eta 3` needs nothing else: embedded digits, resnet20, runs/classify/<timestamp>/.
-    (One epoch here to keep the test short; the default is 10.)"""
-    proc = run([ "--adonis-eta", "3", "--epochs", "1"], cwd=tmp_path)
+    (One epoch here to keep the test short; the default is 10.) --amp is a no-op on the CPU."""
+    proc = run(["--adonis-eta", "3", "--epochs", "1", "--amp"], cwd=tmp_path)
+    if not torch.cuda.is_available():
+        assert "--amp has no effect on the CPU" in proc.stderr
     logs = list((tmp_path / "runs" / "classify").glob("*/log.jsonl"))
     assert len(logs) == 1
     out = logs[0].parent

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch.distributed
 
-from classify_helpers import SMALL, log, run
+from test_classify_helpers import SMALL, log, run
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")]
@@ -35,3 +35,17 @@ def test_two_process_adonis_with_ids(cifar10_small, tmp_path):
     assert int(counts.sum()) == sum(e["samples_backprop"] for e in epochs)
     summary, = log(out, "summary")
     assert summary["optimizer_steps"] == sum(e["optimizer_steps"] for e in epochs)
+
+
+def test_two_process_infobatch_plans_agree(cifar10_small, tmp_path):
+    """InfoBatch's scores are gathered from both ranks, so both draw the same plan and the same step count."""
+    out = tmp_path / "ddp-infobatch"
+    run(["--data-path", cifar10_small, "--epochs", "2", *SMALL, "--reduce", "infobatch", "--device", "cpu",
+         "--output-dir", out], launcher=TORCHRUN, timeout=240)
+    epochs = log(out, "epoch")
+    assert epochs[1]["pruned_samples"] > 0
+    for e in epochs:
+        steps = e["optimizer_steps_per_rank"]
+        assert steps[0] == steps[1]
+        visited = 400 - e["pruned_samples"]
+        assert e["forward_samples"] == e["samples_backprop"] == 2 * -(-visited // 2)  # padded to both ranks

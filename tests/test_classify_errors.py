@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from classify_helpers import REPO, run
+from test_classify_helpers import REPO, run
 from datareduce import manifest as manifest_mod
 from datareduce.datasets import DigitsDataset
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from classify_helpers import SMALL, log, run, without_times
+from test_classify_helpers import SMALL, log, run, without_times
 
 pytestmark = pytest.mark.slow
 

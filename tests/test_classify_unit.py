@@ -156,3 +156,15 @@ def test_shipped_configs_parse(name):
     assert args.epochs in (15, 90, 200) and args.batch_size in (128, 256)
     if name.startswith("cifar"):
         assert args.lr_milestones and args.lr_gamma == 0.2 and args.weight_decay == 5e-4
+
+
+def test_evaluate_reports_top5_only_with_five_classes():
+    torch.manual_seed(0)
+    for classes in (3, 5):
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, classes))
+        data = torch.utils.data.TensorDataset(torch.randn(20, 3, 2, 2), torch.randint(0, classes, (20,)))
+        res = tv.evaluate(model, torch.utils.data.DataLoader(data, batch_size=8), torch.device("cpu"), classes)
+        assert ("top5" in res) == (classes >= 5)
+        assert 0 <= res["top1"] <= 100 and res["val_loss"] > 0
+        if classes == 5:
+            assert res["top5"] == 100.0

@@ -25,7 +25,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.utils.data
 from tqdm import tqdm
@@ -383,10 +382,21 @@ def _jsonable(value):
         return False
 
 
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """Append "(default: …)" to a flag's help unless it already says, or the default is empty."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        empty = action.default is None or action.default is False or action.default in ("", argparse.SUPPRESS)
+        if "default" in text or empty or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
 def get_args_parser(add_help=True):
     parser = argparse.ArgumentParser(
         description="PyTorch Classification Training with data reduction (ADONIS, IDS and baselines)",
-        add_help=add_help, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        add_help=add_help, formatter_class=_HelpWithDefaults,
         epilog="With no --data-path the embedded digits set is used (scikit-learn's 1,797 handwritten digits, "
                "upscaled to 32x32 RGB, 1,437 train / 360 val, no download); it also changes the defaults of "
                "--model to resnet20, --epochs to 10 and --workers to 0, so `classify.py --adonis-eta 3` finishes "

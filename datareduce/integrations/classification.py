@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Sampler
 
 from .. import distributed as ddp_ops
 from .. import manifest as manifest_mod
@@ -40,10 +40,12 @@ from ..config import ReduceConfig
 from ..online import OnlineSelection
 
 __all__ = [
-    "DistInfo", "init_distributed", "resolve_device", "TrainSampler", "ShardSampler", "keep_samples",
-    "full_labels", "raw_images", "build_offline_manifest", "SubsetSchedule", "per_sample_loss", "scoring_mode",
-    "make_score_fn", "build_reducer", "train_one_epoch", "evaluate", "save_checkpoint", "load_checkpoint",
-    "SelectionCounts",
+    "DistInfo", "resolve_device", "init_distributed", "all_sum", "gather_objects", "broadcast_object", "barrier",
+    "TrainSampler", "ShardSampler", "keep_samples", "full_labels", "full_size", "raw_images", "to_device",
+    "manifest_ids", "check_manifest", "build_extractor_for", "build_offline_manifest", "SubsetSchedule",
+    "per_sample_loss", "scoring_mode", "make_score_fn", "check_supported", "build_reducer", "SelectionCounts",
+    "train_one_epoch", "evaluate", "job_epoch_record", "reducer_states", "save_checkpoint", "load_checkpoint",
+    "restore_reducer", "rng_state", "seed_epoch",
 ]
 
 
@@ -505,6 +507,9 @@ class FullReducer(_Reducer):
             self.sel["forward"] += n
             self.sel["selected"] += n
             yield batch, None
+
+    def epoch_record(self) -> dict:
+        return {"forward_samples": int(all_sum([self.stats.get("forward_samples", 0)])[0]), "samples_scored": 0}
 
 
 class OnlineReducer(_Reducer):

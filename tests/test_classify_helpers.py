@@ -1,4 +1,4 @@
-"""Run trainers/classify.py as a user would (a subprocess) and read what it wrote."""
+"""Helpers for the trainers/classify.py tests (no tests here): run the script as a user would, read its log."""
 import json
 import os
 import subprocess
