@@ -102,8 +102,10 @@ def main(argv=None):
                 continue
             flags = [f.replace("{adonis-eta3.keep_fraction}", f"{keep_fraction(a.out, 'adonis-eta3', seed):.4f}")
                      for f in known[method]]
+            milestones = [str(max(1, round(f * a.epochs))) for f in (0.3, 0.6, 0.8)]  # 60/120/160 of 200
             cmd = [sys.executable, str(REPO / "trainers" / "classify.py"), "--config", a.config,
-                   "--data-path", str(root), "--epochs", str(a.epochs), "--seed", str(seed),
+                   "--data-path", str(root), "--epochs", str(a.epochs), "--lr-milestones", *milestones,
+                   "--seed", str(seed),
                    "--output-dir", str(run_dir), *flags, *shlex.split(a.extra)]
             print(f"{label}: {shlex.join(flags) or '(no flags)'}", flush=True)
             run_one(cmd, run_dir, label)

@@ -109,3 +109,36 @@ def config_from_args(args: argparse.Namespace, seed=None) -> ReduceConfig:
                         composer_end=args.composer_end, composer_interrupt=args.composer_interrupt,
                         infobatch_ratio=args.infobatch_ratio, infobatch_delta=args.infobatch_delta,
                         random_keep=args.random_keep, seed=seed)
+
+
+def read_config_file(path, parser: argparse.ArgumentParser):
+    """Split a ``--config`` YAML mapping into (argparse defaults for ``parser``'s own flags, the other keys).
+
+    Keys are flag names with or without dashes (``lr-milestones`` or ``lr_milestones``). The flag values become
+    defaults, so flags given on the command line still win; a bad choice is a ``parser.error``. What to do with
+    the other keys is the caller's: an error for the classification trainer, Ultralytics arguments for YOLO.
+    """
+    import yaml
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        parser.error(f"--config {path}: no such file")
+    data = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(data, dict):
+        parser.error(f"--config {path}: expected a mapping of flag names to values")
+    by_name = {}
+    for action in parser._actions:
+        for opt in action.option_strings:
+            if opt.startswith("--"):
+                by_name[opt[2:]] = action
+    flags, other = {}, {}
+    for key, value in data.items():
+        action = by_name.get(str(key).replace("_", "-"))
+        if action is None or action.dest in ("help", "config"):
+            other[key] = value
+            continue
+        if action.choices is not None and value is not None and value not in action.choices:
+            parser.error(f"--config {path}: {key}={value!r} is not one of {list(action.choices)}")
+        flags[action.dest] = value
+    return flags, other

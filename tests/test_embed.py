@@ -90,7 +90,7 @@ def test_cache_is_written_atomically_and_reused(tmp_path, paths, lite64):
 
     # A cache file of the wrong shape (e.g. a stale listing) is recomputed and overwritten.
     np.save(path, marker[:5])
-    assert embed(paths, lite64, cache_dir=tmp_path, fingerprint=fp).tobytes() == first.tobytes()
+    assert embed(paths, lite64, cache_dir=tmp_path, fingerprint=fp, batch_size=8).tobytes() == first.tobytes()
     assert np.load(path).tobytes() == first.tobytes()
 
     # Another dataset listing gets another file.

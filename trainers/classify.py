@@ -36,7 +36,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
 
 from datareduce import records
 from datareduce.datasets import PRESETS, load_datasets
-from datareduce.flags import add_reduce_arguments, config_from_args
+from datareduce.flags import add_reduce_arguments, read_config_file, config_from_args
 from datareduce.integrations import classification as tv
 from datareduce.models import get_model
 
@@ -491,29 +491,10 @@ def get_args_parser(add_help=True):
 
 def load_config(path, parser):
     """Flags from a YAML mapping, as argparse defaults (so the command line wins); unknown keys are errors."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        parser.error(f"--config {path}: no such file")
-    data = yaml.safe_load(p.read_text()) or {}
-    if not isinstance(data, dict):
-        parser.error(f"--config {path}: expected a mapping of flag names to values")
-    by_name = {}
-    for action in parser._actions:
-        for opt in action.option_strings:
-            if opt.startswith("--"):
-                by_name[opt[2:]] = action
-        by_name.setdefault(action.dest, action)
-    defaults = {}
-    for key, value in data.items():
-        action = by_name.get(str(key)) or by_name.get(str(key).replace("_", "-"))
-        if action is None or action.dest in ("help", "config"):
-            parser.error(f"--config {path}: unknown flag {key!r}")
-        if action.choices is not None and value is not None and value not in action.choices:
-            parser.error(f"--config {path}: {key}={value!r} is not one of {list(action.choices)}")
-        defaults[action.dest] = value
-    return defaults
+    flags, unknown = read_config_file(path, parser)
+    if unknown:
+        parser.error(f"--config {path}: unknown flag(s) {', '.join(map(repr, unknown))}")
+    return flags
 
 
 def parse_args(argv=None):

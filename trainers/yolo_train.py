@@ -28,7 +28,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datareduce.flags import add_reduce_arguments, config_from_args
+from datareduce.flags import add_reduce_arguments, config_from_args, read_config_file
 from datareduce.integrations import ultralytics_data as yd
 from datareduce.integrations.ultralytics import DataReduceDetectionTrainer, TrainerSettings, write_settings
 from datareduce.integrations.ultralytics_env import cache_root
@@ -58,22 +58,6 @@ def get_args_parser(add_help=True):
     return parser
 
 
-def load_config(path, parser):
-    """Split a config YAML into our flags (returned as argparse defaults) and Ultralytics arguments."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        parser.error(f"--config {path}: no such file")
-    data = yaml.safe_load(p.read_text()) or {}
-    if not isinstance(data, dict):
-        parser.error(f"--config {path}: expected a mapping")
-    ours = {opt[2:]: a.dest for a in parser._actions for opt in a.option_strings if opt.startswith("--")}
-    flags = {ours[k.replace("_", "-")]: v for k, v in data.items() if k.replace("_", "-") in ours}
-    ultralytics = {k: v for k, v in data.items() if k.replace("_", "-") not in ours}
-    return flags, ultralytics
-
-
 def parse_args(argv=None):
     """Our flags as a namespace, with ``args.overrides`` the dict of Ultralytics arguments (config < command line)."""
     parser = get_args_parser()
@@ -82,7 +66,7 @@ def parse_args(argv=None):
     known, _ = pre.parse_known_args(argv)
     overrides = {}
     if known.config:
-        flags, overrides = load_config(known.config, parser)
+        flags, overrides = read_config_file(known.config, parser)
         parser.set_defaults(**flags)
     args = parser.parse_intermixed_args(argv)
     for pair in args.overrides:
