@@ -28,6 +28,7 @@ def classification_methods(epochs: int) -> dict:
         "adonis-eta3-floor-rescale": ["--adonis-eta", "3", "--adonis-floor", "0.1", "--adonis-rescale"],
         "adonis-eta3-anneal": ["--adonis-eta", "3", "--adonis-anneal", str(max(1, epochs // 5))],
         "adonis-eta3-decay": ["--adonis-eta", "3", "--adonis-decay", "0.5"],
+        "adonis-eta3-evalbn": ["--adonis-eta", "3", "--score-bn", "running"],  # score-mode effect (diagnosis)
         "adonis-eta3-balance-floor-anneal": ["--adonis-eta", "3", "--adonis-balance", "--adonis-floor", "0.1",
                                              "--adonis-anneal", str(max(1, epochs // 5))],
     }

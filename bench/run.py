@@ -53,7 +53,7 @@ def run_one(cmd: list, run_dir: Path, label: str) -> None:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
         for line in proc.stdout:
             out.write(line)
-            if line.startswith(("Epoch ", "Training time")) or "Error" in line:
+            if (line.startswith("Epoch ") and "top1" in line) or line.startswith("Training time") or "Error" in line:
                 print(f"    {label}: {line.rstrip()}", flush=True)
         if proc.wait():
             raise SystemExit(f"{label} failed (exit {proc.returncode}); see {run_dir / 'output.txt'}")

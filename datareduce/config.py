@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 from ._validate import check_choice, check_number
-from .adonis import BIN_RULES, AdonisSelector
+from .adonis import AdonisSelector
 from .composer_sb import ComposerSBSelector
 from .ids import MODES
 from .random_keep import RandomKeepSelector

@@ -19,7 +19,7 @@ trainer opens it, :func:`datareduce.datasets.load_datasets`) or by the ``data:``
 and the length of the counts array, so a report never shows the images of another dataset.
 
 IDS figures need the embeddings: they are looked up in the embedding caches (``--cache-dir``, the run's own,
-``$DATAREDUCE_CACHE/embeddings``, ``$XDG_CACHE_HOME/datareduce/embeddings``, ``~/.cache/datareduce/embeddings``)
+the default ``$DATAREDUCE_CACHE/embeddings`` or ``~/.cache/datareduce/embeddings``)
 by the manifest's dataset fingerprint and extractor key, and recomputed only if the same extractor (same key:
 architecture, weights, preprocessing) can be rebuilt here.
 """
@@ -40,6 +40,7 @@ from . import manifest as manifest_mod
 from . import metrics as metrics_mod
 from .atomic import write_bytes, write_text
 from .records import LOG_NAME
+from .paths import embeddings_dir
 
 COUNTS_NAME = "selection_counts.npy"
 MANIFEST_NAMES = ("manifest.json", "ids_manifest.json")  # classification trainer, YOLO trainer
@@ -582,9 +583,7 @@ def default_cache_dirs(run: Run, cache_dir=None) -> List[Path]:
               else None):
         if d:
             dirs.append(Path(d).expanduser())
-    # the trainers' defaults: classification $DATAREDUCE_CACHE/embeddings, YOLO $XDG_CACHE_HOME/datareduce/embeddings
-    dirs.append(Path(os.environ.get("DATAREDUCE_CACHE", Path.home() / ".cache" / "datareduce")) / "embeddings")
-    dirs.append(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "datareduce" / "embeddings")
+    dirs.append(embeddings_dir())  # every trainer's default
     seen, out = set(), []
     for d in dirs:
         if d not in seen:

@@ -58,13 +58,10 @@ def test_rescale_weights_are_inverse_keep_rates():
     cand = candidate_mask(losses, sel.history.view(), "sturges", 1.0, 0.05)
     assert torch.all(w[~keep] == 0)
     assert w[keep].mean().item() == pytest.approx(1.0)
-    for stratum in (cand, ~cand):
+    for stratum in (cand, ~cand):  # one weight per stratum
         kept = keep & stratum
-        if kept.any():
-            rate = kept.sum().float() / stratum.sum().float()
-            assert torch.allclose(w[kept], w[kept][0].expand(int(kept.sum())))
-            # weight × keep rate is the same constant in both strata (inverse inclusion probability)
-            const = (w[kept][0] * rate).item()
+        assert kept.any() and torch.allclose(w[kept], w[kept][0].expand(int(kept.sum())))
+    # weight × keep rate is the same constant in both strata (inverse inclusion probability)
     k_c, k_n = keep & cand, keep & ~cand
     assert (w[k_c][0] * k_c.sum() / cand.sum()).item() == pytest.approx((w[k_n][0] * k_n.sum() / (~cand).sum()).item())
 

@@ -34,10 +34,12 @@ from torch import nn
 from torch.utils.data import Sampler
 
 from .. import distributed as ddp_ops
+from ..distributed import all_sum, barrier, broadcast_object, gather_objects
 from .. import manifest as manifest_mod
 from ..atomic import write_bytes
 from ..config import ReduceConfig
 from ..online import OnlineSelection
+from ..paths import embeddings_dir
 
 __all__ = [
     "DistInfo", "resolve_device", "init_distributed", "all_sum", "gather_objects", "broadcast_object", "barrier",
@@ -90,58 +92,6 @@ def init_distributed(device: torch.device, dist_url: str = "env://") -> tuple:
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, init_method=dist_url, world_size=world, rank=rank)
     return DistInfo(True, rank, world, local_rank), device
-
-
-def all_sum(values) -> np.ndarray:
-    """Element-wise sum of a numeric vector over ranks (float64); identity in one process."""
-    arr = np.asarray(values, dtype=np.float64)
-    if ddp_ops.world_size() == 1:
-        return arr
-    t = torch.as_tensor(arr, device=ddp_ops._device())
-    dist.all_reduce(t)
-    return t.cpu().numpy()
-
-
-def _all_gather_long(t: torch.Tensor) -> torch.Tensor:
-    """Concatenate every rank's 1-D integer tensor (sizes may differ), in rank order, on the CPU."""
-    if ddp_ops.world_size() == 1:
-        return t.cpu()
-    dev = ddp_ops._device()
-    n = torch.tensor([t.numel()], device=dev)
-    sizes = [torch.zeros_like(n) for _ in range(ddp_ops.world_size())]
-    dist.all_gather(sizes, n)
-    longest = int(max(s.item() for s in sizes))
-    padded = torch.zeros(longest, dtype=torch.long, device=dev)
-    padded[: t.numel()] = t.to(dev, torch.long)
-    parts = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(parts, padded)
-    return torch.cat([p[: int(s.item())] for p, s in zip(parts, sizes)]).cpu()
-
-
-def gather_objects(obj) -> list:
-    """Every rank's picklable ``obj``, in rank order (``[obj]`` in one process)."""
-    if ddp_ops.world_size() == 1:
-        return [obj]
-    out = [None] * ddp_ops.world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
-_all_sum = all_sum  # older name, kept for datareduce.integrations.vision_reference
-
-
-def broadcast_object(obj):
-    """Rank 0's ``obj`` on every rank."""
-    if ddp_ops.world_size() == 1:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def barrier() -> None:
-    if ddp_ops.world_size() > 1:
-        dist.barrier()
 
 
 # ====================================================================================================== data
@@ -309,8 +259,7 @@ def build_extractor_for(cfg: ReduceConfig, device: torch.device):
                            image_size=cfg.embed.image_size)
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("DATAREDUCE_CACHE", Path.home() / ".cache" / "datareduce")) / "embeddings"
+default_cache_dir = embeddings_dir
 
 
 def build_offline_manifest(dataset, cfg: ReduceConfig, extractor=None, progress=None, batch_size: int = 64,
@@ -645,7 +594,7 @@ class InfoBatchReducer(_Reducer):
             yield batch, self.pruner.loss_weights(batch[-1]).to(batch[0].device)
 
     def after_step(self, indices, losses):
-        all_idx = _all_gather_long(indices.reshape(-1))
+        all_idx = ddp_ops.gather_1d(indices.reshape(-1))
         all_loss = ddp_ops.gather_losses(losses.detach().float().reshape(-1).cpu())
         self.pruner.update(all_idx, all_loss)
 

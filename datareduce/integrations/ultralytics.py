@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .ultralytics_env import cache_root, ensure_offline, no_amp_download
+from .ultralytics_env import ensure_offline, no_amp_download
 
 ensure_offline()  # before Ultralytics is imported: it looks for the network at import time
 
@@ -44,6 +44,7 @@ from ..atomic import write_text  # noqa: E402
 from ..config import AdonisConfig, EmbedConfig, IDSConfig, ReduceConfig  # noqa: E402
 from ..embed import build_extractor, embed  # noqa: E402
 from ..online import OnlineSelection  # noqa: E402
+from ..paths import embeddings_dir  # noqa: E402
 from .ultralytics_data import restrict_dataset  # noqa: E402
 from .ultralytics_loss import PerImageDetectionLoss  # noqa: E402
 
@@ -285,7 +286,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             ex = build_extractor(cfg.embed.extractor, weights=cfg.embed.weights, image_size=cfg.embed.image_size,
                                  device=self.device)
             extractor = {**asdict(cfg.embed), "key": ex.key}
-            cache = Path(cfg.embed.cache_dir) if cfg.embed.cache_dir else cache_root() / "embeddings"
+            cache = Path(cfg.embed.cache_dir) if cfg.embed.cache_dir else embeddings_dir()
             emb = embed(im_files, ex, cache_dir=cache, fingerprint=manifest.dataset_fingerprint(listing))
         if cfg.ids is not None:
             c = cfg.ids

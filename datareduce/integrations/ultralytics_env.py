@@ -11,13 +11,9 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from ..paths import cache_root  # noqa: F401  (re-exported for the trainer)
 
 FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")  # the two names Ultralytics' check_font asks for
-
-
-def cache_root() -> Path:
-    """datareduce's cache folder: ``$DATAREDUCE_CACHE``, else ``~/.cache/datareduce`` (as the other trainers)."""
-    return Path(os.environ.get("DATAREDUCE_CACHE", Path.home() / ".cache" / "datareduce"))
 
 
 def default_config_dir() -> Path:

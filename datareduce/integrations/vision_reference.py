@@ -259,7 +259,7 @@ class _SelectedEpoch:
             trained += len(targets)
             yield images, targets
         rec = {"epoch": self.epoch, "method": o.reducer.name, **o.reducer.epoch_record(),
-               "train_batches": steps, "samples_backprop": int(tv._all_sum([trained])[0]),
+               "train_batches": steps, "samples_backprop": int(tv.all_sum([trained])[0]),
                "loop_time_s": time.perf_counter() - start}
         o._record("epoch", rec)
         keep = rec.get("keep_fraction")

@@ -40,6 +40,7 @@ from ..atomic import write_text
 from ..config import ReduceConfig
 from ..flags import add_reduce_arguments, config_from_args
 from ..online import OnlineSelection
+from ..paths import embeddings_dir
 
 __all__ = ["IMG_FORMATS", "SUPPORTED", "add_arguments", "setup", "DataReduce", "list_images", "YoloV5BatchOps",
            "per_image_loss", "batch_statistics_only", "make_score_fn"]
@@ -219,7 +220,7 @@ class PathIndex:
 def _sum_over_ranks(values: list) -> list:
     if distributed.world_size() == 1:
         return values
-    t = torch.tensor(values, dtype=torch.float64, device=distributed._device())
+    t = torch.tensor(values, dtype=torch.float64, device=distributed.collective_device())
     dist.all_reduce(t)
     return t.tolist()
 
@@ -453,8 +454,7 @@ class DataReduce:
         self.selection.load_state_dict(state["online"])
 
 
-def _default_cache() -> Path:
-    return Path(os.environ.get("DATAREDUCE_CACHE", Path.home() / ".cache" / "datareduce")) / "embeddings"
+_default_cache = embeddings_dir
 
 
 def setup(opt, save_dir, device=None, log: Callable = print, root=None) -> DataReduce:
