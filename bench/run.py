@@ -41,11 +41,12 @@ def keep_fraction(out: Path, method: str, seed: int) -> float:
     return sum(e["samples_backprop"] for e in epochs) / sum(e.get("forward_samples", e["train_samples"]) for e in epochs)
 
 
-def run_one(cmd: list, run_dir: Path, label: str) -> None:
-    """Run one trainer process, echoing its per-epoch lines; its full output goes to run_dir/output.txt."""
+def run_one(cmd: list, run_dir: Path, label: str, resume: bool = True) -> None:
+    """Run one trainer process, echoing its per-epoch lines; its full output goes to run_dir/output.txt.
+    With ``resume``, an interrupted run continues from its checkpoint."""
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / "checkpoint.pth"
-    if ckpt.exists():
+    if resume and ckpt.exists():
         cmd = cmd + ["--resume", str(ckpt)]
     write_text(run_dir / "command.txt", shlex.join(cmd) + "\n")
     start = time.perf_counter()
@@ -100,8 +101,10 @@ def main(argv=None):
             if finished(run_dir):
                 print(f"{label}: already finished, skipped")
                 continue
-            flags = [f.replace("{adonis-eta3.keep_fraction}", f"{keep_fraction(a.out, 'adonis-eta3', seed):.4f}")
-                     for f in known[method]]
+            flags = known[method]
+            if "{adonis-eta3.keep_fraction}" in flags:
+                budget = f"{keep_fraction(a.out, 'adonis-eta3', seed):.4f}"
+                flags = [f.replace("{adonis-eta3.keep_fraction}", budget) for f in flags]
             milestones = [str(max(1, round(f * a.epochs))) for f in (0.3, 0.6, 0.8)]  # 60/120/160 of 200
             cmd = [sys.executable, str(REPO / "trainers" / "classify.py"), "--config", a.config,
                    "--data-path", str(root), "--epochs", str(a.epochs), "--lr-milestones", *milestones,

@@ -26,7 +26,8 @@ def read(path) -> list:
 
 class RunLog:
     """Append-only JSON-lines log in ``out_dir``. With ``resume_epoch`` set, records of that epoch and later
-    (left by the interrupted run) are dropped first, so a resumed run's log reads like an uninterrupted one."""
+    (left by the interrupted run) are dropped first, so a resumed run's log reads like an uninterrupted one.
+    Epoch records get ``cumulative_train_time_s`` (the running sum of ``train_time_s``) unless they carry it."""
 
     def __init__(self, out_dir, resume_epoch=None, name: str = LOG_NAME):
         self.path = Path(out_dir) / name
@@ -37,10 +38,14 @@ class RunLog:
             write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
         elif resume_epoch is None and self.path.exists():
             self.path.unlink()
+        done = self.records("epoch")
+        self.cumulative = done[-1].get("cumulative_train_time_s", 0.0) if done else 0.0
 
     def write(self, kind: str, record: dict) -> dict:
         """Append one record of type ``kind`` (``epoch``, ``ids``, ``summary``, ...)."""
         record = {"type": kind, **record}
+        if kind == "epoch" and "train_time_s" in record:
+            self.cumulative = record.setdefault("cumulative_train_time_s", self.cumulative + record["train_time_s"])
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
             f.flush()
