@@ -12,9 +12,9 @@ rows are gathered on every rank. Neither prints anything: pass ``progress(done, 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .atomic import write_text
+from .atomic import write_bytes, write_text
 from .extractors import Extractor, build_extractor
 
 __all__ = ["embed", "embed_shard", "cache_path", "build_extractor", "Extractor", "ImageList"]
@@ -97,16 +97,9 @@ def _write_cache(path: Path, arr: np.ndarray, fingerprint: str, extractor: Extra
     note = {"fingerprint": fingerprint, "extractor": extractor.name, "key": extractor.key,
             "shape": list(arr.shape), "dtype": str(arr.dtype)}
     write_text(path.with_suffix(".json"), json.dumps(note, sort_keys=True, indent=1) + "\n")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    write_bytes(path, buf.getvalue())
 
 
 def _as_extractor(extractor, device) -> Extractor:
