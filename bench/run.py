@@ -86,7 +86,8 @@ def main(argv=None):
 
     root = data.cifar10_subset(a.train_per_class, a.test_per_class)
     a.out.mkdir(parents=True, exist_ok=True)
-    write_text(a.out / "bench_command.txt", shlex.join([sys.executable, *sys.argv]) + "\n")
+    with open(a.out / "bench_command.txt", "a") as f:  # every invocation that wrote into this folder
+        f.write(shlex.join([sys.executable, *sys.argv]) + "\n")
     write_text(a.out / "machine.json", json.dumps({"platform": platform.platform(), "processor": platform.processor(),
                                                    "python": platform.python_version(), "cpus": __import__("os").cpu_count(),
                                                    "date": time.strftime("%Y-%m-%d")}, indent=1) + "\n")
