@@ -11,8 +11,7 @@ import warnings
 import torch
 
 from ._validate import check_choice, check_number
-from .history import LossHistory
-from .loss_cache import LossCache
+from .loss_selector import LossHistorySelector, as_losses
 
 BIN_RULES = ("sturges", "sqrt", "rice")
 
@@ -88,7 +87,7 @@ def balanced_cap(mask: torch.Tensor, labels: torch.Tensor, quota: torch.Tensor, 
     return keep
 
 
-class AdonisSelector:
+class AdonisSelector(LossHistorySelector):
     """Select which samples of a forward batch to train on, from a histogram of recent losses.
 
     Parameters (paper Table A2; SPEC §1): ``history`` l, the ring-buffer length; ``bins`` the bin-count rule
@@ -112,14 +111,12 @@ class AdonisSelector:
 
     def __init__(self, history=512, bins="sturges", sigma=1.0, theta=0.12, alpha=0.3, eta=1, omega=0, seed=0,
                  *, balance=False, floor=0.0, rescale=False, anneal=0, epochs=None, decay=None):
-        self.history_size = check_number("history", history, low=2, integer=True)
+        super().__init__(history, eta, "eta", omega, seed)
         self.bins = check_choice("bins", bins, BIN_RULES)
         self.sigma = check_number("sigma", sigma, low=0, low_open=True)
         self.theta = check_number("theta", theta, low=0, high=1, high_open=True)
         self.alpha = check_number("alpha", alpha, low=0, high=1, low_open=True)
-        self.eta = check_number("eta", eta, low=1, integer=True)
-        self.omega = check_number("omega", omega, low=0, integer=True)
-        self.seed = check_number("seed", seed, integer=True)
+        self.eta = eta
         self.balance = bool(balance)
         self.floor = check_number("floor", floor, low=0, high=self.alpha)
         self.rescale = bool(rescale)
@@ -128,28 +125,13 @@ class AdonisSelector:
             raise ValueError(f"anneal={anneal} needs epochs= (the total number of training epochs)")
         self.epochs = None if epochs is None else check_number("epochs", epochs, low=1, integer=True)
         self.decay = None if decay is None else check_number("decay", decay, low=0, high=1, low_open=True, high_open=True)
-        self.history = LossHistory(self.history_size)
-        self.cache = LossCache(self.eta)
-        self.generator = torch.Generator().manual_seed(self.seed)
-        self.nonfinite = 0
         self.last_weights = None
 
     def in_warmup(self, epoch) -> bool:
         """True for epochs trained on every sample: the first ``omega`` (Algorithm 1, line 11) and, with the
         ``anneal`` variant, the last ``anneal`` epochs."""
-        if epoch is None:
-            return False
-        return epoch < self.omega or (self.anneal > 0 and epoch >= self.epochs - self.anneal)
-
-    def needs_scoring(self, indices: torch.Tensor, epoch: int) -> torch.Tensor:
-        """Bool mask: samples without a loss fresher than ``eta`` epochs (none during warm-up)."""
-        if self.in_warmup(epoch):
-            return torch.zeros(len(indices), dtype=torch.bool)
-        return self.cache.stale(torch.as_tensor(indices), epoch)
-
-    def cached_losses(self, indices: torch.Tensor) -> torch.Tensor:
-        """The stored losses of ``indices`` (NaN for never-scored samples)."""
-        return self.cache.get(torch.as_tensor(indices))
+        annealing = epoch is not None and self.anneal > 0 and epoch >= self.epochs - self.anneal
+        return super().in_warmup(epoch) or annealing
 
     def select(self, losses: torch.Tensor, indices=None, epoch=None, all_losses=None, labels=None) -> torch.Tensor:
         """Keep mask over this forward batch (SPEC §1 steps 2-6).
@@ -159,26 +141,18 @@ class AdonisSelector:
         ranks share one histogram; ``losses`` are still the ones selected from. ``labels`` are needed by the
         ``balance`` variant only.
         """
-        losses = torch.as_tensor(losses).detach().float().reshape(-1).cpu()
+        losses = as_losses(losses)
         n = losses.numel()
         if self.in_warmup(epoch):
             self.last_weights = torch.ones(n)
             return torch.ones(n, dtype=torch.bool)
         if self.balance and labels is None:
             raise ValueError("AdonisSelector(balance=True) needs labels= in select()")
-        if indices is not None and epoch is not None:
-            indices = torch.as_tensor(indices).reshape(-1).cpu()
-            fresh = self.cache.stale(indices, epoch)
-            self.cache.update(indices[fresh], losses[fresh], epoch)
+        bad = self.observe(losses, indices, epoch, all_losses)
+        if bad and self.nonfinite == bad:
+            warnings.warn(f"ADONIS: {bad} non-finite loss(es) in a batch; they are never selected "
+                          "and never enter the history (counted in .nonfinite)", RuntimeWarning, stacklevel=2)
         finite = torch.isfinite(losses)
-        bad = n - int(finite.sum())
-        if bad:
-            if self.nonfinite == 0:
-                warnings.warn(f"ADONIS: {bad} non-finite loss(es) in a batch; they are never selected "
-                              "and never enter the history (counted in .nonfinite)", RuntimeWarning, stacklevel=2)
-            self.nonfinite += bad
-        pushed = losses if all_losses is None else torch.as_tensor(all_losses).detach().float().reshape(-1).cpu()
-        self.history.push(pushed[torch.isfinite(pushed)])
         weights = None if self.decay is None else self.history.recency_weights(self.decay, n)
         cand = candidate_mask(losses, self.history.view(), self.bins, self.sigma, self.theta, weights)
         budget = math.ceil(self.alpha * n)
@@ -193,17 +167,6 @@ class AdonisSelector:
         if self.rescale:
             self.last_weights = stratum_weights(keep, cand, finite)
         return keep
-
-    def state_dict(self) -> dict:
-        """Everything needed for a resumed run to select exactly as an uninterrupted one."""
-        return {"history": self.history.state_dict(), "cache": self.cache.state_dict(),
-                "generator": self.generator.get_state(), "nonfinite": self.nonfinite}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.history.load_state_dict(state["history"])
-        self.cache.load_state_dict(state["cache"])
-        self.generator.set_state(state["generator"])
-        self.nonfinite = int(state["nonfinite"])
 
 
 def stratum_weights(keep: torch.Tensor, cand: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:

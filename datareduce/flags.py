@@ -142,3 +142,16 @@ def read_config_file(path, parser: argparse.ArgumentParser):
             parser.error(f"--config {path}: {key}={value!r} is not one of {list(action.choices)}")
         flags[action.dest] = value
     return flags, other
+
+
+def apply_config_file(parser: argparse.ArgumentParser, argv=None):
+    """If ``argv`` has ``--config FILE``, make its values for ``parser``'s flags the parser's defaults (the
+    command line still wins). Returns (FILE, its other keys), or (None, {}) without ``--config``."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    if not known.config:
+        return None, {}
+    flags, other = read_config_file(known.config, parser)
+    parser.set_defaults(**flags)
+    return known.config, other

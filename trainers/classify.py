@@ -36,7 +36,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
 
 from datareduce import records
 from datareduce.datasets import PRESETS, load_datasets
-from datareduce.flags import add_reduce_arguments, read_config_file, config_from_args
+from datareduce.flags import add_reduce_arguments, apply_config_file, config_from_args
 from datareduce.integrations import classification as tv
 from datareduce.models import get_model
 
@@ -489,21 +489,12 @@ def get_args_parser(add_help=True):
     return parser
 
 
-def load_config(path, parser):
-    """Flags from a YAML mapping, as argparse defaults (so the command line wins); unknown keys are errors."""
-    flags, unknown = read_config_file(path, parser)
+def parse_args(argv=None):
+    """The command line, over the values of ``--config FILE`` (a YAML of flag names; unknown keys are errors)."""
+    parser = get_args_parser()
+    path, unknown = apply_config_file(parser, argv)
     if unknown:
         parser.error(f"--config {path}: unknown flag(s) {', '.join(map(repr, unknown))}")
-    return flags
-
-
-def parse_args(argv=None):
-    parser = get_args_parser()
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
-    known, _ = pre.parse_known_args(argv)
-    if known.config:
-        parser.set_defaults(**load_config(known.config, parser))
     return parser.parse_args(argv)
 
 

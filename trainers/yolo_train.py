@@ -28,7 +28,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datareduce.flags import add_reduce_arguments, config_from_args, read_config_file
+from datareduce.flags import add_reduce_arguments, apply_config_file, config_from_args
 from datareduce.integrations import ultralytics_data as yd
 from datareduce.integrations.ultralytics import DataReduceDetectionTrainer, TrainerSettings, write_settings
 from datareduce.integrations.ultralytics_env import cache_root
@@ -61,13 +61,7 @@ def get_args_parser(add_help=True):
 def parse_args(argv=None):
     """Our flags as a namespace, with ``args.overrides`` the dict of Ultralytics arguments (config < command line)."""
     parser = get_args_parser()
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
-    known, _ = pre.parse_known_args(argv)
-    overrides = {}
-    if known.config:
-        flags, overrides = read_config_file(known.config, parser)
-        parser.set_defaults(**flags)
+    _, overrides = apply_config_file(parser, argv)  # config keys that are not our flags go to Ultralytics
     args = parser.parse_intermixed_args(argv)
     for pair in args.overrides:
         if "=" not in pair:
