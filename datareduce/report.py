@@ -4,19 +4,21 @@ only (no pyplot, no display); nothing is fetched.
 
 A run folder is what ``trainers/classify.py`` and ``trainers/yolo_train.py`` write to their output dir:
 
-* ``log.jsonl`` (required) — JSON lines with a ``"type"``: one ``run`` (classification: ``args``, the command
-  line, and ``reduce``, :meth:`datareduce.config.ReduceConfig.describe`) or ``config`` (YOLO: ``reduce``)
-  record, an optional ``ids`` record (offline selection time), one ``epoch`` record per epoch
-  (``train_time_s``, ``cumulative_train_time_s``, ``samples_backprop``, ``samples_scored``,
-  ``forward_samples``, ``keep_fraction``, and ``top1`` or ``map50_95``), and a final ``summary``.
+* ``log.jsonl`` (required) — JSON lines with a ``"type"``: one ``run`` record (``args``: the classification
+  command line or Ultralytics' arguments; ``reduce``: :meth:`datareduce.config.ReduceConfig.describe`;
+  ``num_train``, ``world_size``, …), an optional ``ids`` record (offline selection time), one ``epoch`` record
+  per epoch (``train_time_s``, ``cumulative_train_time_s``, ``samples_backprop``, ``samples_scored``,
+  ``forward_samples``, ``keep_fraction``, and ``top1`` or ``map50_95``), and a final ``summary``. Run folders
+  of older YOLO trainers hold a ``config`` record (``reduce``) instead of ``run``; it is read the same way.
 * ``selection_counts.npy`` (optional) — uint16, one entry per sample of the full training set: how often
   the sample was back-propagated.
-* ``manifest.json`` or ``ids_manifest.json`` (optional) — the offline subset (:mod:`datareduce.manifest`).
+* ``manifest.json`` (optional) — the offline subset (:mod:`datareduce.manifest`); ``ids_manifest.json`` in run
+  folders of older YOLO trainers.
 
 The images shown come from the dataset named by the run's ``args.data_path`` (classification; opened as the
 trainer opens it, :func:`datareduce.datasets.load_datasets`) or by the ``data:`` YAML in Ultralytics'
-``args.yaml`` (detection), or from ``--data-path``; the listing is checked against the manifest's fingerprint
-and the length of the counts array, so a report never shows the images of another dataset.
+``args.yaml`` (detection, cut to its ``fraction``), or from ``--data-path``; the listing is checked against the
+manifest's fingerprint and the length of the counts array, so a report never shows the images of another dataset.
 
 IDS figures need the embeddings: they are looked up in the embedding caches (``--cache-dir``, the run's own,
 the default ``$DATAREDUCE_CACHE/embeddings`` or ``~/.cache/datareduce/embeddings``)
@@ -43,8 +45,8 @@ from .records import LOG_NAME
 from .paths import embeddings_dir
 
 COUNTS_NAME = "selection_counts.npy"
-MANIFEST_NAMES = ("manifest.json", "ids_manifest.json")  # classification trainer, YOLO trainer
-CONFIG_TYPES = ("run", "config")  # the record holding the run's settings (classification, YOLO trainer)
+MANIFEST_NAMES = ("manifest.json", "ids_manifest.json")  # both trainers; older YOLO trainers wrote the second
+CONFIG_TYPES = ("run", "config")  # the record holding the run's settings; older YOLO trainers wrote "config"
 METRICS = ("top1", "map50_95", "map50")  # the first one an epoch record has is the run's quality metric
 METRIC_LABEL = {"top1": "top-1 accuracy (%)", "map50_95": "mAP50-95 (%)", "map50": "mAP50 (%)"}
 DROP_PP = 5.0
@@ -290,7 +292,7 @@ def _find_counts(folder: Path) -> Optional[np.ndarray]:
 
 
 def _find_manifest(folder: Path):
-    """The run's manifest: ``manifest.json`` (classification trainer) or ``ids_manifest.json`` (YOLO trainer)."""
+    """The run's manifest: ``manifest.json``, or ``ids_manifest.json`` (older YOLO trainers)."""
     for name in MANIFEST_NAMES:
         path = folder / name
         if not path.exists():
@@ -372,9 +374,21 @@ def _detection_candidates(data_yaml: Path):
     return out
 
 
-def open_detection_images(data, manifest: Optional[dict]) -> Images:
+def train_fraction(files: list, fraction) -> list:
+    """The training listing cut as Ultralytics' ``fraction=`` cuts it: a ratio (at least one image), an image
+    count (an int), or a per-split list whose first entry is the training split's."""
+    if isinstance(fraction, list):
+        fraction = fraction[0] if fraction else 1.0
+    if fraction is None or isinstance(fraction, bool) or fraction in (0, 1):
+        return files
+    count = fraction if isinstance(fraction, int) else max(1, round(len(files) * float(fraction)))
+    return files[:count]
+
+
+def open_detection_images(data, manifest: Optional[dict], fraction=1.0) -> Images:
     """The training images of a YOLO data YAML (or a folder holding ``data.yaml``), in the order Ultralytics
-    lists them; with a manifest, the listing whose ids match its fingerprint (else an error)."""
+    lists them and cut to the run's ``fraction``; with a manifest, the listing whose ids match its fingerprint
+    (else an error)."""
     path = Path(str(data)).expanduser()
     if path.is_dir():
         path = path / "data.yaml"
@@ -384,7 +398,7 @@ def open_detection_images(data, manifest: Optional[dict]) -> Images:
     if not candidates:
         raise FileNotFoundError(f"no training images found for {path}")
     for root, files in candidates:
-        images = Images.from_files(files, root, str(path))
+        images = Images.from_files(train_fraction(files, fraction), root, str(path))
         if manifest is None or manifest_mod.dataset_fingerprint(images.keys) == manifest["dataset"]["fingerprint"]:
             return images
     raise ValueError(f"the training images of {path} do not match the run's manifest (fingerprint "
@@ -436,21 +450,31 @@ def load_run(path, data_path=None, name: Optional[str] = None) -> Run:
     return run
 
 
+def _ultralytics_args(run: Run) -> dict:
+    """A detection run's Ultralytics arguments: its ``args.yaml``, else the run record's ``args``; {} if neither."""
+    if (run.path / "args.yaml").is_file():
+        import yaml
+
+        try:
+            y = yaml.safe_load((run.path / "args.yaml").read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            y = None
+        if isinstance(y, dict):
+            return y
+    args = run.config.get("args")
+    return args if isinstance(args, dict) else {}
+
+
 def _recorded_data_path(run: Run):
     """(found, data path) from the run record (classification) or Ultralytics' ``args.yaml`` (detection);
     (False, None) when neither says."""
     args = run.config.get("args")
     if isinstance(args, dict) and "data_path" in args:
         return True, args["data_path"]
-    if run.detection and (run.path / "args.yaml").is_file():
-        import yaml
-
-        try:
-            y = yaml.safe_load((run.path / "args.yaml").read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
-            return False, None
-        if isinstance(y, dict) and y.get("data"):
-            return True, y["data"]
+    if run.detection:
+        data = _ultralytics_args(run).get("data")
+        if data:
+            return True, data
     return False, None
 
 
@@ -472,7 +496,7 @@ def _attach_images(run: Run, data_path) -> None:
         return
     try:
         if run.detection:
-            images = open_detection_images(data_path, run.manifest)
+            images = open_detection_images(data_path, run.manifest, _ultralytics_args(run).get("fraction", 1.0))
         else:
             images = open_images(None if data_path is None else str(data_path))
     except (FileNotFoundError, ValueError) as e:

@@ -277,10 +277,11 @@ def test_without_a_baseline_the_columns_are_left_out(runs, tmp_path):
     assert (tmp_path / "out" / "index.html").is_file()
 
 
-def test_yolo_run_folder_format(coco128_root, tmp_path):
-    """The YOLO trainer's folder: a `config` record, mAP as fractions (None on epochs without validation),
-    `ids_manifest.json` with ids relative to the dataset root, and the data YAML named by Ultralytics'
-    args.yaml. The mAP values below are placeholders: this checks the reading, not a result."""
+def test_old_yolo_run_folder_format(coco128_root, tmp_path):
+    """A folder of an older YOLO trainer: a `config` record (today `run`), mAP as fractions (None on epochs
+    without validation), `ids_manifest.json` (today `manifest.json`) with ids relative to the dataset root, and the
+    data YAML named by Ultralytics' args.yaml. The mAP values below are placeholders: this checks the reading, not
+    a result. (Today's folders are read from real runs in test_yolo_train.py.)"""
     run = tmp_path / "yolo"
     log = records.RunLog(run)
     log.write("config", {"reduce": ReduceConfig(method="rpd", alpha=0.5).describe(), "world_size": 1})

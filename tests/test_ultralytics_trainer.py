@@ -68,15 +68,21 @@ def test_loader_length_bounds_selected_batches(dataset):
     """Whatever the selector keeps, an epoch never yields more batches than len() promises."""
     loader = [YoloBatchOps.take(YOLODataset.collate_fn([dataset[i] for i in range(j, j + 4)]), torch.arange(4))
               for j in range(0, 20, 4)]
+    files = [f for b in loader for f in b["im_file"]]
+    position = lambda b: torch.tensor([files.index(f) for f in b["im_file"]])  # noqa: E731
     for alpha, rho in ((1.0, 3), (0.5, 6), (1.0, 8)):
         selector = AdonisConfig(alpha=alpha, theta=0.0).selector()
         online = OnlineSelection(selector, lambda b: torch.rand(YoloBatchOps.size(b)), rho, YoloBatchOps,
                                  lambda b: torch.arange(YoloBatchOps.size(b)))
-        wrapped = ReducedTrainLoader(loader, max(5, online.max_batches(20)), online)
+        wrapped = ReducedTrainLoader(loader, max(5, online.max_batches(20)), online, indices=position)
         wrapped.last = True
-        sizes = [YoloBatchOps.size(b) for b in wrapped]
+        batches = list(wrapped)
+        sizes = [YoloBatchOps.size(b) for b in batches]
         assert len(sizes) <= len(wrapped) and all(s == rho for s in sizes[:-1])
         assert wrapped.images == sum(sizes) and wrapped.batches == len(sizes)
+        # `trained` names each yielded image by its position in the listing (what selection_counts.npy counts)
+        trained = torch.cat(wrapped.trained).tolist() if wrapped.trained else []
+        assert trained == [files.index(f) for b in batches for f in b["im_file"]] and len(set(trained)) == len(trained)
 
 
 def test_settings_survive_the_sidecar(tmp_path, monkeypatch):

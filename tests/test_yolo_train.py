@@ -6,10 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from datareduce import manifest, records
+from datareduce import manifest, records, report
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "trainers"))
@@ -50,18 +51,36 @@ def of(kind, log):
     return [r for r in log if r["type"] == kind]
 
 
+def selection_counts(trainer, log, images=24):
+    """The run's selection_counts.npy, checked against the log: one uint16 per image of the full training
+    listing, summing to the images back-propagated over all epochs."""
+    counts = np.load(trainer.save_dir / "selection_counts.npy", allow_pickle=False)
+    assert counts.dtype == np.uint16 and counts.shape == (images,)
+    assert int(counts.sum()) == sum(e["samples_backprop"] for e in of("epoch", log)) > 0
+    return counts
+
+
 def test_full(run, coco_small):
     trainer, log = run(f"data={coco_small}", "name=full")
     (epoch,) = of("epoch", log)
     assert epoch["samples_backprop"] == epoch["forward_samples"] == 24 and epoch["samples_scored"] == 0
     assert epoch["optimizer_steps"] >= 1 and epoch["map50_95"] is not None and epoch["train_time_s"] > 0
     assert of("summary", log)[0]["samples_backprop"] == 24
+    # the run folder of trainers/classify.py: a `run` record first, per-image counts (each image once here)
+    assert [r["type"] for r in log] == ["run", "epoch", "summary"]
+    (first,) = of("run", log)
+    assert {"args", "reduce", "dataset", "num_train", "num_val", "num_classes", "world_size", "device"} <= set(first)
+    assert (first["num_train"], first["num_val"], first["num_classes"], first["world_size"]) == (24, 8, 80, 1)
+    assert first["reduce"]["method"] == "full" and first["args"]["imgsz"] == 96 and first["device"] == "cpu"
+    assert selection_counts(trainer, log).tolist() == [1] * 24
+    assert not (trainer.save_dir / "ids_manifest.json").exists() and not (trainer.save_dir / "manifest.json").exists()
 
 
 def test_ids_with_gamma_switch_and_adonis(run, coco_small):
     trainer, log = run(f"data={coco_small}", "name=ids", "epochs=2", "close_mosaic=1", "--ids-alpha", "0.5", "--ids-gamma", "1",
                        "--ids-image-size", "64", "--adonis-theta", "0.05", "--adonis-rho", "4")
-    made = manifest.read(trainer.save_dir / "ids_manifest.json")
+    assert not (trainer.save_dir / "ids_manifest.json").exists()
+    made = manifest.read(trainer.save_dir / "manifest.json")
     easy, hard = made["subsets"]
     assert (easy["mode"], hard["mode"], hard["from_epoch"]) == ("easy", "hard", 1)
     assert easy["num_kept"] == math.ceil(0.5 * 24) and set(easy["kept"]) != set(hard["kept"])
@@ -75,7 +94,18 @@ def test_ids_with_gamma_switch_and_adonis(run, coco_small):
         assert e["samples_scored"] == e["forward_samples"] and e["samples_backprop"] <= e["samples_selected"] + 4
         assert e["train_batches"] <= len(trainer.train_loader)
     assert trainer.accumulate == min(round(64 / 4), len(trainer.train_loader) * 2)  # nbs / rho, capped as upstream
-    assert of("ids", log)[0]["time_s"] > 0
+    (ids_record,) = of("ids", log)
+    assert ids_record["time_s"] > 0 and ids_record["manifest"] == str(trainer.save_dir / "manifest.json")
+    assert (ids_record["method"], ids_record["num_samples"], ids_record["from_epoch"]) == ("ids", 24, [0, 1])
+    assert ids_record["num_kept"] == [12, hard["num_kept"]]
+    counts = selection_counts(trainer, log)
+    listing = [os.path.relpath(f, coco_small) for f in sorted(map(str, (coco_small / "images" / "train").iterdir()))]
+    held_in = np.array([(k in easy["kept"]) + (k in hard["kept"]) for k in listing])
+    assert (counts <= held_in).all()  # an image is trained at most once per epoch whose subset holds it
+    # `datareduce report` reads the folder: the manifest, the counts and the images from args.yaml all agree
+    r = report.load_run(trainer.save_dir)
+    assert (r.method, r.manifest_file, r.metric, r.notes) == ("ids+adonis", "manifest.json", "map50_95", [])
+    assert r.images.keys == listing and r.counts.tolist() == counts.tolist() and r.config["num_train"] == 24
 
 
 def test_adonis_through_the_python_api(coco_small, tmp_path, monkeypatch):
@@ -91,9 +121,13 @@ def test_adonis_through_the_python_api(coco_small, tmp_path, monkeypatch):
     model = YOLO("yolov5n.yaml")
     model.train(trainer=DataReduceDetectionTrainer, data=str(resolve_data_yaml(coco_small, tmp_path)),
                 project=str(tmp_path), name="api", **dict(map(parse_key_value_pair, TINY)))
-    (epoch,) = of("epoch", records.read(model.trainer.save_dir / "log.jsonl"))
+    log = records.read(model.trainer.save_dir / "log.jsonl")
+    (epoch,) = of("epoch", log)
     assert epoch["samples_scored"] == 24 and epoch["samples_selected"] <= 12
     assert 0 < epoch["samples_backprop"] == epoch["samples_selected"]  # the last epoch flushes the remainder
+    counts = selection_counts(model.trainer, log)
+    assert set(counts.tolist()) == {0, 1}  # ADONIS trained some images and skipped others
+    assert of("run", log)[0]["reduce"]["adonis"]["alpha"] == 0.5
 
 
 class Interrupted(Exception):
@@ -110,21 +144,30 @@ def test_resume_restores_the_selection_state(run, coco_small, tmp_path, monkeypa
 
     crashed = []
     monkeypatch.setattr(yolo_train, "DataReduceDetectionTrainer", CrashAfterFirstEpoch)
-    flags = ("--adonis-theta", "0.05", "--adonis-eta", "2")
+    flags = ("--adonis-theta", "0.05", "--adonis-eta", "2", "--adonis-rho", "4")  # rho 4: epoch 0 trains a batch
     with pytest.raises(Interrupted):
         run(f"data={coco_small}", "name=resume", "epochs=2", "close_mosaic=2", *flags)
     history = crashed[0].online.selector.history.view().clone()
+    before = np.load(tmp_path / "resume" / "selection_counts.npy")
+    assert 0 < before.sum() < 24  # epoch 0: ADONIS trained some of the 24 images
     monkeypatch.setattr(yolo_train, "DataReduceDetectionTrainer", CrashAfterFirstEpoch.__base__)
     resumed, log = run(f"resume={tmp_path / 'resume' / 'weights' / 'last.pt'}", *flags)
-    assert of("resume", log) == [{"type": "resume", "epoch": 1, "selection_state_restored": True}]
+    assert of("resume", log) == [{"type": "resume", "epoch": 1, "selection_state_restored": True,
+                                  "selection_counts_restored": True}]
+    assert [r["type"] for r in log].count("run") == 1  # the resumed log keeps the run record, as classify's does
     assert [e["epoch"] for e in of("epoch", log)] == [0, 1]
     assert torch.equal(resumed.online.selector.history.view()[: len(history)], history)  # continued, not reset
     assert of("epoch", log)[1]["samples_scored"] == 0  # every loss of epoch 0 reused (η = 2, mosaic closed)
+    after = selection_counts(resumed, log)  # both epochs' back-propagations: epoch 0's survived the resume
+    assert (after >= before).all() and after.sum() > before.sum()
 
 
 def test_embedded_default_dataset(run):
     trainer, log = run("name=digits", "fraction=0.1")
     assert trainer.data["names"] == {i: str(i) for i in range(10)} and of("epoch", log)[0]["train_images"] == 32
+    counts = selection_counts(trainer, log, images=32)
+    r = report.load_run(trainer.save_dir)  # the report cuts the recorded dataset to the run's fraction too
+    assert len(r.images) == 32 and r.counts.tolist() == counts.tolist() and r.method == "full"
 
 
 def test_coco_json_input(coco128_root, tmp_path):

@@ -12,8 +12,14 @@ training argument, passed through unchanged:
 
 ``data=`` is a local data YAML (or a folder holding ``data.yaml``); datasets are never downloaded. Without it, a
 small detection set of real handwritten digits is generated into the cache dir. Nothing touches the network.
-Every epoch appends one JSON line to ``<save_dir>/log.jsonl`` (training-loop wall time, images scored and
-back-propagated, optimizer steps, mAP50, mAP50-95); IDS preprocessing time is its own line; a summary closes it.
+The run folder (Ultralytics' ``save_dir``) is laid out like ``trainers/classify.py``'s output dir, so
+``datareduce report`` reads both: ``log.jsonl`` starts with a ``run`` record (Ultralytics' arguments, the data
+reduction, dataset sizes, world size, device); every epoch appends one JSON line (training-loop wall time, images
+scored and back-propagated, optimizer steps, mAP50, mAP50-95); IDS preprocessing time is its own line; a summary
+closes it. ``manifest.json`` holds the IDS / RPD / SSP subset, ``selection_counts.npy`` how often each training image
+was back-propagated (uint16, summed over DDP ranks, kept across ``resume=``). Ultralytics' ``args.yaml``,
+``results.csv`` and ``weights/`` sit next to them (``weights/selection_rank<r>.pt``: the selector state and counts
+a resumed run continues from).
 """
 import argparse
 import hashlib

@@ -4,7 +4,13 @@ IDS embeds whole training images, ranks them by distance to one dataset-wide cen
 restricts Ultralytics' ``YOLODataset`` to the kept images before its DataLoader is built (switching from the
 easy to the hard subset at epoch γ). ADONIS wraps the training loader: each raw batch is scored with the model
 being trained (one detection loss per image), the selected images are queued, and the trainer receives batches of
-exactly ``rho`` images. Every epoch appends one JSON line to ``<save_dir>/log.jsonl``.
+exactly ``rho`` images.
+
+The run folder (Ultralytics' ``save_dir``) has the layout of ``trainers/classify.py``'s output dir, which
+``datareduce report`` reads: ``log.jsonl`` (a ``run`` record, an ``ids`` record for an offline subset, one ``epoch``
+record per epoch, a closing ``summary``), ``manifest.json`` (the offline subset) and ``selection_counts.npy`` (how
+many times each image of the full training listing was back-propagated, summed over DDP ranks, written at every
+epoch end and carried over a resume), next to Ultralytics' own ``args.yaml``, ``results.csv`` and ``weights/``.
 
 Settings travel in a sidecar JSON named by the environment variable ``DATAREDUCE_CONFIG`` (see
 :func:`write_settings`): Ultralytics' DDP subprocess rebuilds the trainer from its class with only its own
@@ -17,6 +23,7 @@ arguments, so neither unknown override keys nor attributes set on the instance w
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -25,8 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from .ultralytics_env import ensure_offline, no_amp_download
@@ -40,11 +47,13 @@ from ultralytics.utils.torch_utils import autocast, unwrap_model  # noqa: E402
 
 from .. import baselines, ids, manifest, records  # noqa: E402
 from .._validate import check_number  # noqa: E402
-from ..atomic import write_text  # noqa: E402
+from ..atomic import write_bytes, write_text  # noqa: E402
 from ..config import AdonisConfig, EmbedConfig, IDSConfig, ReduceConfig  # noqa: E402
+from ..distributed import all_sum  # noqa: E402
 from ..embed import build_extractor, embed  # noqa: E402
 from ..online import OnlineSelection  # noqa: E402
 from ..paths import embeddings_dir  # noqa: E402
+from .classification import SelectionCounts  # noqa: E402
 from .ultralytics_data import restrict_dataset  # noqa: E402
 from .ultralytics_loss import PerImageDetectionLoss  # noqa: E402
 
@@ -52,6 +61,8 @@ SETTINGS_ENV = "DATAREDUCE_CONFIG"
 # rpc needs one class per image; composer-sb and infobatch need loops of their own
 SUPPORTED = ("full", "sb", "stale-sb", "random-keep", "rpd", "ssp")
 BOX_KEYS = ("cls", "bboxes")  # per-box entries of a detection batch (besides batch_idx)
+MANIFEST_FILE = "manifest.json"  # the run folder's names, as trainers/classify.py writes them
+COUNTS_FILE = "selection_counts.npy"
 
 
 @dataclass(frozen=True)
@@ -162,13 +173,15 @@ class ReducedTrainLoader:
     counters from it once; under-counting would silently skip optimizer steps). Iterating yields the loader's
     batches, or with ``online`` set the ADONIS/SB selection's batches of exactly ``rho`` images. Everything
     else (``dataset``, ``sampler``, ``batch_size``, ``num_workers``, ``drop_last``, ``reset()``, ``close()``) is
-    the wrapped loader's, which the trainer may swap (IDS γ switch).
+    the wrapped loader's, which the trainer may swap (IDS γ switch). With ``indices`` (a batch's positions in the
+    full training listing), ``trained`` collects the positions of every image yielded this epoch.
     """
 
-    def __init__(self, loader, length: int, online: OnlineSelection | None = None):
-        self.loader, self.length, self.online = loader, length, online
+    def __init__(self, loader, length: int, online: OnlineSelection | None = None, indices=None):
+        self.loader, self.length, self.online, self.indices = loader, length, online, indices
         self.epoch, self.last = 0, False
         self.images = self.batches = 0  # trained this epoch
+        self.trained = []
 
     def __len__(self) -> int:
         return self.length
@@ -178,10 +191,13 @@ class ReducedTrainLoader:
 
     def __iter__(self):
         self.images = self.batches = 0
+        self.trained = []
         source = self.loader if self.online is None else self.online.epoch(self.loader, self.epoch, self.last)
         for batch in source:
             self.images += YoloBatchOps.size(batch)
             self.batches += 1
+            if self.indices is not None:
+                self.trained.append(self.indices(batch))
             yield batch
 
 
@@ -199,13 +215,12 @@ def batch_statistics_only(model: nn.Module):
             m.track_running_stats = True
 
 
-def _sum_over_ranks(values: list) -> list:
-    """Element-wise sum of integer counters over the DDP ranks (identity in one process)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(t)
-    return [int(v) for v in t.tolist()]
+def _jsonable(value) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False
 
 
 class DataReduceDetectionTrainer(DetectionTrainer):
@@ -243,7 +258,8 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         self.pending = []  # records made before the log exists (IDS runs while the dataloaders are built)
         self.optimizer_steps = 0
         self.epoch_start_time = None
-        self.counts = {}
+        self.counts = {}  # this epoch's totals, for its record
+        self.selection_counts = None  # back-propagations per image of the full training listing
 
     # ------------------------------------------------------------------ IDS: the offline subset
     def build_dataset(self, img_path, mode="train", batch=None):
@@ -277,8 +293,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         if cfg.ids is not None and cfg.ids.manifest:
             chosen = manifest.read(cfg.ids.manifest)
             manifest.verify(chosen, listing)
-            self.pending.append({"type": "ids", "manifest": str(cfg.ids.manifest), "time_s": 0.0,
-                                 "num_samples": len(listing), "kept": [s["num_kept"] for s in chosen["subsets"]]})
+            self.pending.append(self.ids_record(chosen, cfg.ids.manifest, 0.0))
             return chosen
         start = time.time()
         extractor = None
@@ -301,12 +316,19 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             subsets = [manifest.subset(kept, listing)]
             method, params = cfg.method, {"alpha": cfg.alpha, "seed": cfg.seed}
         made = manifest.make(listing, subsets, method, params, extractor)
-        path = self.save_dir / "ids_manifest.json"
+        path = self.save_dir / MANIFEST_FILE
         if RANK in {-1, 0}:
             manifest.write(path, made)
-        self.pending.append({"type": "ids", "manifest": str(path), "time_s": time.time() - start,
-                             "num_samples": len(listing), "kept": [s["num_kept"] for s in subsets]})
+        self.pending.append(self.ids_record(made, path, time.time() - start))
         return made
+
+    @staticmethod
+    def ids_record(made: dict, path, seconds: float) -> dict:
+        """The ``ids`` log record, with the keys of ``trainers/classify.py``'s (plus the manifest's path)."""
+        subsets = made["subsets"]
+        return {"type": "ids", "method": made["method"], "extractor": made.get("extractor"), "manifest": str(path),
+                "num_samples": made["dataset"]["num_samples"], "num_kept": [s["num_kept"] for s in subsets],
+                "from_epoch": [s["from_epoch"] for s in subsets], "time_s": round(seconds, 4)}
 
     def subset_at(self, epoch: int) -> int:
         """Position in the manifest of the subset trained in ``epoch``."""
@@ -323,7 +345,9 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             self.selector = ReuseGate(selector)
             rho = (self.reduce.adonis.rho if self.reduce.adonis is not None else None) or batch_size
             self.online = OnlineSelection(self.selector, self.score, rho, YoloBatchOps, self.image_indices)
-        return ReducedTrainLoader(loader, self.max_batches(loader), self.online)
+        if self.selection_counts is None:
+            self.selection_counts = SelectionCounts(len(self.full_index))
+        return ReducedTrainLoader(loader, self.max_batches(loader), self.online, self.image_indices)
 
     def max_batches(self, loader) -> int:
         """An upper bound of the training batches of any epoch on this rank, over every subset of the run."""
@@ -396,13 +420,22 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         super().run_callbacks(event)
 
     def open_log(self):
-        """Start ``log.jsonl`` on the main rank (a resumed run drops the records of the epochs it redoes)."""
+        """Start ``log.jsonl`` on the main rank with the ``run`` record (a resumed run keeps its log's, and drops
+        the records of the epochs it redoes)."""
         if RANK in {-1, 0}:
             self.run_log = records.RunLog(self.save_dir, resume_epoch=self.start_epoch if self.resume else None)
-            self.run_log.write("config", {"reduce": self.reduce.describe(), "world_size": max(self.world_size, 1)})
+            if not self.resume:
+                self.run_log.write("run", self.run_record())
             for record in self.pending:
                 self.run_log.write(record.pop("type"), record)
         self.pending = []
+
+    def run_record(self) -> dict:
+        """The run's settings, with the keys of ``trainers/classify.py``'s ``run`` record where they apply
+        (``args`` are Ultralytics' arguments, as in ``args.yaml``; ``num_train`` is the full training listing)."""
+        return {"args": {k: v for k, v in vars(self.args).items() if _jsonable(v)}, "reduce": self.reduce.describe(),
+                "dataset": "yolo", "num_train": len(self.full_index), "num_val": len(self.test_loader.dataset),
+                "num_classes": self.data["nc"], "world_size": max(self.world_size, 1), "device": str(self.device)}
 
     def start_epoch_reduction(self):
         """Swap in the γ subset when it starts, and tell the loader and selector where training stands."""
@@ -428,7 +461,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         keys = ("forward_samples", "samples_scored", "samples_selected")
         local = ([stats.forward_samples, stats.scored, stats.selected] if stats is not None
                  else [loader.images, 0, loader.images]) + [loader.images, loader.batches, self.optimizer_steps]
-        totals = _sum_over_ranks(local)
+        totals = [int(v) for v in all_sum(local)]
         self.counts = dict(zip(keys + ("samples_backprop", "train_batches", "optimizer_steps"), totals))
         self.counts.update(train_time_s=seconds, train_images=len(loader.dataset))
         if stats is not None:
@@ -439,13 +472,18 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             self.counts["subset"] = self.subsets["subsets"][self.loaded_subset]["mode"]
 
     def end_epoch(self):
-        """Save the selection state and write the ``epoch`` record (Ultralytics' final evaluation reruns this hook
-        after the last epoch: nothing is counted then)."""
+        """Fold the epoch's images into the selection counts (over every rank), save them and the selection state,
+        and write the ``epoch`` record. All ranks run this hook; Ultralytics' final evaluation reruns it on the main
+        rank after the last epoch: nothing is counted then. (Counted here, not at the end of the training loop:
+        an epoch that Ultralytics redoes after a NaN loss counts once.)"""
         if not self.counts:
             return
-        if self.online is not None:
-            self.wdir.mkdir(parents=True, exist_ok=True)
-            torch.save({"epoch": self.epoch, "online": self.online.state_dict()}, self.selection_state_file())
+        for positions in self.train_loader.trained:
+            self.selection_counts.add(positions)
+        self.selection_counts.end_epoch()
+        self.save_selection_state()
+        if RANK in {-1, 0}:
+            self.selection_counts.save(self.save_dir / COUNTS_FILE)
         if self.run_log is not None:
             validated = self.args.val or self.epoch + 1 >= self.epochs
             m = self.metrics or {}
@@ -455,22 +493,41 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         self.counts = {}
 
     def selection_state_file(self) -> Path:
-        """This rank's selector and queue, saved every epoch next to Ultralytics' checkpoints."""
+        """This rank's selector and queue and the selection counts, saved every epoch next to Ultralytics'
+        checkpoints (which have no room for them)."""
         return self.wdir / f"selection_rank{max(RANK, 0)}.pt"
 
+    def save_selection_state(self):
+        buf = io.BytesIO()
+        torch.save({"epoch": self.epoch, "online": self.online.state_dict() if self.online is not None else None,
+                    "selection_counts": torch.from_numpy(self.selection_counts.counts.copy())}, buf)
+        write_bytes(self.selection_state_file(), buf.getvalue())
+
     def resume_training(self, ckpt):
-        """Stock resume, plus the selector's history, loss cache, RNG and queued images of the resumed epoch."""
+        """Stock resume, plus the selection counts and the selector's history, loss cache, RNG and queued images
+        of the resumed epoch."""
         super().resume_training(ckpt)
-        if ckpt is None or not self.resume or self.online is None:
+        if ckpt is None or not self.resume:
             return
         path = self.selection_state_file()
         state = torch.load(path, weights_only=False) if path.is_file() else None
-        restored = state is not None and state["epoch"] == self.start_epoch - 1
-        if restored:
-            self.online.load_state_dict(state["online"])
-        else:
-            LOGGER.warning(f"{path}: no selection state of epoch {self.start_epoch}; selection starts afresh")
-        self.pending.append({"type": "resume", "epoch": self.start_epoch, "selection_state_restored": restored})
+        if state is None or state["epoch"] != self.start_epoch - 1:
+            LOGGER.warning(f"{path}: no selection state of epoch {self.start_epoch}; selection and selection counts "
+                           "start afresh")
+            state = {}
+        record = {"type": "resume", "epoch": self.start_epoch}
+        if self.online is not None:
+            record["selection_state_restored"] = state.get("online") is not None
+            if record["selection_state_restored"]:
+                self.online.load_state_dict(state["online"])
+        counts = state.get("selection_counts")
+        record["selection_counts_restored"] = counts is not None and len(counts) == len(self.selection_counts.counts)
+        if record["selection_counts_restored"]:
+            self.selection_counts.counts = counts.numpy().astype(np.uint16)
+        elif state:
+            LOGGER.warning(f"{path}: no selection counts of this training set; {COUNTS_FILE} counts from epoch "
+                           f"{self.start_epoch} on")
+        self.pending.append(record)
 
     def stand_in_losses(self):
         """An epoch without a training batch (fewer than rho images selected so far) must still leave what the
