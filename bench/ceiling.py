@@ -11,20 +11,38 @@ import torch
 import torch.nn.functional as F
 
 
-def measure(model: torch.nn.Module, batch: int = 128, size: int = 32, classes: int = 10, repeats: int = 10) -> dict:
-    """Median seconds per batch of a no-grad forward and of forward+backward+SGD step, and their ratio."""
-    x = torch.randn(batch, 3, size, size)
-    y = torch.randint(0, classes, (batch,))
+def measure(model: torch.nn.Module, batch: int = 128, size: int = 32, classes: int = 10, repeats: int = 10,
+            device: str = "cpu", amp: bool = False) -> dict:
+    """Median seconds per batch of a no-grad forward and of forward+backward+SGD step, and their ratio
+    (on ``device``, under bf16/fp16 autocast with ``amp`` as the trainer's ``--amp``)."""
+    device = torch.device(device)
+    model = model.to(device)
+    x = torch.randn(batch, 3, size, size, device=device)
+    y = torch.randint(0, classes, (batch,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    scaler = torch.amp.GradScaler(device.type) if amp and device.type == "cuda" else None
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     def forward():
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(device.type, enabled=amp):
             F.cross_entropy(model(x), y, reduction="none")
+        sync()
 
     def step():
         opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
+        with torch.autocast(device.type, enabled=amp):
+            loss = F.cross_entropy(model(x), y)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        sync()
 
     out = {}
     for name, fn in (("forward_s", forward), ("step_s", step)):
@@ -36,7 +54,7 @@ def measure(model: torch.nn.Module, batch: int = 128, size: int = 32, classes: i
             times.append(time.perf_counter() - t)
         out[name] = sorted(times)[len(times) // 2]
     out["forward_over_step"] = out["forward_s"] / out["step_s"]
-    out["batch"] = batch
+    out.update(batch=batch, device=str(device), amp=amp)
     return out
 
 

@@ -29,6 +29,10 @@ def classification_methods(epochs: int) -> dict:
         "adonis-eta3-anneal": ["--adonis-eta", "3", "--adonis-anneal", str(max(1, epochs // 5))],
         "adonis-eta3-decay": ["--adonis-eta", "3", "--adonis-decay", "0.5"],
         "adonis-eta3-evalbn": ["--adonis-eta", "3", "--score-bn", "running"],  # score-mode effect (diagnosis)
+        # the paper's future work: the training forward's losses refresh the cache (fewer scoring forwards)
+        "adonis-eta3-reuse-train-loss": ["--adonis-eta", "3", "--adonis-reuse-train-loss"],
+        # the same selections as adonis-eta3, every sample loaded: what planning η-reuse epochs saves
+        "adonis-eta3-load-all": ["--adonis-eta", "3", "--load-all-samples"],
         "adonis-eta3-balance-floor-anneal": ["--adonis-eta", "3", "--adonis-balance", "--adonis-floor", "0.1",
                                              "--adonis-anneal", str(max(1, epochs // 5))],
     }

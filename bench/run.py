@@ -91,7 +91,7 @@ def main(argv=None):
     write_text(a.out / "machine.json", json.dumps({"platform": platform.platform(), "processor": platform.processor(),
                                                    "python": platform.python_version(), "cpus": __import__("os").cpu_count(),
                                                    "date": time.strftime("%Y-%m-%d")}, indent=1) + "\n")
-    measure_ceiling(a.out)
+    measure_ceiling(a.out, a.config, a.extra)
     total = len(methods) * len(a.seeds)
     n = 0
     for seed in a.seeds:
@@ -117,18 +117,25 @@ def main(argv=None):
     summarize.main([str(a.out)])
 
 
-def measure_ceiling(out: Path) -> None:
-    """Forward-only vs full-step cost of the benchmark's model on this machine (SPEC §6), once."""
+def measure_ceiling(out: Path, config: str, extra: str) -> None:
+    """Forward-only vs full-step cost of the benchmark's model (the config's) on this machine and the device
+    and precision that ``extra`` asks for (SPEC §6), once."""
     if (out / "ceiling.json").exists():
         return
     import torch
+    import yaml
 
     from ceiling import measure
     from datareduce.models import get_model
 
+    settings = yaml.safe_load(Path(config).read_text())
+    flags = shlex.split(extra)
+    device = flags[flags.index("--device") + 1] if "--device" in flags else "cpu"
     torch.manual_seed(0)
-    model = get_model("resnet20", num_classes=10)
-    write_text(out / "ceiling.json", json.dumps(measure(model, batch=128), indent=1) + "\n")
+    name = settings.get("model", "resnet20")
+    result = measure(get_model(name, num_classes=10), batch=int(settings.get("batch-size", 128)), device=device,
+                     amp="--amp" in flags)
+    write_text(out / "ceiling.json", json.dumps({"model": name, **result}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -52,14 +52,25 @@ class BatchAccumulator:
         return self.held // self.rho
 
     def pop(self):
-        """The oldest ``rho`` queued samples as one batch (call only when ``ready()`` > 0)."""
+        """The oldest ``rho`` queued samples as one batch (call only when ``ready()`` > 0).
+
+        Whole pieces are handed out as they are; only the piece that straddles the cut is sliced, so each
+        sample is copied at most twice between :meth:`add` and training."""
         if self.held < self.rho:
             raise RuntimeError(f"pop() with {self.held} samples queued, fewer than rho={self.rho}")
-        merged = self.pieces[0] if len(self.pieces) == 1 else self.ops.cat(self.pieces)
-        out = self.ops.take(merged, torch.arange(self.rho))
+        parts, need = [], self.rho
+        while need:
+            piece = self.pieces[0]
+            n = self.ops.size(piece)
+            if n <= need:
+                parts.append(self.pieces.pop(0))
+                need -= n
+            else:
+                parts.append(self.ops.take(piece, torch.arange(need)))
+                self.pieces[0] = self.ops.take(piece, torch.arange(need, n))
+                need = 0
         self.held -= self.rho
-        self.pieces = [self.ops.take(merged, torch.arange(self.rho, self.rho + self.held))] if self.held else []
-        return out
+        return parts[0] if len(parts) == 1 else self.ops.cat(parts)
 
     def flush(self):
         """Everything still queued as one (short) batch, or None when empty. For the end of training only."""

@@ -39,6 +39,7 @@ class AdonisConfig:
     rescale: bool = False
     anneal: int = 0
     decay: Optional[float] = None
+    reuse_train_loss: bool = False
 
     def __post_init__(self):
         self.selector(epochs=max(self.anneal, 1))
@@ -117,6 +118,7 @@ class ReduceConfig:
     infobatch_ratio: float = 0.5
     infobatch_delta: float = 0.875
     random_keep: float = 0.3  # kept fraction per batch for the random-keep control
+    load_all: bool = False  # online selection: never plan an epoch from cached losses (load every sample)
     seed: int = 0
 
     def __post_init__(self):
@@ -149,6 +151,13 @@ class ReduceConfig:
                                       interrupt=self.composer_interrupt, seed=self.seed + rank)
         return None
 
+    def refuse_train_loss_reuse(self, host: str) -> None:
+        """Refuse ``--adonis-reuse-train-loss`` in a ``host`` whose loop does not hand back the training step's
+        per-sample losses (only ``trainers/classify.py`` does)."""
+        if self.adonis is not None and self.adonis.reuse_train_loss:
+            raise ValueError(f"--adonis-reuse-train-loss needs the training step's per-sample losses, which {host} "
+                             "does not hand back: use trainers/classify.py")
+
     def describe(self) -> dict:
         """A JSON-ready dict of every parameter that matters to this run (for logs and summaries)."""
         out = {"method": self.method, "seed": self.seed}
@@ -160,6 +169,8 @@ class ReduceConfig:
             out["embed"] = asdict(self.embed)
         if self.method in OFFLINE:
             out["alpha"] = self.alpha
+        if self.load_all:
+            out["load_all"] = True
         if self.method in ("sb", "stale-sb"):
             out.update(sb_beta=self.sb_beta, sb_history=self.sb_history, sb_staleness=self.staleness)
         if self.method == "composer-sb":

@@ -30,6 +30,8 @@ _ADONIS = {  # flag suffix -> (type, help); defaults come from AdonisConfig
 _ADONIS_SWITCHES = {
     "balance": "variant: cap each class at ⌈α·n_c⌉ of its candidates (class-balanced selection)",
     "rescale": "variant: weight kept samples by 1 / their stratum's keep rate (unbiased loss estimate)",
+    "reuse_train_loss": "variant: the training forward's losses refresh the loss cache, so a trained sample "
+                        "needs no scoring forward for η epochs (paper §5.2: compute each loss once)",
 }
 _IDS_SELECT = ("alpha", "mode", "gamma", "prototypes", "manifest")
 
@@ -45,7 +47,11 @@ def add_reduce_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
                        help=f"{text} (default: {default})")
 
     for name, text in _ADONIS_SWITCHES.items():
-        g.add_argument(f"--adonis-{name}", action="store_const", const=True, default=None, help=text)
+        g.add_argument(f"--adonis-{name.replace('_', '-')}", dest=f"adonis_{name}", action="store_const", const=True,
+                       default=None, help=text)
+    g.add_argument("--load-all-samples", action="store_true",
+                   help="load every sample even in epochs whose selection can be made from cached losses alone "
+                        "(η-reuse epochs, random-keep): the slower path, for comparison (classification trainer)")
 
     g = parser.add_argument_group("IDS (offline representative subset, paper §3.2)")
     g.add_argument("--ids", action="store_true", help="train on an IDS subset (implied by --ids-alpha etc.)")
@@ -108,7 +114,7 @@ def config_from_args(args: argparse.Namespace, seed=None) -> ReduceConfig:
                         composer_keep=args.composer_keep, composer_start=args.composer_start,
                         composer_end=args.composer_end, composer_interrupt=args.composer_interrupt,
                         infobatch_ratio=args.infobatch_ratio, infobatch_delta=args.infobatch_delta,
-                        random_keep=args.random_keep, seed=seed)
+                        random_keep=args.random_keep, load_all=getattr(args, "load_all_samples", False), seed=seed)
 
 
 def read_config_file(path, parser: argparse.ArgumentParser):

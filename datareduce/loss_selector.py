@@ -44,6 +44,13 @@ class LossHistorySelector:
         """The stored losses of ``indices`` (NaN for never-scored samples)."""
         return self.cache.get(torch.as_tensor(indices))
 
+    def remember(self, indices, losses, epoch: int) -> None:
+        """Cache ``losses`` of ``indices`` as computed in ``epoch`` (another rank's scoring forward, or the
+        training forward's losses when they are reused); the history is not touched."""
+        losses = as_losses(losses)
+        finite = torch.isfinite(losses)
+        self.cache.update(torch.as_tensor(indices).reshape(-1).cpu()[finite], losses[finite], epoch)
+
     def observe(self, losses: torch.Tensor, indices=None, epoch=None, all_losses=None) -> int:
         """Book one forward batch: cache the losses of samples that needed scoring (with ``indices`` and
         ``epoch``), count non-finite losses, and push the finite ones of ``all_losses`` (every rank's, when

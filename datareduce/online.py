@@ -3,8 +3,17 @@
 Framework-agnostic glue around a selector (ADONIS, SB): the host supplies ``score_fn`` (per-sample losses of
 a batch under no_grad, leaving the model unchanged), ``index_fn`` (the dataset indices of a batch) and
 ``ops`` (how to slice and concatenate its batches). Under torch.distributed each rank selects from its own
-shard, the loss history is built from every rank's losses, and all ranks yield the same number of
-training batches (the minimum that every rank has ready), so optimizer steps stay in lockstep.
+shard, the loss history is built from every rank's losses, every rank caches every rank's fresh losses (so
+η-reuse survives the re-sharding of each epoch), and all ranks yield the same number of training batches
+(the minimum that every rank has ready), so optimizer steps stay in lockstep.
+
+Two ways to run an epoch:
+
+* :meth:`OnlineSelection.epoch` streams: load every sample, score the stale ones, select, train.
+* :meth:`OnlineSelection.plan` + :meth:`OnlineSelection.planned`: in an epoch where every sample's loss is
+  cached and fresh (η-reuse, SPEC §1 step 1), the selection needs no image at all, so it is made up front
+  from the cached losses and only the kept samples are loaded (the host's loader visits the plan). The
+  selector sees the same losses in the same order as when streaming, so it makes the same choices.
 """
 from __future__ import annotations
 
@@ -36,6 +45,7 @@ class EpochSelectionStats:
     loss_sum_kept: float = 0.0
     finite_all: int = 0
     finite_kept: int = 0
+    loaded: int = 0  # samples the loader actually produced (fewer than forward_samples in a planned epoch)
     score_time_s: float = 0.0  # scoring forwards (the price of selection)
     select_time_s: float = 0.0  # the selector and the accumulator (the overhead this package adds)
     kept_indices: list = field(default_factory=list)
@@ -43,7 +53,7 @@ class EpochSelectionStats:
     def as_record(self) -> dict:
         """JSON-ready summary (the kept indices are summarised by the caller, not logged raw)."""
         return {
-            "forward_samples": self.forward_samples, "samples_scored": self.scored,
+            "forward_samples": self.forward_samples, "samples_loaded": self.loaded, "samples_scored": self.scored,
             "samples_selected": self.selected, "samples_backprop": self.backprop,
             "train_batches": self.train_batches,
             "keep_fraction": self.selected / self.forward_samples if self.forward_samples else None,
@@ -58,11 +68,22 @@ class OnlineSelection:
 
     With a selector that rescales (``selector.rescale``), each yielded tuple batch gets one more last element:
     the per-sample loss weights (:attr:`weighted` is then True).
+
+    ``reuse_train_losses`` (the paper's future work, §5.2: compute each loss once): the losses of the training
+    forward, handed to :meth:`record_training_losses`, refresh the cache as if scored, so a sample trained in
+    this epoch needs no scoring forward for the next ``eta`` epochs. ``load_fn(indices) -> batch`` loads
+    samples by dataset index; a host that plans epochs must give it (samples carried out of a planned epoch
+    into a streamed one are loaded with it).
     """
 
-    def __init__(self, selector, score_fn, rho: int, ops=TensorBatchOps, index_fn=last_item, label_fn=None):
+    def __init__(self, selector, score_fn, rho: int, ops=TensorBatchOps, index_fn=last_item, label_fn=None,
+                 reuse_train_losses: bool = False, load_fn=None):
         self.selector = selector
         self.label_fn = label_fn
+        self.reuse_train_losses = bool(reuse_train_losses)
+        if self.reuse_train_losses and not hasattr(selector, "remember"):
+            raise ValueError(f"reuse_train_losses needs a loss-caching selector, not {type(selector).__name__}")
+        self.load_fn = load_fn
         self.weighted = bool(getattr(selector, "rescale", False))
         if self.weighted and ops is not TensorBatchOps:
             raise ValueError("loss rescaling needs tuple-of-tensor batches (TensorBatchOps)")
@@ -71,6 +92,10 @@ class OnlineSelection:
         self.index_fn = index_fn
         self.accumulator = BatchAccumulator(rho, ops)
         self.stats = EpochSelectionStats()
+        # selected samples carried out of a planned epoch, not yet trained: dataset indices (and loss weights)
+        self.carry = torch.zeros(0, dtype=torch.long)
+        self.carry_weights = torch.zeros(0)
+        self._plan_weights = None
 
     @property
     def rho(self) -> int:
@@ -91,14 +116,36 @@ class OnlineSelection:
             losses[need] = self.score_fn(part).detach().float().reshape(-1).cpu()
             self.stats.score_time_s += time.perf_counter() - start
         self.stats.scored += n_need
+        if distributed.world_size() > 1 and hasattr(self.selector, "remember"):
+            self._share(indices[need], losses[need], epoch)
         return losses
+
+    def _share(self, indices: torch.Tensor, losses: torch.Tensor, epoch: int) -> None:
+        """Cache every rank's freshly computed losses on every rank (one collective): next epoch a sample may
+        land on another rank's shard, and its loss is still fresh there."""
+        pairs = distributed.gather_1d(torch.stack([indices.double(), losses.double()], 1).reshape(-1)).reshape(-1, 2)
+        self.selector.remember(pairs[:, 0].long(), pairs[:, 1].float(), epoch)
+
+    def record_training_losses(self, indices, losses, epoch: int) -> None:
+        """Host hook after each training step: with ``reuse_train_losses`` the step's per-sample losses refresh
+        the loss cache (every rank's, under DDP); otherwise nothing. Call it on every rank."""
+        if not self.reuse_train_losses:
+            return
+        indices = torch.as_tensor(indices).reshape(-1).cpu()
+        losses = torch.as_tensor(losses).detach().float().reshape(-1).cpu()
+        if distributed.world_size() > 1:
+            self._share(indices, losses, epoch)
+        else:
+            self.selector.remember(indices, losses, epoch)
 
     def epoch(self, loader, epoch: int, last: bool = False):
         """Iterate one epoch of ``loader``; yields training batches. ``last`` flushes the remainder at the end."""
         self.stats = EpochSelectionStats()
+        self._load_carry()
         for batch in loader:
             n = self.ops.size(batch)
             self.stats.forward_samples += n
+            self.stats.loaded += n
             if self.selector.in_warmup(epoch):
                 self.stats.selected += n
                 self.stats.kept_indices.append(torch.as_tensor(self.index_fn(batch)).reshape(-1).cpu())
@@ -120,6 +167,74 @@ class OnlineSelection:
                 yield from self._hand_out(b)
         if last and distributed.min_over_ranks(len(self.accumulator)) > 0:
             yield from self._hand_out(self.accumulator.flush())
+
+    def _load_carry(self) -> None:
+        """Queue the samples a planned epoch selected but did not train (loaded by index through ``load_fn``)."""
+        if not len(self.carry):
+            return
+        if self.load_fn is None:
+            raise RuntimeError("samples were carried out of a planned epoch but OnlineSelection has no load_fn")
+        batch = self.load_fn(self.carry)
+        self.stats.loaded += len(self.carry)
+        self.accumulator.add(self._weighted(batch, self.carry_weights) if self.weighted else batch)
+        self.carry, self.carry_weights = torch.zeros(0, dtype=torch.long), torch.zeros(0)
+
+    def can_plan(self, indices: torch.Tensor, epoch: int) -> bool:
+        """True when this epoch's selection can be made without loading a sample: not a warm-up epoch and every
+        sample of ``indices`` (this rank's epoch) has a fresh cached loss, on every rank."""
+        ok = (hasattr(self.selector, "needs_scoring") and not self.selector.in_warmup(epoch)
+              and not bool(self.selector.needs_scoring(indices, epoch).any()))
+        return distributed.min_over_ranks(int(ok)) == 1
+
+    def plan(self, index_batches, epoch: int, label_of=None, last: bool = False):
+        """Select a whole epoch from cached losses, before loading anything (call only when :meth:`can_plan`).
+
+        ``index_batches``: this rank's epoch as the loader would batch it (dataset indices); ``label_of(indices)``
+        gives labels for class-aware selectors. The selector runs batch by batch exactly as :meth:`epoch`
+        would. Returns the dataset indices to load and train, in order, a multiple of ``rho`` long (the
+        samples queued from earlier epochs first); the rest are carried to the next epoch, or, with ``last``,
+        trained as one short final batch. Every rank returns the same number of batches.
+        """
+        self.stats = EpochSelectionStats()
+        start = time.perf_counter()
+        kept, weights = [], []
+        queued = self.accumulator.flush()  # a streamed epoch's remainder: re-loaded by index with the plan
+        if queued is not None:
+            kept.append(torch.as_tensor(self.index_fn(queued[:-1] if self.weighted else queued)).reshape(-1).cpu())
+            weights.append(queued[-1].cpu() if self.weighted else torch.ones(len(kept[-1])))
+        kept.append(self.carry)
+        weights.append(self.carry_weights)
+        for indices in index_batches:
+            indices = torch.as_tensor(indices).reshape(-1).cpu()
+            losses = self.selector.cached_losses(indices)
+            extra = {"labels": torch.as_tensor(label_of(indices)).reshape(-1).cpu()} if label_of is not None else {}
+            keep = self.selector.select(losses, indices, epoch, all_losses=distributed.gather_losses(losses), **extra)
+            self.stats.forward_samples += len(indices)
+            self._count(losses, keep, indices)
+            kept.append(indices[keep])
+            weights.append(self.selector.last_weights[keep] if self.weighted else torch.ones(int(keep.sum())))
+        order, order_w = torch.cat(kept), torch.cat(weights)
+        n = distributed.min_over_ranks(len(order) // self.rho) * self.rho
+        if last and distributed.min_over_ranks(len(order) - n) > 0:
+            n = len(order)
+        self.carry, self.carry_weights = order[n:], order_w[n:]
+        self._plan_weights = order_w[:n]
+        self.stats.select_time_s += time.perf_counter() - start
+        return order[:n]
+
+    def planned(self, loader):
+        """Training batches of a planned epoch: ``loader`` must visit exactly the indices :meth:`plan` returned,
+        in order, in batches of ``rho`` (the last one may be short). Yields them (with loss weights when
+        :attr:`weighted`)."""
+        offset = 0
+        for batch in loader:
+            n = self.ops.size(batch)
+            self.stats.loaded += n
+            w = self._plan_weights[offset: offset + n]
+            offset += n
+            yield from self._hand_out(self._weighted(batch, w))
+        if offset != len(self._plan_weights):
+            raise RuntimeError(f"the loader visited {offset} samples of a {len(self._plan_weights)}-sample plan")
 
     def _weighted(self, batch, weights):
         return type(batch)((*batch, weights)) if self.weighted else batch
@@ -145,8 +260,11 @@ class OnlineSelection:
         return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
 
     def state_dict(self) -> dict:
-        return {"selector": self.selector.state_dict(), "accumulator": self.accumulator.state_dict()}
+        return {"selector": self.selector.state_dict(), "accumulator": self.accumulator.state_dict(),
+                "carry": self.carry.clone(), "carry_weights": self.carry_weights.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         self.selector.load_state_dict(state["selector"])
         self.accumulator.load_state_dict(state["accumulator"])
+        self.carry = state.get("carry", torch.zeros(0, dtype=torch.long)).clone()
+        self.carry_weights = state.get("carry_weights", torch.zeros(0)).clone()

@@ -49,12 +49,23 @@ def test_full_with_config_file(cifar10_small, tmp_path):
     assert json.loads(proc.stdout.strip().splitlines()[-1])["top1"] == pytest.approx(epochs[-1]["top1"])
 
 
-def test_adonis(cifar10_small, tmp_path):
-    out = tmp_path / "adonis"
+@pytest.fixture(scope="module")
+def adonis_run(cifar10_small, tmp_path_factory):
+    out = tmp_path_factory.mktemp("adonis")
     run(["--data-path", cifar10_small, "--epochs", "3", *SMALL, "--adonis-eta", "2", "--output-dir", out])
+    return out
+
+
+def test_adonis(adonis_run):
+    out = adonis_run
     epochs = log(out, "epoch")
     # η=2: every sample is scored in epochs 0 and 2, none in epoch 1 (their losses are still fresh)
     assert [e["samples_scored"] for e in epochs] == [400, 0, 400]
+    # epoch 1 is planned from the cached losses: only the samples it trains are loaded
+    assert [e["planned"] for e in epochs] == [False, True, False]
+    assert epochs[0]["samples_loaded"] == 400
+    assert epochs[1]["samples_loaded"] == epochs[1]["samples_backprop"] < 400
+    assert epochs[2]["samples_loaded"] >= 400  # plus the samples epoch 1 selected but did not train
     for e in epochs:
         assert e["keep_fraction"] <= 0.3 + 1 / 32
         assert e["samples_backprop"] == 32 * e["optimizer_steps"] or e is epochs[-1]  # exactly rho per step
@@ -65,6 +76,29 @@ def test_adonis(cifar10_small, tmp_path):
     assert int(_counts(out).sum()) == total
     run_rec, = log(out, "run")
     assert run_rec["reduce"]["adonis"]["eta"] == 2 and run_rec["reduce"]["adonis"]["theta"] == 0.12
+
+
+def test_load_all_samples_selects_the_same(adonis_run, cifar10_small, tmp_path):
+    """--load-all-samples streams every epoch (the slower path): the same selections as the planned run."""
+    out = tmp_path / "adonis-load-all"
+    run(["--data-path", cifar10_small, "--epochs", "3", *SMALL, "--adonis-eta", "2", "--load-all-samples",
+         "--output-dir", out])
+    planned, streamed = log(adonis_run, "epoch"), log(out, "epoch")
+    assert [e["planned"] for e in streamed] == [False, False, False]
+    assert streamed[1]["samples_loaded"] == 400
+    for a, b in zip(planned[:2], streamed[:2]):  # epoch 2 differs: epoch 1's images got other augmentations
+        assert a["kept_per_class"] == b["kept_per_class"] and a["samples_backprop"] == b["samples_backprop"]
+
+
+def test_adonis_reuse_train_loss(cifar10_small, tmp_path):
+    out = tmp_path / "adonis-reuse"
+    run(["--data-path", cifar10_small, "--epochs", "3", *SMALL, "--adonis-eta", "2", "--adonis-reuse-train-loss",
+         "--output-dir", out])
+    epochs = log(out, "epoch")
+    # samples trained in epoch 1 got a fresh loss from their training forward: not rescored in epoch 2
+    assert epochs[0]["samples_scored"] == 400 and epochs[1]["samples_scored"] == 0
+    assert 0 < epochs[2]["samples_scored"] <= 400 - epochs[1]["samples_backprop"] + 32
+    assert log(out, "run")[0]["reduce"]["adonis"]["reuse_train_loss"] is True
 
 
 def test_ids_with_gamma_switch_and_manifest_reuse(cifar10_small, tmp_path, embed_cache):
@@ -99,6 +133,8 @@ def test_ids_plus_adonis(cifar10_small, tmp_path, embed_cache):
     kept = ids_rec["num_kept"][0]
     assert [e["forward_samples"] for e in epochs] == [kept, kept]  # ADONIS sees only the IDS subset
     assert [e["samples_scored"] for e in epochs] == [kept, 0]
+    assert [e["planned"] for e in epochs] == [False, True]  # positions in the IDS subset ≠ dataset indices
+    assert epochs[1]["samples_loaded"] == epochs[1]["samples_backprop"]
     assert all(e["samples_selected"] < kept for e in epochs)
     counts = _counts(out)
     assert (counts > 0).sum() <= kept

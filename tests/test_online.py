@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
-from datareduce import AdonisSelector, OnlineSelection, SelectiveBackpropSelector
+from datareduce import AdonisSelector, OnlineSelection, RandomKeepSelector, SelectiveBackpropSelector
 
 
 def digits():
@@ -89,3 +89,118 @@ def test_ddp_ranks_stay_in_lockstep():
     mp.spawn(_ddp_worker, args=(2, port, out), nprocs=2, join=True)
     assert out[0][0] == out[1][0]  # same number of training batches per epoch on both ranks
     assert out[0][1] == out[1][1] == 512  # history filled from both ranks' losses
+
+
+def _loss_epoch(loop, loader, epoch, model, opt, planned=None):
+    """Train one epoch through ``loop`` (streamed, or planned over ``planned`` index batches); kept indices."""
+    if planned is not None:
+        chosen = loop.plan(planned, epoch)
+        source = loop.planned(DataLoader(torch.utils.data.Subset(digits(), chosen.tolist()), batch_size=loop.rho))
+    else:
+        source = loop.epoch(loader, epoch)
+    trained = []
+    for x, y, idx in source:
+        opt.zero_grad()
+        losses = F.cross_entropy(model(x), y, reduction="none")
+        losses.mean().backward()
+        opt.step()
+        loop.record_training_losses(idx, losses, epoch)
+        trained.append(idx)
+    return torch.cat(trained) if trained else torch.zeros(0, dtype=torch.long)
+
+
+def test_planned_epoch_selects_exactly_what_streaming_selects():
+    """A planned η-reuse epoch makes the same choices from cached losses as the streamed epoch, loads only the
+    kept samples, and trains the same samples in the same batches."""
+    ds = digits()
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(3))
+    loader = DataLoader(torch.utils.data.Subset(ds, order.tolist()), batch_size=32)
+    runs = []
+    for plan in (False, True):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(64, 10)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        loop = OnlineSelection(AdonisSelector(theta=0.05, alpha=0.5, eta=3, seed=1), make_score_fn(model), rho=32)
+        _loss_epoch(loop, loader, 0, model, opt)  # scores everything
+        assert loop.can_plan(order, 1)
+        trained = _loss_epoch(loop, loader, 1, model, opt, planned=order.split(32) if plan else None)
+        runs.append((loop.kept_indices(), trained, loop.stats, loop.accumulator, loop.carry))
+    (kept_s, trained_s, st_s, acc_s, _), (kept_p, trained_p, st_p, _, carry_p) = runs
+    assert torch.equal(kept_s, kept_p) and len(kept_p) > 0
+    assert torch.equal(trained_s, trained_p)
+    assert st_s.scored == st_p.scored == 0
+    assert st_s.loaded == len(ds) and st_p.loaded == len(trained_p) < len(ds)
+    assert len(acc_s) == len(carry_p)  # the same remainder, queued as tensors vs carried as indices
+
+
+def test_carry_from_planned_epoch_is_loaded_and_trained_next_epoch():
+    ds = digits()
+    loader = DataLoader(ds, batch_size=50)
+    model = torch.nn.Linear(64, 10)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    loop = OnlineSelection(AdonisSelector(theta=0.05, alpha=0.5, eta=2), make_score_fn(model), rho=32,
+                           load_fn=lambda idx: tuple(torch.stack(t) for t in zip(*[ds[int(i)] for i in idx])))
+    trained, selected = [], 0
+    for epoch in range(3):  # streamed (scores all), planned (η-reuse), streamed (rescored)
+        planned = torch.arange(len(ds)).split(50) if epoch == 1 else None
+        trained.append(_loss_epoch(loop, loader, epoch, model, opt, planned=planned))
+        selected += loop.stats.selected
+        if epoch == 1:
+            carried = loop.carry.clone()
+            assert 0 < len(carried) < 32 and len(loop.accumulator) == 0
+    assert torch.equal(trained[2][: len(carried)], carried)  # the carry is trained first
+    assert loop.stats.loaded == len(ds) + len(carried)
+    assert sum(len(t) for t in trained) + len(loop.accumulator) == selected  # nothing lost, nothing twice
+
+
+def test_training_losses_refresh_the_cache():
+    ds = digits()
+    loader = DataLoader(ds, batch_size=50)
+    scored = {}
+    for reuse in (False, True):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(64, 10)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        loop = OnlineSelection(AdonisSelector(theta=0.05, alpha=0.5, eta=2), make_score_fn(model), rho=32,
+                               reuse_train_losses=reuse)
+        _loss_epoch(loop, loader, 0, model, opt)
+        trained = _loss_epoch(loop, loader, 1, model, opt)
+        cache = loop.selector.cache
+        if reuse:  # the trained samples' losses are the training forward's, stamped epoch 1
+            assert bool((cache.epoch[trained] == 1).all())
+        _loss_epoch(loop, loader, 2, model, opt)
+        scored[reuse] = loop.stats.scored
+    assert scored[False] == len(ds)
+    assert scored[True] < len(ds)  # samples trained in epoch 1 are still fresh in epoch 2
+    with pytest.raises(ValueError, match="loss-caching selector"):
+        OnlineSelection(RandomKeepSelector(), make_score_fn(model), rho=8, reuse_train_losses=True)
+
+
+def _ddp_cache_worker(rank, world, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    ds = digits()
+    model = torch.nn.Linear(64, 10)
+    loop = OnlineSelection(AdonisSelector(theta=0.05, alpha=0.5, eta=2, seed=rank), make_score_fn(model), rho=16)
+    scored, plannable = [], []
+    for epoch in range(2):  # each epoch the shards are re-dealt: a sample changes rank
+        shard = [i for i in range(1792) if (i // 7 + epoch) % world == rank]  # 896 a rank
+        plannable.append(loop.can_plan(torch.tensor(shard), epoch))
+        list(loop.epoch(DataLoader(torch.utils.data.Subset(ds, shard), batch_size=40), epoch))
+        scored.append(loop.stats.scored)
+    out[rank] = (scored, plannable)
+    dist.destroy_process_group()
+
+
+def test_ddp_ranks_share_fresh_losses():
+    """Under DDP every rank caches every rank's scored losses, so η-reuse holds after the shards are re-dealt."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = mp.Manager().dict()
+    mp.spawn(_ddp_cache_worker, args=(2, port, out), nprocs=2, join=True)
+    for rank in range(2):
+        scored, plannable = out[rank]
+        assert scored[0] > 0 and scored[1] == 0
+        assert plannable == [False, True]

@@ -285,7 +285,8 @@ def main(args):
             multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(1.0 - alpha), use_buffers=True)
 
     score_fn = tv.make_score_fn(model_without_ddp, args.label_smoothing, bn=args.score_bn, amp=args.amp)
-    reducer = tv.build_reducer(reduce_cfg, score_fn, args.batch_size, args.epochs, splits.train, dist.rank)
+    reducer = tv.build_reducer(reduce_cfg, score_fn, args.batch_size, args.epochs, splits.train, dist.rank,
+                               collate_fn=data_loader.collate_fn, device=device)
     counts = tv.SelectionCounts(tv.full_size(splits.train))
 
     cumulative = 0.0
@@ -308,7 +309,6 @@ def main(args):
         tv.seed_epoch(args.seed, epoch, dist.rank)
         subsets.apply(splits.train, epoch)
         train_sampler.set_epoch(epoch)
-        reducer.prepare_epoch(epoch, train_sampler)
         lr = optimizer.param_groups[0]["lr"]
         stats = tv.train_one_epoch(model, optimizer, data_loader, device, epoch, args, reducer, scaler, model_ema,
                                    counts, last=epoch == args.epochs - 1, show_progress=dist.main)

@@ -108,12 +108,16 @@ class TrainSampler(Sampler):
         self.seed, self.shuffle = seed, shuffle
         self.epoch = 0
         self.plan: Optional[torch.Tensor] = None
+        self.local = False
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def set_plan(self, positions: Optional[torch.Tensor]) -> None:
+    def set_plan(self, positions: Optional[torch.Tensor], local: bool = False) -> None:
+        """Visit ``positions`` this epoch instead of the shuffle: a global order sharded over the ranks, or,
+        with ``local``, this rank's own order as is (a planned ADONIS epoch). None: back to the shuffle."""
         self.plan = None if positions is None else torch.as_tensor(positions).long()
+        self.local = local
 
     def _order(self) -> torch.Tensor:
         if self.plan is not None:
@@ -124,16 +128,24 @@ class TrainSampler(Sampler):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         return torch.randperm(n, generator=g)
 
+    def rank_order(self) -> torch.Tensor:
+        """The positions this rank visits this epoch, in order."""
+        order = self._order()
+        if self.plan is not None and self.local:
+            return order
+        total = math.ceil(len(order) / self.world_size) * self.world_size
+        if total > len(order) and len(order):  # pad by repeating the head (as DistributedSampler does)
+            order = torch.cat([order, order[: total - len(order)]])
+        return order[self.rank: total: self.world_size]
+
     def __len__(self) -> int:
+        if self.plan is not None and self.local:
+            return len(self.plan)
         n = len(self.plan) if self.plan is not None else len(self.dataset)
         return math.ceil(n / self.world_size)
 
     def __iter__(self) -> Iterator[int]:
-        order = self._order()
-        total = math.ceil(len(order) / self.world_size) * self.world_size
-        if total > len(order) and len(order):  # pad by repeating the head (as DistributedSampler does)
-            order = torch.cat([order, order[: total - len(order)]])
-        return iter(order[self.rank: total: self.world_size].tolist())
+        return iter(self.rank_order().tolist())
 
 
 class ShardSampler(Sampler):
@@ -422,7 +434,8 @@ class _Reducer:
         self.stats = {}
         self.sel = {"forward": 0, "selected": 0}
 
-    def prepare_epoch(self, epoch: int, sampler: TrainSampler) -> None:
+    def prepare_epoch(self, epoch: int, sampler: TrainSampler, last: bool = False) -> None:
+        """Before the epoch's loader is iterated (inside the timed loop): set the sampler's visiting order."""
         sampler.set_plan(None)
 
     def batches(self, loader, epoch: int, last: bool):
@@ -462,19 +475,54 @@ class FullReducer(_Reducer):
 
 
 class OnlineReducer(_Reducer):
-    """ADONIS, SB and Stale-SB through the core's :class:`~datareduce.online.OnlineSelection`."""
+    """ADONIS, SB and Stale-SB through the core's :class:`~datareduce.online.OnlineSelection`.
+
+    With ``batch_size == rho`` and ``plan`` on, an epoch whose selection needs no scoring forward (η-reuse,
+    random-keep) is selected up front from the cached losses and the sampler visits only the kept samples,
+    so the dropped ones are never loaded; ``collate_fn``/``device`` load samples carried across epochs.
+    """
 
     online = True
 
-    def __init__(self, selector, score_fn, rho: int, name: str, labels: np.ndarray, num_classes: int):
+    def __init__(self, selector, score_fn, rho: int, name: str, labels: np.ndarray, num_classes: int, *,
+                 batch_size: Optional[int] = None, plan: bool = True, reuse_train_losses: bool = False,
+                 collate_fn=None, device=None):
         super().__init__()
-        self.loop = OnlineSelection(selector, score_fn, rho, label_fn=_hard_labels)
+        self.loop = OnlineSelection(selector, score_fn, rho, label_fn=_hard_labels,
+                                    reuse_train_losses=reuse_train_losses, load_fn=self._load)
         self.name = name
         self.labels = labels
         self.num_classes = num_classes
+        self.batch_size = batch_size
+        self.plan = plan and batch_size == rho
+        self.collate_fn = collate_fn or torch.utils.data.default_collate
+        self.device = device
+        self.dataset = None
+        self.planned = False
+        self.epoch = None
+
+    def _load(self, ids: torch.Tensor):
+        """Samples by full-set index, collated and on the training device (for carried-over samples)."""
+        pos = _positions_of(self.dataset, ids.numpy())
+        images, targets, indices = self.collate_fn([self.dataset[int(p)] for p in pos])
+        return images.to(self.device or "cpu"), targets.to(self.device or "cpu"), indices
+
+    def prepare_epoch(self, epoch, sampler, last=False):
+        sampler.set_plan(None)
+        self.dataset, self.epoch, self.planned = sampler.dataset, epoch, False
+        if not self.plan:
+            return
+        ids = torch.from_numpy(_sample_ids(sampler.dataset)[sampler.rank_order().numpy()])
+        if not self.loop.can_plan(ids, epoch):
+            return
+        chosen = self.loop.plan(ids.split(self.batch_size), epoch, label_of=lambda i: self.labels[i.numpy()],
+                                last=last)
+        sampler.set_plan(torch.from_numpy(_positions_of(sampler.dataset, chosen.numpy())), local=True)
+        self.planned = True
 
     def batches(self, loader, epoch, last):
-        for batch in self.loop.epoch(loader, epoch, last=last):
+        source = self.loop.planned(loader) if self.planned else self.loop.epoch(loader, epoch, last=last)
+        for batch in source:
             st = self.loop.stats
             self.sel = {"forward": st.forward_samples, "selected": st.selected}
             if self.loop.weighted:  # (images, targets, indices, loss weights): the rescaling variant
@@ -483,6 +531,9 @@ class OnlineReducer(_Reducer):
                 yield batch, None
         st = self.loop.stats
         self.sel = {"forward": st.forward_samples, "selected": st.selected}
+
+    def after_step(self, indices, losses):
+        self.loop.record_training_losses(indices, losses, self.epoch)
 
     def epoch_record(self) -> dict:
         st = self.loop.stats
@@ -493,6 +544,7 @@ class OnlineReducer(_Reducer):
         fwd, scored, selected, lsa, fa, lsk, fk = sums
         return {
             "forward_samples": int(fwd), "samples_scored": int(scored), "samples_selected": int(selected),
+            "samples_loaded": int(all_sum([st.loaded])[0]), "planned": self.planned,
             "keep_fraction": selected / fwd if fwd else None,
             "mean_loss_all": lsa / fa if fa else None, "mean_loss_kept": lsk / fk if fk else None,
             "kept_per_class": [int(c) for c in per_class],
@@ -509,6 +561,20 @@ class OnlineReducer(_Reducer):
         acc = self.loop.accumulator
         if device is not None and acc.pieces:  # images/targets live on the training device, the rest on CPU
             acc.pieces = [type(p)(t.to(device) if k < 2 else t for k, t in enumerate(p)) for p in acc.pieces]
+
+
+def _sample_ids(dataset) -> np.ndarray:
+    """The full-set index of each position of ``dataset`` (identity where no subset is active)."""
+    ids = getattr(dataset, "sample_ids", None)
+    return np.arange(len(dataset), dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+
+
+def _positions_of(dataset, ids: np.ndarray) -> np.ndarray:
+    """Positions in ``dataset`` of the full-set indices ``ids`` (the inverse of :func:`_sample_ids`)."""
+    sample_ids = _sample_ids(dataset)
+    lookup = np.full(int(sample_ids.max()) + 1 if len(sample_ids) else 0, -1, dtype=np.int64)
+    lookup[sample_ids] = np.arange(len(sample_ids))
+    return lookup[ids]
 
 
 def _hard_labels(batch) -> torch.Tensor:
@@ -578,7 +644,7 @@ class InfoBatchReducer(_Reducer):
         self.pruner = pruner
         self.pruned = 0
 
-    def prepare_epoch(self, epoch, sampler):
+    def prepare_epoch(self, epoch, sampler, last=False):
         plan = self.pruner.plan(epoch)
         self.pruned = self.pruner.num_samples - len(plan)
         sampler.set_plan(plan)
@@ -617,14 +683,19 @@ def check_supported(cfg: ReduceConfig) -> None:
                          "is not supported (use one of them)")
 
 
-def build_reducer(cfg: ReduceConfig, score_fn, batch_size: int, epochs: int, dataset, rank: int = 0) -> _Reducer:
-    """The reducer for this run's ``--reduce`` / ``--adonis`` choice (offline methods train as full data)."""
+def build_reducer(cfg: ReduceConfig, score_fn, batch_size: int, epochs: int, dataset, rank: int = 0,
+                  collate_fn=None, device=None) -> _Reducer:
+    """The reducer for this run's ``--reduce`` / ``--adonis`` choice (offline methods train as full data).
+    ``collate_fn`` and ``device`` (the train loader's) let online selection load samples by index."""
     labels = full_labels(dataset)
     ncls = len(dataset.classes)
     if cfg.adonis is not None or cfg.method in ("sb", "stale-sb", "random-keep"):
         rho = (cfg.adonis.rho if cfg.adonis is not None else None) or batch_size
         name = "adonis" if cfg.adonis is not None else cfg.method
-        return OnlineReducer(cfg.online_selector(rank, epochs=epochs), score_fn, rho, name, labels, ncls)
+        reuse = cfg.adonis is not None and cfg.adonis.reuse_train_loss
+        return OnlineReducer(cfg.online_selector(rank, epochs=epochs), score_fn, rho, name, labels, ncls,
+                             batch_size=batch_size, plan=not cfg.load_all, reuse_train_losses=reuse,
+                             collate_fn=collate_fn, device=device)
     if cfg.method == "composer-sb":
         return ComposerReducer(cfg.online_selector(rank, epochs=epochs), score_fn, epochs, labels, ncls)
     if cfg.method == "infobatch":
@@ -680,6 +751,7 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, args, reducer:
     if sync:
         torch.cuda.synchronize(device)
     start = time.perf_counter()
+    reducer.prepare_epoch(epoch, loader.sampler, last)  # planning the epoch is part of its cost
     bar = tqdm(loader, desc=f"Epoch {epoch}", total=len(loader), disable=not show_progress, dynamic_ncols=True,
                leave=False, mininterval=1.0)
     steps, backprop, loss_sum = 0, 0, 0.0

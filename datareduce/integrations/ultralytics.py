@@ -241,6 +241,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         if adonis is not None and (adonis.balance or adonis.rescale):
             raise ValueError("the ADONIS balance and rescale variants need one class and one loss weight per "
                              "sample: not available for detection")
+        self.reduce.refuse_train_loss_reuse("the Ultralytics trainer")
         super().__init__(cfg, overrides, _callbacks)
         if self.args.task != "detect":
             raise ValueError(f"DataReduceDetectionTrainer trains detection models, not task={self.args.task!r}")

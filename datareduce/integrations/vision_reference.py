@@ -318,6 +318,7 @@ def setup(args, dataset, train_sampler) -> VisionReduce:
     if cfg.method in UNSUPPORTED or (cfg.adonis is not None and cfg.adonis.rescale):
         what = UNSUPPORTED.get(cfg.method, "--adonis-rescale weights each kept sample's loss")
         raise ValueError(f"{what}, which the reference's train_one_epoch cannot apply: use trainers/classify.py")
+    cfg.refuse_train_loss_reuse("the reference's train_one_epoch")
     red = VisionReduce(cfg, args, dataset, train_sampler)
     red.select()
     return red

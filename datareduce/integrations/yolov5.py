@@ -243,6 +243,7 @@ class DataReduce:
         if cfg.adonis is not None and (cfg.adonis.balance or cfg.adonis.rescale):
             raise ValueError("--adonis-balance and --adonis-rescale are not supported for detection (an image has "
                              "no single class, and YOLOv5's loop takes no per-image loss weights)")
+        cfg.refuse_train_loss_reuse("YOLOv5's train.py")
         self.cfg = cfg
         self.save_dir = Path(save_dir)
         self.out = self.save_dir / OUT_DIR
