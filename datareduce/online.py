@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import distributed
+from ._validate import check_number
 from .accumulator import BatchAccumulator, TensorBatchOps
 
 
@@ -77,8 +78,9 @@ class OnlineSelection:
     """
 
     def __init__(self, selector, score_fn, rho: int, ops=TensorBatchOps, index_fn=last_item, label_fn=None,
-                 reuse_train_losses: bool = False, load_fn=None):
+                 reuse_train_losses: bool = False, load_fn=None, score_bucket: int = 1):
         self.selector = selector
+        self.score_bucket = check_number("score_bucket", score_bucket, low=1, integer=True)
         self.label_fn = label_fn
         self.reuse_train_losses = bool(reuse_train_losses)
         if self.reuse_train_losses and not hasattr(selector, "remember"):
@@ -112,13 +114,27 @@ class OnlineSelection:
         n_need = int(need.sum())
         if n_need:
             start = time.perf_counter()
-            part = batch if n_need == len(need) else self.ops.take(batch, need.nonzero().flatten())
-            losses[need] = self.score_fn(part).detach().float().reshape(-1).cpu()
+            rows = self._rows_to_score(need)
+            if len(rows) == len(need):
+                losses[need] = self._score(batch)[need]
+            else:
+                losses[rows[:n_need]] = self._score(self.ops.take(batch, rows))[:n_need]
             self.stats.score_time_s += time.perf_counter() - start
-        self.stats.scored += n_need
+            self.stats.scored += len(rows)
         if distributed.world_size() > 1 and hasattr(self.selector, "remember"):
             self._share(indices[need], losses[need], epoch)
         return losses
+
+    def _score(self, batch) -> torch.Tensor:
+        return self.score_fn(batch).detach().float().reshape(-1).cpu()
+
+    def _rows_to_score(self, need: torch.Tensor) -> torch.Tensor:
+        """Rows of the batch to score: the stale ones first, topped up to a multiple of ``score_bucket``."""
+        rows = need.nonzero().flatten()
+        if self.score_bucket > 1 and len(rows) < len(need):
+            size = min(len(need), math.ceil(len(rows) / self.score_bucket) * self.score_bucket)
+            rows = torch.cat([rows, (~need).nonzero().flatten()[: size - len(rows)]])
+        return rows
 
     def _share(self, indices: torch.Tensor, losses: torch.Tensor, epoch: int) -> None:
         """Cache every rank's freshly computed losses on every rank (one collective): next epoch a sample may

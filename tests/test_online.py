@@ -204,3 +204,27 @@ def test_ddp_ranks_share_fresh_losses():
         scored, plannable = out[rank]
         assert scored[0] > 0 and scored[1] == 0
         assert plannable == [False, True]
+
+
+def test_partly_stale_batches_are_scored_in_buckets():
+    """score_bucket tops the stale rows up with fresh ones to a multiple of the bucket; only the stale samples
+    get the new losses, the others keep their cached ones."""
+    ds = digits()
+    seen = []
+    model = torch.nn.Linear(64, 10)
+    base = make_score_fn(model)
+
+    def score(batch):
+        seen.append(len(batch[0]))
+        return base(batch)
+
+    loop = OnlineSelection(AdonisSelector(eta=5), score, rho=16, score_bucket=16)
+    x, y, idx = ds[:40]
+    loop.selector.remember(idx[:30], torch.full((30,), 7.0), epoch=0)  # 30 fresh, 10 stale
+    losses = loop.losses_for((x, y, idx), idx, epoch=1)
+    assert seen == [16] and loop.stats.scored == 16
+    assert torch.equal(losses[:30], torch.full((30,), 7.0))
+    assert torch.allclose(losses[30:], base((x[30:], y[30:], idx[30:])))
+    seen.clear()
+    OnlineSelection(AdonisSelector(eta=5), score, rho=16).losses_for((x, y, idx), idx, epoch=0)
+    assert seen == [40]  # all stale: the whole batch, whatever the bucket

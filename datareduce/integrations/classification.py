@@ -479,7 +479,8 @@ class OnlineReducer(_Reducer):
 
     With ``batch_size == rho`` and ``plan`` on, an epoch whose selection needs no scoring forward (η-reuse,
     random-keep) is selected up front from the cached losses and the sampler visits only the kept samples,
-    so the dropped ones are never loaded; ``collate_fn``/``device`` load samples carried across epochs.
+    so the dropped ones are never loaded; ``collate_fn``/``device`` load samples carried across epochs. On
+    CUDA with cuDNN autotuning, partly stale batches are scored in buckets of 32 rows (few distinct shapes).
     """
 
     online = True
@@ -488,8 +489,10 @@ class OnlineReducer(_Reducer):
                  batch_size: Optional[int] = None, plan: bool = True, reuse_train_losses: bool = False,
                  collate_fn=None, device=None):
         super().__init__()
+        autotuned = device is not None and torch.device(device).type == "cuda" and torch.backends.cudnn.benchmark
         self.loop = OnlineSelection(selector, score_fn, rho, label_fn=_hard_labels,
-                                    reuse_train_losses=reuse_train_losses, load_fn=self._load)
+                                    reuse_train_losses=reuse_train_losses, load_fn=self._load,
+                                    score_bucket=32 if autotuned else 1)
         self.name = name
         self.labels = labels
         self.num_classes = num_classes
