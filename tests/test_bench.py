@@ -26,3 +26,17 @@ def test_bench_smoke(tmp_path, cifar10_root):
     # a second invocation redoes nothing
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert again.returncode == 0 and again.stdout.count("already finished") == 2
+
+
+def test_fused_step_times_both_ways(tmp_path):
+    """bench/fused_step.py runs both step kinds on a real model and writes its JSON atomically."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import fused_step
+
+    out = tmp_path / "fused.json"
+    fused_step.main(["--batch", "8", "--repeats", "1", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["kept"] == 3 and result["batch"] == 8
+    for key in ("separate_s", "fused_s", "full_step_s"):
+        assert result[key] > 0
+    assert result["fused_over_separate"] == result["fused_s"] / result["separate_s"]
