@@ -75,6 +75,12 @@ class OnlineSelection:
     this epoch needs no scoring forward for the next ``eta`` epochs. ``load_fn(indices) -> batch`` loads
     samples by dataset index; a host that plans epochs must give it (samples carried out of a planned epoch
     into a streamed one are loaded with it).
+
+    ``score_bucket``: when only some samples of a batch need scoring, score a multiple of this many rows (the
+    stale samples, topped up with fresh ones whose new losses are discarded), so the scoring forward sees few
+    distinct batch shapes. On CUDA with ``cudnn.benchmark`` every new shape is autotuned: without buckets, an
+    epoch of partly stale batches spent 9 s scoring 10k samples where a fully stale one scored 50k in 2 s
+    (H200, ``bench/results-gpu``). 1 (the default) scores exactly the stale samples.
     """
 
     def __init__(self, selector, score_fn, rho: int, ops=TensorBatchOps, index_fn=last_item, label_fn=None,
