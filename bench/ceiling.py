@@ -11,6 +11,17 @@ import torch
 import torch.nn.functional as F
 
 
+def median_time(fn, repeats: int) -> float:
+    """Median wall seconds of ``repeats`` calls of ``fn`` after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
 def measure(model: torch.nn.Module, batch: int = 128, size: int = 32, classes: int = 10, repeats: int = 10,
             device: str = "cpu", amp: bool = False) -> dict:
     """Median seconds per batch of a no-grad forward and of forward+backward+SGD step, and their ratio
@@ -44,15 +55,7 @@ def measure(model: torch.nn.Module, batch: int = 128, size: int = 32, classes: i
             opt.step()
         sync()
 
-    out = {}
-    for name, fn in (("forward_s", forward), ("step_s", step)):
-        fn()  # warm-up
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        out[name] = sorted(times)[len(times) // 2]
+    out = {"forward_s": median_time(forward, repeats), "step_s": median_time(step, repeats)}
     out["forward_over_step"] = out["forward_s"] / out["step_s"]
     out.update(batch=batch, device=str(device), amp=amp)
     return out

@@ -80,13 +80,19 @@ def _ddp_worker(rank, world, port, out):
     dist.destroy_process_group()
 
 
-def test_ddp_ranks_stay_in_lockstep():
+def spawn_two(worker) -> dict:
+    """Run ``worker(rank, 2, port, out)`` in 2 gloo processes on a free port; ``out`` (rank → result) back."""
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = mp.Manager().dict()
-    mp.spawn(_ddp_worker, args=(2, port, out), nprocs=2, join=True)
+    mp.spawn(worker, args=(2, port, out), nprocs=2, join=True)
+    return dict(out)
+
+
+def test_ddp_ranks_stay_in_lockstep():
+    out = spawn_two(_ddp_worker)
     assert out[0][0] == out[1][0]  # same number of training batches per epoch on both ranks
     assert out[0][1] == out[1][1] == 512  # history filled from both ranks' losses
 
@@ -194,12 +200,7 @@ def _ddp_cache_worker(rank, world, port, out):
 
 def test_ddp_ranks_share_fresh_losses():
     """Under DDP every rank caches every rank's scored losses, so η-reuse holds after the shards are re-dealt."""
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = mp.Manager().dict()
-    mp.spawn(_ddp_cache_worker, args=(2, port, out), nprocs=2, join=True)
+    out = spawn_two(_ddp_cache_worker)
     for rank in range(2):
         scored, plannable = out[rank]
         assert scored[0] > 0 and scored[1] == 0
