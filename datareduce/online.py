@@ -143,8 +143,8 @@ class OnlineSelection:
         return rows
 
     def _share(self, indices: torch.Tensor, losses: torch.Tensor, epoch: int) -> None:
-        """Cache every rank's freshly computed losses on every rank (one collective): next epoch a sample may
-        land on another rank's shard, and its loss is still fresh there."""
+        """Cache every rank's freshly computed losses on every rank (one collective; just this rank's in one
+        process): next epoch a sample may land on another rank's shard, and its loss is still fresh there."""
         pairs = distributed.gather_1d(torch.stack([indices.double(), losses.double()], 1).reshape(-1)).reshape(-1, 2)
         self.selector.remember(pairs[:, 0].long(), pairs[:, 1].float(), epoch)
 
@@ -153,12 +153,8 @@ class OnlineSelection:
         the loss cache (every rank's, under DDP); otherwise nothing. Call it on every rank."""
         if not self.reuse_train_losses:
             return
-        indices = torch.as_tensor(indices).reshape(-1).cpu()
         losses = torch.as_tensor(losses).detach().float().reshape(-1).cpu()
-        if distributed.world_size() > 1:
-            self._share(indices, losses, epoch)
-        else:
-            self.selector.remember(indices, losses, epoch)
+        self._share(torch.as_tensor(indices).reshape(-1).cpu(), losses, epoch)
 
     def epoch(self, loader, epoch: int, last: bool = False):
         """Iterate one epoch of ``loader``; yields training batches. ``last`` flushes the remainder at the end."""
@@ -204,8 +200,7 @@ class OnlineSelection:
     def can_plan(self, indices: torch.Tensor, epoch: int) -> bool:
         """True when this epoch's selection can be made without loading a sample: not a warm-up epoch and every
         sample of ``indices`` (this rank's epoch) has a fresh cached loss, on every rank."""
-        ok = (hasattr(self.selector, "needs_scoring") and not self.selector.in_warmup(epoch)
-              and not bool(self.selector.needs_scoring(indices, epoch).any()))
+        ok = not self.selector.in_warmup(epoch) and not bool(self.selector.needs_scoring(indices, epoch).any())
         return distributed.min_over_ranks(int(ok)) == 1
 
     def plan(self, index_batches, epoch: int, label_of=None, last: bool = False):
