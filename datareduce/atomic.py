@@ -1,6 +1,7 @@
 """Write files so that a crash or interrupt never leaves a half-written one (temp file, then rename)."""
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -25,3 +26,21 @@ def write_bytes(path, data: bytes) -> Path:
 
 def write_text(path, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
+
+
+def write_npy(path, array) -> Path:
+    """Atomically write one NumPy array as ``.npy`` (no pickles)."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return write_bytes(path, buf.getvalue())
+
+
+def write_torch(path, obj) -> Path:
+    """Atomically ``torch.save`` ``obj`` (checkpoints, selector states)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return write_bytes(path, buf.getvalue())

@@ -12,7 +12,6 @@ rows are gathered on every rank. Neither prints anything: pass ``progress(done, 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .atomic import write_bytes, write_text
+from .atomic import write_npy, write_text
 from .extractors import Extractor, build_extractor
 
 __all__ = ["embed", "embed_shard", "cache_path", "build_extractor", "Extractor", "ImageList"]
@@ -97,9 +96,7 @@ def _write_cache(path: Path, arr: np.ndarray, fingerprint: str, extractor: Extra
     note = {"fingerprint": fingerprint, "extractor": extractor.name, "key": extractor.key,
             "shape": list(arr.shape), "dtype": str(arr.dtype)}
     write_text(path.with_suffix(".json"), json.dumps(note, sort_keys=True, indent=1) + "\n")
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    write_bytes(path, buf.getvalue())
+    write_npy(path, arr)
 
 
 def _as_extractor(extractor, device) -> Extractor:

@@ -1,6 +1,5 @@
 """Bad input fails fast, with a clear message, before anything is written."""
 import importlib.util
-import sys
 
 import pytest
 import torch

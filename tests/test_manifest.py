@@ -1,10 +1,8 @@
 import json
-import os
 import signal
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 

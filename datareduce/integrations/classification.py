@@ -36,10 +36,11 @@ from torch.utils.data import Sampler
 from .. import distributed as ddp_ops
 from ..distributed import all_sum, barrier, broadcast_object, gather_objects
 from .. import manifest as manifest_mod
-from ..atomic import write_bytes
+from ..atomic import write_torch
 from ..config import ReduceConfig
 from ..online import OnlineSelection
 from ..paths import embeddings_dir
+from ..selection_counts import SelectionCounts
 
 __all__ = [
     "DistInfo", "resolve_device", "init_distributed", "all_sum", "gather_objects", "broadcast_object", "barrier",
@@ -712,31 +713,6 @@ def build_reducer(cfg: ReduceConfig, score_fn, batch_size: int, epochs: int, dat
     return red
 
 
-# ========================================================================================= per-sample counts
-class SelectionCounts:
-    """How many times each sample of the full training set was back-propagated (uint16, saturating)."""
-
-    def __init__(self, size: int):
-        self.counts = np.zeros(size, dtype=np.uint16)
-        self._epoch = np.zeros(size, dtype=np.int64)
-
-    def add(self, indices: torch.Tensor) -> None:
-        np.add.at(self._epoch, indices.reshape(-1).cpu().numpy(), 1)
-
-    def end_epoch(self) -> None:
-        """Sum this epoch's counts over ranks and fold them in."""
-        total = all_sum(self._epoch) if ddp_ops.world_size() > 1 else self._epoch
-        self.counts = np.minimum(self.counts.astype(np.int64) + total.astype(np.int64), 65535).astype(np.uint16)
-        self._epoch[:] = 0
-
-    def save(self, path) -> None:
-        import io
-
-        buf = io.BytesIO()
-        np.save(buf, self.counts, allow_pickle=False)
-        write_bytes(path, buf.getvalue())
-
-
 # ===================================================================================================== train
 def train_one_epoch(model, optimizer, loader, device, epoch: int, args, reducer: _Reducer, scaler=None,
                     model_ema=None, counts: Optional[SelectionCounts] = None, last: bool = False,
@@ -847,11 +823,7 @@ def reducer_states(reducer: _Reducer) -> list:
 
 def save_checkpoint(state: dict, path) -> None:
     """``torch.save`` to a temp file, then rename: an interrupted save never leaves a broken checkpoint."""
-    import io
-
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    write_bytes(path, buf.getvalue())
+    write_torch(path, state)
 
 
 def load_checkpoint(path) -> dict:

@@ -23,7 +23,6 @@ arguments, so neither unknown override keys nor attributes set on the instance w
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import math
 import os
@@ -47,13 +46,13 @@ from ultralytics.utils.torch_utils import autocast, unwrap_model  # noqa: E402
 
 from .. import baselines, ids, manifest, records  # noqa: E402
 from .._validate import check_number  # noqa: E402
-from ..atomic import write_bytes, write_text  # noqa: E402
+from ..atomic import write_text, write_torch  # noqa: E402
 from ..config import AdonisConfig, EmbedConfig, IDSConfig, ReduceConfig  # noqa: E402
 from ..distributed import all_sum  # noqa: E402
 from ..embed import build_extractor, embed  # noqa: E402
 from ..online import OnlineSelection  # noqa: E402
 from ..paths import embeddings_dir  # noqa: E402
-from .classification import SelectionCounts  # noqa: E402
+from ..selection_counts import SelectionCounts  # noqa: E402
 from .ultralytics_data import restrict_dataset  # noqa: E402
 from .ultralytics_loss import PerImageDetectionLoss  # noqa: E402
 
@@ -499,10 +498,9 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         return self.wdir / f"selection_rank{max(RANK, 0)}.pt"
 
     def save_selection_state(self):
-        buf = io.BytesIO()
-        torch.save({"epoch": self.epoch, "online": self.online.state_dict() if self.online is not None else None,
-                    "selection_counts": torch.from_numpy(self.selection_counts.counts.copy())}, buf)
-        write_bytes(self.selection_state_file(), buf.getvalue())
+        write_torch(self.selection_state_file(),
+                    {"epoch": self.epoch, "online": self.online.state_dict() if self.online is not None else None,
+                     "selection_counts": torch.from_numpy(self.selection_counts.counts.copy())})
 
     def resume_training(self, ckpt):
         """Stock resume, plus the selection counts and the selector's history, loss cache, RNG and queued images
