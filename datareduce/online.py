@@ -104,6 +104,7 @@ class OnlineSelection:
         self.carry = torch.zeros(0, dtype=torch.long)
         self.carry_weights = torch.zeros(0)
         self._plan_weights = None
+        self._plan_full = 0  # samples of the plan trained in full batches of ``rho``
 
     @property
     def rho(self) -> int:
@@ -160,6 +161,7 @@ class OnlineSelection:
         """Iterate one epoch of ``loader``; yields training batches. ``last`` flushes the remainder at the end."""
         self.stats = EpochSelectionStats()
         self._load_carry()
+        held = None
         for batch in loader:
             n = self.ops.size(batch)
             self.stats.forward_samples += n
@@ -182,9 +184,27 @@ class OnlineSelection:
             batches = [self.accumulator.pop() for _ in range(ready)]
             self.stats.select_time_s += time.perf_counter() - start
             for b in batches:
-                yield from self._hand_out(b)
-        if last and distributed.min_over_ranks(len(self.accumulator)) > 0:
+                if last:  # the final batch is held back: it may have to absorb the remainder
+                    if held is not None:
+                        yield from self._hand_out(held)
+                    held = b
+                else:
+                    yield from self._hand_out(b)
+        if last:
+            yield from self._finish(held)
+
+    def _finish(self, held):
+        """The end of the last epoch: train what is queued without breaking lockstep. Where every rank has a
+        remainder it is one more batch; where only some do, it joins their held-back final batch (every
+        rank still makes the same number of steps); only when no rank has trained anything yet this epoch
+        and some have nothing queued does the remainder stay queued."""
+        has_rest = len(self.accumulator) > 0
+        if distributed.min_over_ranks(int(has_rest)) == 1:
+            if held is not None:
+                yield from self._hand_out(held)
             yield from self._hand_out(self.accumulator.flush())
+        elif held is not None:
+            yield from self._hand_out(self.ops.cat([held, self.accumulator.flush()]) if has_rest else held)
 
     def _load_carry(self) -> None:
         """Queue the samples a planned epoch selected but did not train (loaded by index through ``load_fn``)."""
@@ -210,7 +230,7 @@ class OnlineSelection:
         gives labels for class-aware selectors. The selector runs batch by batch exactly as :meth:`epoch`
         would. Returns the dataset indices to load and train, in order, a multiple of ``rho`` long (the
         samples queued from earlier epochs first); the rest are carried to the next epoch, or, with ``last``,
-        trained as one short final batch. Every rank returns the same number of batches.
+        trained as one final batch. Every rank trains the same number of batches.
         """
         self.stats = EpochSelectionStats()
         start = time.perf_counter()
@@ -232,8 +252,14 @@ class OnlineSelection:
             weights.append(self.selector.last_weights[keep] if self.weighted else torch.ones(int(keep.sum())))
         order, order_w = torch.cat(kept), torch.cat(weights)
         n = distributed.min_over_ranks(len(order) // self.rho) * self.rho
-        if last and distributed.min_over_ranks(len(order) - n) > 0:
-            n = len(order)
+        self._plan_full = n
+        if last and -distributed.min_over_ranks(n - len(order)) > 0:
+            # as the streamed epoch's end (:meth:`_finish`): every rank trains all it holds, the rest beyond the
+            # full batches that all ranks have as one final batch, so all make the same number of steps
+            if distributed.min_over_ranks(len(order) - n) > 0:
+                n = len(order)
+            elif n > 0:
+                self._plan_full, n = n - self.rho, len(order)
         self.carry, self.carry_weights = order[n:], order_w[n:]
         self._plan_weights = order_w[:n]
         self.stats.select_time_s += time.perf_counter() - start
@@ -241,15 +267,20 @@ class OnlineSelection:
 
     def planned(self, loader):
         """Training batches of a planned epoch: ``loader`` must visit exactly the indices :meth:`plan` returned,
-        in order, in batches of ``rho`` (the last one may be short). Yields them (with loss weights when
-        :attr:`weighted`)."""
-        offset = 0
+        in order, in batches of ``rho`` (the last ones may be short). Yields them (with loss weights when
+        :attr:`weighted`); the loader's batches past the plan's full ones are trained as one final batch."""
+        offset, tail = 0, []
         for batch in loader:
             n = self.ops.size(batch)
             self.stats.loaded += n
             w = self._plan_weights[offset: offset + n]
             offset += n
+            if offset > self._plan_full:
+                tail.append(self._weighted(batch, w))
+                continue
             yield from self._hand_out(self._weighted(batch, w))
+        if tail:
+            yield from self._hand_out(self.ops.cat(tail) if len(tail) > 1 else tail[0])
         if offset != len(self._plan_weights):
             raise RuntimeError(f"the loader visited {offset} samples of a {len(self._plan_weights)}-sample plan")
 

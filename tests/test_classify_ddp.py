@@ -37,6 +37,21 @@ def test_two_process_adonis_with_ids(cifar10_small, tmp_path):
     assert summary["optimizer_steps"] == sum(e["optimizer_steps"] for e in epochs)
 
 
+def test_two_process_adonis_planned_last_epoch(cifar10_small, tmp_path):
+    """η=3: epoch 1 is planned from cached losses and is the last one: both ranks make the same number of
+    steps, train all they selected, and the run ends (the uneven-ranks case is forced in test_online)."""
+    out = tmp_path / "ddp-planned"
+    run(["--data-path", cifar10_small, "--epochs", "2", *SMALL, "-b", "8", "--adonis-eta", "3", "--device", "cpu",
+         "--output-dir", out], launcher=TORCHRUN, timeout=240)
+    epochs = log(out, "epoch")
+    assert [e["planned"] for e in epochs] == [False, True]
+    for e in epochs:
+        steps = e["optimizer_steps_per_rank"]
+        assert steps[0] == steps[1] == e["optimizer_steps"] > 0
+    assert epochs[1]["buffered"] == 0  # the last epoch trained all it had selected
+    assert log(out, "summary")
+
+
 def test_two_process_infobatch_plans_agree(cifar10_small, tmp_path):
     """InfoBatch's scores are gathered from both ranks, so both draw the same plan and the same step count."""
     out = tmp_path / "ddp-infobatch"

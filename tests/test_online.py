@@ -76,25 +76,64 @@ def _ddp_worker(rank, world, port, out):
     counts = []
     for epoch in range(2):
         counts.append(sum(1 for _ in loop.epoch(DataLoader(shard, batch_size=30), epoch, last=epoch == 1)))
-    out[rank] = (counts, sel.history.count)
+    out[rank] = (counts, sel.history.count, len(loop.accumulator))
     dist.destroy_process_group()
 
 
-def spawn_two(worker) -> dict:
-    """Run ``worker(rank, 2, port, out)`` in 2 gloo processes on a free port; ``out`` (rank → result) back."""
+def spawn_two(worker, timeout: float = 120) -> dict:
+    """Run ``worker(rank, 2, port, out)`` in 2 gloo processes on a free port; ``out`` (rank → result) back.
+    Fails (and kills both) if they have not finished within ``timeout`` seconds: a collective that one rank
+    never reaches hangs the other."""
     import socket
+    import time
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = mp.Manager().dict()
-    mp.spawn(worker, args=(2, port, out), nprocs=2, join=True)
+    ctx = mp.spawn(worker, args=(2, port, out), nprocs=2, join=False)
+    deadline = time.monotonic() + timeout
+    while not ctx.join(timeout=1):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail(f"2-process run did not finish in {timeout:.0f} s (hang)")
     return dict(out)
+
+
+def _ddp_planned_last_worker(rank, world, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    ds = digits()
+    shard = list(range(rank, len(ds), world))
+    # rank 1 keeps far more than rank 0, so its plan has many batches beyond the ones both ranks share
+    sel = AdonisSelector(theta=0.0, alpha=0.9 if rank else 0.2, eta=2, seed=rank)
+    loop = OnlineSelection(sel, make_score_fn(torch.nn.Linear(64, 10)), rho=20)
+    counts = [sum(1 for _ in loop.epoch(DataLoader(torch.utils.data.Subset(ds, shard), batch_size=20), 0))]
+    assert loop.can_plan(torch.tensor(shard), 1)
+    chosen = loop.plan(torch.tensor(shard).split(20), 1, last=True)
+    batches = list(loop.planned(DataLoader(torch.utils.data.Subset(ds, chosen.tolist()), batch_size=20)))
+    counts.append(len(batches))
+    dist.all_reduce(torch.zeros(1))  # a collective after the epoch: reached by both ranks only if in lockstep
+    out[rank] = (counts, sum(len(b[0]) for b in batches), len(chosen), len(loop.carry))
+    dist.destroy_process_group()
+
+
+def test_ddp_planned_last_epoch_trains_the_same_number_of_batches():
+    """A planned last epoch whose ranks kept very different numbers of samples: each trains its whole plan and
+    both make the same number of steps (before the fix rank 1 made many more and the next collective hung)."""
+    out = spawn_two(_ddp_planned_last_worker)
+    assert out[0][0] == out[1][0]
+    for rank in range(2):
+        counts, trained, planned, carried = out[rank]
+        assert trained == planned and carried == 0  # the last epoch leaves nothing behind
+    assert out[1][2] > out[0][2] + 2 * 20  # rank 1 really held more than a batch beyond rank 0
 
 
 def test_ddp_ranks_stay_in_lockstep():
     out = spawn_two(_ddp_worker)
     assert out[0][0] == out[1][0]  # same number of training batches per epoch on both ranks
     assert out[0][1] == out[1][1] == 512  # history filled from both ranks' losses
+    assert out[0][2] == out[1][2] == 0  # the last epoch trained every queued sample, on both ranks
 
 
 def _loss_epoch(loop, loader, epoch, model, opt, planned=None):
