@@ -10,10 +10,12 @@ from .config import AdonisConfig, EmbedConfig, IDSConfig, ReduceConfig
 from .infobatch import InfoBatchPruner
 from .online import OnlineSelection
 from .random_keep import RandomKeepSelector
+from .rs2 import RS2Subsets
 from .selective_backprop import SelectiveBackpropSelector
 
 __all__ = [
     "AdonisSelector", "SelectiveBackpropSelector", "ComposerSBSelector", "InfoBatchPruner", "RandomKeepSelector",
+    "RS2Subsets",
     "BatchAccumulator", "TensorBatchOps", "OnlineSelection",
     "AdonisConfig", "IDSConfig", "EmbedConfig", "ReduceConfig",
 ]

@@ -16,7 +16,7 @@ from .random_keep import RandomKeepSelector
 from .selective_backprop import SelectiveBackpropSelector
 
 OFFLINE = ("ssp", "rpc", "rpd")
-ONLINE = ("sb", "stale-sb", "composer-sb", "infobatch", "random-keep")
+ONLINE = ("sb", "stale-sb", "composer-sb", "infobatch", "random-keep", "rs2")
 METHODS = ("full",) + ONLINE + OFFLINE
 
 
@@ -99,7 +99,7 @@ class ReduceConfig:
     """Everything a trainer needs to know about data reduction: the method and its parameters.
 
     ``method`` is ``full`` or one baseline of SPEC §3 (``sb``, ``stale-sb``, ``composer-sb``, ``infobatch``,
-    ``ssp``, ``rpc``, ``rpd``); ``ids`` and ``adonis`` switch on the paper's two methods (they combine: IDS
+    ``ssp``, ``rpc``, ``rpd``, ``rs2``); ``ids`` and ``adonis`` switch on the paper's two methods (they combine: IDS
     chooses the subset, ADONIS selects inside it).
     """
 
@@ -118,12 +118,14 @@ class ReduceConfig:
     infobatch_ratio: float = 0.5
     infobatch_delta: float = 0.875
     random_keep: float = 0.3  # kept fraction per batch for the random-keep control
+    rs2_fraction: float = 0.5  # RS2: fraction of the training set trained each epoch
     load_all: bool = False  # online selection: never plan an epoch from cached losses (load every sample)
     seed: int = 0
 
     def __post_init__(self):
         check_choice("reduce", self.method, METHODS)
         check_number("reduce alpha", self.alpha, low=0, high=1, low_open=True)
+        check_number("rs2 fraction", self.rs2_fraction, low=0, high=1, low_open=True)
         if self.ids is not None and self.method in OFFLINE:
             raise ValueError(f"--reduce {self.method} and IDS both choose an offline subset: use one of them")
         if self.adonis is not None and self.method in ONLINE:
@@ -180,4 +182,6 @@ class ReduceConfig:
             out["random_keep"] = self.random_keep
         if self.method == "infobatch":
             out.update(infobatch_ratio=self.infobatch_ratio, infobatch_delta=self.infobatch_delta)
+        if self.method == "rs2":
+            out["rs2_fraction"] = self.rs2_fraction
         return out

@@ -92,6 +92,9 @@ def add_reduce_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
                    help="random-keep control: kept fraction of each batch (default: 0.3, ADONIS's α)")
     g.add_argument("--infobatch-delta", type=float, default=0.875,
                    help="InfoBatch: prune during the first δ of the epochs (default: 0.875)")
+    g.add_argument("--rs2-fraction", type=float, default=0.5,
+                   help="RS2: fraction of the training set trained each epoch, a fresh random subset drawn without "
+                        "replacement across epochs (default: 0.5)")
     return parser
 
 
@@ -114,7 +117,8 @@ def config_from_args(args: argparse.Namespace, seed=None) -> ReduceConfig:
                         composer_keep=args.composer_keep, composer_start=args.composer_start,
                         composer_end=args.composer_end, composer_interrupt=args.composer_interrupt,
                         infobatch_ratio=args.infobatch_ratio, infobatch_delta=args.infobatch_delta,
-                        random_keep=args.random_keep, load_all=getattr(args, "load_all_samples", False), seed=seed)
+                        random_keep=args.random_keep, rs2_fraction=getattr(args, "rs2_fraction", 0.5),
+                        load_all=getattr(args, "load_all_samples", False), seed=seed)
 
 
 def read_config_file(path, parser: argparse.ArgumentParser):

@@ -160,6 +160,19 @@ def test_infobatch(cifar10_small, tmp_path):
     assert all(e["samples_scored"] == 0 for e in epochs)  # losses come from the training forward
 
 
+def test_rs2(cifar10_small, tmp_path):
+    """RS2 0.25: each epoch a fresh quarter of the 400 images; four epochs visit every image exactly once."""
+    out = tmp_path / "rs2"
+    run(["--data-path", cifar10_small, "--epochs", "4", *SMALL, "--reduce", "rs2", "--rs2-fraction", "0.25",
+         "--output-dir", out])
+    epochs = log(out, "epoch")
+    assert [e["forward_samples"] for e in epochs] == [100] * 4 == [e["samples_backprop"] for e in epochs]
+    assert all(e["samples_scored"] == 0 and e["keep_fraction"] == 0.25 for e in epochs)
+    assert np.load(out / "selection_counts.npy").tolist() == [1] * 400
+    assert log(out, "run")[0]["reduce"] == {"method": "rs2", "seed": 0, "rs2_fraction": 0.25}
+    assert log(out, "summary")[0]["method"] == "rs2"
+
+
 @pytest.mark.parametrize("method", ["stale-sb", "composer-sb", "ssp", "rpc", "rpd", "random-keep"])
 def test_other_reduce_choices(cifar10_small, tmp_path, embed_cache, method):
     out = tmp_path / method

@@ -108,6 +108,15 @@ def test_ids_with_gamma_switch_and_adonis(run, coco_small):
     assert r.images.keys == listing and r.counts.tolist() == counts.tolist() and r.config["num_train"] == 24
 
 
+def test_rs2_trains_a_fresh_subset_each_epoch(run, coco_small):
+    """RS2 0.5 on 24 images, 2 epochs: 12 images an epoch, the second epoch the other 12 (every image once)."""
+    trainer, log = run(f"data={coco_small}", "name=rs2", "epochs=2", "--reduce", "rs2", "--rs2-fraction", "0.5")
+    epochs = of("epoch", log)
+    assert [e["samples_backprop"] for e in epochs] == [12, 12]
+    assert selection_counts(trainer, log).tolist() == [1] * 24
+    assert of("run", log)[0]["reduce"] == {"method": "rs2", "seed": 0, "rs2_fraction": 0.5}
+
+
 def test_adonis_through_the_python_api(coco_small, tmp_path, monkeypatch):
     """YOLO(...).train(trainer=...) with the settings in the sidecar JSON, as Ultralytics' DDP workers read them."""
     from datareduce.config import AdonisConfig, ReduceConfig

@@ -680,11 +680,28 @@ class InfoBatchReducer(_Reducer):
         self.pruner.load_state_dict(state["pruner"])
 
 
+class RS2Reducer(FullReducer):
+    """RS2: each epoch the sampler visits that epoch's fresh random subset (every sample once before any twice)."""
+
+    name = "rs2"
+
+    def __init__(self, subsets):
+        super().__init__()
+        self.subsets = subsets
+
+    def prepare_epoch(self, epoch, sampler, last=False):
+        sampler.set_plan(self.subsets.plan(epoch))
+
+    def epoch_record(self) -> dict:
+        record = super().epoch_record()
+        return {**record, "keep_fraction": self.subsets.per_epoch / self.subsets.num_samples}
+
+
 def check_supported(cfg: ReduceConfig) -> None:
     """Refuse, before any work, the combinations this loop cannot run."""
-    if cfg.method == "infobatch" and cfg.ids is not None:
-        raise ValueError("--reduce infobatch prunes the whole training set each epoch; combining it with IDS "
-                         "is not supported (use one of them)")
+    if cfg.method in ("infobatch", "rs2") and cfg.ids is not None:
+        raise ValueError(f"--reduce {cfg.method} draws from the whole training set each epoch; combining it with "
+                         "IDS is not supported (use one of them)")
 
 
 def build_reducer(cfg: ReduceConfig, score_fn, batch_size: int, epochs: int, dataset, rank: int = 0,
@@ -708,6 +725,11 @@ def build_reducer(cfg: ReduceConfig, score_fn, batch_size: int, epochs: int, dat
 
         return InfoBatchReducer(InfoBatchPruner(len(dataset), epochs, ratio=cfg.infobatch_ratio,
                                                 delta=cfg.infobatch_delta, seed=cfg.seed))
+    if cfg.method == "rs2":
+        check_supported(cfg)
+        from ..rs2 import RS2Subsets
+
+        return RS2Reducer(RS2Subsets(len(dataset), cfg.rs2_fraction, seed=cfg.seed))
     red = FullReducer()
     red.name = cfg.method if cfg.ids is None else "ids"
     return red

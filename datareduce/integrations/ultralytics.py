@@ -52,13 +52,14 @@ from ..distributed import all_sum  # noqa: E402
 from ..embed import build_extractor, embed  # noqa: E402
 from ..online import OnlineSelection  # noqa: E402
 from ..paths import embeddings_dir  # noqa: E402
+from ..rs2 import RS2Subsets  # noqa: E402
 from ..selection_counts import SelectionCounts  # noqa: E402
 from .ultralytics_data import restrict_dataset  # noqa: E402
 from .ultralytics_loss import PerImageDetectionLoss  # noqa: E402
 
 SETTINGS_ENV = "DATAREDUCE_CONFIG"
 # rpc needs one class per image; composer-sb and infobatch need loops of their own
-SUPPORTED = ("full", "sb", "stale-sb", "random-keep", "rpd", "ssp")
+SUPPORTED = ("full", "sb", "stale-sb", "random-keep", "rpd", "ssp", "rs2")
 BOX_KEYS = ("cls", "bboxes")  # per-box entries of a detection batch (besides batch_idx)
 MANIFEST_FILE = "manifest.json"  # the run folder's names, as trainers/classify.py writes them
 COUNTS_FILE = "selection_counts.npy"
@@ -248,6 +249,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         if self.offline and self.args.rect:
             raise ValueError("IDS / RPD / SSP subsets need rect=False (rect batches are shaped over the full set)")
         self.subsets = None  # the manifest of the offline subsets, made on the first train dataset build
+        self.rs2 = None  # RS2: the per-epoch random subsets of the full training listing
         self.full_index = None  # resolved image path -> position in the full training listing
         self.loaded_subset = None  # which manifest subset the current train dataset holds
         self.online = None
@@ -277,6 +279,13 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             epoch = getattr(self, "epoch", self.start_epoch)
             self.loaded_subset = self.subset_at(epoch)
             kept = manifest.kept_indices(self.subsets, listing, epoch)
+            restrict_dataset(dataset, [dataset.im_files[i] for i in kept])
+        elif self.reduce.method == "rs2":
+            if self.rs2 is None:
+                self.rs2 = RS2Subsets(len(dataset.im_files), self.reduce.rs2_fraction, seed=self.reduce.seed)
+            epoch = getattr(self, "epoch", self.start_epoch)
+            self.loaded_subset = epoch
+            kept = sorted(self.rs2.plan(epoch).tolist())
             restrict_dataset(dataset, [dataset.im_files[i] for i in kept])
         if self.args.cache:
             restrict_dataset(dataset, dataset.im_files, cache=self.args.cache)  # cache the kept images only
@@ -354,6 +363,8 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         images = len(loader.dataset)
         if self.subsets is not None:
             images = max(s["num_kept"] for s in self.subsets["subsets"])
+        if self.rs2 is not None:
+            images = self.rs2.per_epoch
         per_rank = math.ceil(images / max(self.world_size, 1))
         bound = math.ceil(per_rank / loader.batch_size)  # warm-up (ω) epochs train the loader's batches as is
         return max(bound, self.online.max_batches(per_rank)) if self.online is not None else bound
@@ -438,8 +449,10 @@ class DataReduceDetectionTrainer(DetectionTrainer):
                 "num_classes": self.data["nc"], "world_size": max(self.world_size, 1), "device": str(self.device)}
 
     def start_epoch_reduction(self):
-        """Swap in the γ subset when it starts, and tell the loader and selector where training stands."""
-        if self.subsets is not None and self.subset_at(self.epoch) != self.loaded_subset:
+        """Swap in the γ subset when it starts (RS2: this epoch's subset), and tell the loader and selector where
+        training stands."""
+        if ((self.subsets is not None and self.subset_at(self.epoch) != self.loaded_subset)
+                or (self.rs2 is not None and self.epoch != self.loaded_subset)):
             self.train_loader.close()
             loader = super().get_dataloader(self.data["train"], self.train_loader.batch_size, LOCAL_RANK, "train")
             self.train_loader.loader = loader  # built for self.epoch's subset by build_dataset

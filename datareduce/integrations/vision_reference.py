@@ -41,7 +41,8 @@ __all__ = ["add_arguments", "setup", "VisionReduce", "RecordingBatchSampler", "r
 
 MANIFEST_NAME = "datareduce_manifest.json"
 LOG_NAME = "datareduce_log.jsonl"
-UNSUPPORTED = {"infobatch": "--reduce infobatch weights each sample's loss"}
+UNSUPPORTED = {"infobatch": "--reduce infobatch weights each sample's loss",
+               "rs2": "--reduce rs2 gives the sampler a new subset each epoch"}
 
 
 def add_arguments(parser):
