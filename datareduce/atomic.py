@@ -7,13 +7,32 @@ import tempfile
 from pathlib import Path
 
 
+def _umask() -> int:
+    """The process umask, read from /proc where it can be (os.umask can only be read by setting it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes(path, data: bytes) -> Path:
-    """Atomically replace ``path`` with ``data``; the parent folder is created if missing."""
+    """Atomically replace ``path`` with ``data``; the parent folder is created if missing. The file gets the
+    mode a plain ``open(path, "w")`` would give a new file (0666 less the umask), not the temp file's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), 0o666 & ~_umask())
+            else:
+                os.chmod(tmp, 0o666 & ~_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
