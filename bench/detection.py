@@ -48,7 +48,7 @@ def main(argv=None):
                f"seed={a.seed}", "deterministic=True", "plots=False", "device=cpu",
                f"project={run_dir.parent}", f"name={run_dir.name}", "exist_ok=True"]
         print(f"{label}: {shlex.join(METHODS[method]) or '(no flags)'}", flush=True)
-        run_one(cmd, run_dir, label, resume=False)
+        run_one(cmd, run_dir, label)
     import summarize
     summarize.main([str(a.out), "--metric", "map50_95"])
 

@@ -38,6 +38,30 @@ def classification_methods(epochs: int) -> dict:
     }
 
 
+FRONTIER = (0.25, 0.33, 0.5, 0.75)  # compute fractions c of the full run: full data, epochs × c, schedule compressed
+
+
+def frontier_epochs(c: float, epochs: int) -> int:
+    """Epochs of the frontier point ``c``: the full run's count scaled, at least one."""
+    return max(1, round(c * epochs))
+
+
+def frontier_methods() -> dict:
+    """``full-c0.5`` etc.: full data for c × the epochs (the runner sets --epochs; the cosine schedule of the
+    long protocol then decays fully over the shorter run)."""
+    return {f"full-c{c:g}": [] for c in FRONTIER}
+
+
+def budget_methods() -> dict:
+    """Random controls at another method's measured back-prop budget: ``rs2@M`` (a fresh random subset each
+    epoch) and ``random-keep@M`` (a random share of each batch); the runner fills in M's fraction."""
+    out = {}
+    for ref in ("adonis-eta3", "infobatch"):
+        out[f"rs2@{ref}"] = ["--reduce", "rs2", "--rs2-fraction", f"{{{ref}.backprop_fraction}}"]
+        out[f"random-keep@{ref}"] = ["--reduce", "random-keep", "--random-keep", f"{{{ref}.backprop_fraction}}"]
+    return out
+
+
 PAPER_TABLE = [  # the methods of the README's main table, in the paper's order
     "full", "ids", "ids-gamma", "adonis-eta1", "adonis-eta2", "adonis-eta3", "ids-gamma+adonis-eta3",
     "sb", "stale-sb", "composer-sb", "infobatch", "ssp", "rpc", "rpd", "random-keep",

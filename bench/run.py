@@ -1,18 +1,28 @@
-"""Run the classification benchmark: every method one after another on the same machine, then summarise.
+"""Run the classification benchmark: every method on the same machine, then summarise.
 
-    python bench/run.py                                   # the README's table (hours on a 2-core CPU)
+    python bench/run.py --protocol long                  # the long protocol's table (many hours on a 2-core CPU)
+    python bench/run.py --protocol long --parallel 2 --methods full,full-c0.5,adonis-eta3 --seeds 0 1 2
     python bench/run.py --methods full,adonis-eta3 --train-per-class 50 --test-per-class 20 --epochs 2 --seeds 0
 
-CIFAR-10 from ../shared/data (JPEG, ImageFolder layout), the first N train / M test images of each class,
-trained by trainers/classify.py with configs/cifar10-resnet20-cpu.yaml. Raw per-epoch JSON of each run goes to
-<out>/runs/<method>/seed<k>/log.jsonl; a finished run (its log has a summary line) is never redone, an
-interrupted one resumes from its checkpoint. Then <out>/summary.json, table.md and accuracy_vs_time.png.
+Two protocols (``bench/README.md`` says why): ``short`` (5,000 train / 3,000 test images, 12 epochs, the paper's
+multistep schedule scaled; quick iteration) and ``long`` (10,000 train / the full 10,000 test images, 30 epochs,
+cosine; near convergence). CIFAR-10 from ../shared/data (JPEG, ImageFolder layout), the first N train / M test
+images of each class, trained by trainers/classify.py. Methods: bench/methods.py — the paper's table, the
+compute-matched full frontier ``full-c<c>`` (full data for c × the epochs, the schedule compressed), and random
+controls at another method's measured budget (``rs2@adonis-eta3``, ``random-keep@infobatch``, …).
+
+Raw per-epoch JSON of each run goes to <out>/runs/<method>/seed<k>/log.jsonl; a finished run (its log has a
+summary line) is never redone, an interrupted one resumes from its checkpoint. ``--parallel K`` runs K at a time
+at one thread each: fine for accuracy and counted cost, but their wall times are contended, which the summary
+marks (``conditions.json`` in each run folder). Then <out>/summary.json, table.md and the plots.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -27,7 +37,15 @@ sys.path.insert(0, str(HERE))
 from bench import data  # noqa: E402
 from datareduce import records  # noqa: E402
 from datareduce.atomic import write_text  # noqa: E402
-from methods import PAPER_TABLE, classification_methods  # noqa: E402
+from methods import PAPER_TABLE, budget_methods, classification_methods, frontier_epochs, frontier_methods  # noqa: E402
+
+PROTOCOLS = {
+    "short": {"train_per_class": 500, "test_per_class": 300, "epochs": 12, "config": "cifar10-resnet20-cpu.yaml",
+              "out": "results"},
+    "long": {"train_per_class": 1000, "test_per_class": 1000, "epochs": 30, "config": "cifar10-resnet20-long.yaml",
+             "out": "results-long"},
+}
+BUDGET = re.compile(r"\{([\w.+-]+)\.backprop_fraction\}")
 
 
 def finished(run_dir: Path) -> bool:
@@ -35,91 +53,158 @@ def finished(run_dir: Path) -> bool:
     return log.exists() and any(r.get("type") == "summary" for r in records.read(log))
 
 
-def keep_fraction(out: Path, method: str, seed: int) -> float:
-    """The measured back-prop fraction of a finished run (for the random-keep control's budget)."""
-    epochs = [r for r in records.read(out / "runs" / method / f"seed{seed}" / records.LOG_NAME) if r.get("type") == "epoch"]
-    return sum(e["samples_backprop"] for e in epochs) / sum(e.get("forward_samples", e["train_samples"]) for e in epochs)
+def backprop_fraction(out: Path, method: str, seed: int) -> float:
+    """A finished run's samples back-propagated over the full run's (training set × epochs)."""
+    recs = records.read(out / "runs" / method / f"seed{seed}" / records.LOG_NAME)
+    run = next(r for r in recs if r.get("type") == "run")
+    epochs = [r for r in recs if r.get("type") == "epoch"]
+    return sum(e["samples_backprop"] for e in epochs) / (run["num_train"] * run["args"]["epochs"])
 
 
-def run_one(cmd: list, run_dir: Path, label: str, resume: bool = True) -> None:
-    """Run one trainer process, echoing its per-epoch lines; its full output goes to run_dir/output.txt.
-    With ``resume``, an interrupted run continues from its checkpoint."""
+def depends_on(flags: list) -> set:
+    return {m for f in flags for m in BUDGET.findall(f)}
+
+
+def trainer_command(a, root: Path, method: str, flags: list, seed: int, run_dir: Path) -> list:
+    epochs = a.epochs
+    if method.startswith("full-c"):
+        epochs = frontier_epochs(float(method[len("full-c"):]), a.epochs)
+    flags = [BUDGET.sub(lambda m: f"{backprop_fraction(a.out, m.group(1), seed):.4f}", f) for f in flags]
+    cmd = [sys.executable, str(REPO / "trainers" / "classify.py"), "--config", a.config, "--data-path", str(root),
+           "--epochs", str(epochs), "--seed", str(seed), "--output-dir", str(run_dir), *flags, *shlex.split(a.extra)]
+    if a.multistep:  # the paper's milestones 60/120/160 of 200, scaled to this run's epochs
+        cmd += ["--lr-milestones", *[str(max(1, round(f * epochs))) for f in (0.3, 0.6, 0.8)]]
+    return cmd
+
+
+def start(cmd: list, run_dir: Path, label: str, parallel: int):
+    """Start one trainer process (resuming an interrupted run from its checkpoint); its output goes to
+    run_dir/output.txt. With ``parallel`` > 1 it gets one thread."""
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / "checkpoint.pth"
-    if resume and ckpt.exists():
+    if ckpt.exists():
         cmd = cmd + ["--resume", str(ckpt)]
     write_text(run_dir / "command.txt", shlex.join(cmd) + "\n")
-    start = time.perf_counter()
-    with open(run_dir / "output.txt", "a") as out:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
-        for line in proc.stdout:
-            out.write(line)
-            if (line.startswith("Epoch ") and "top1" in line) or line.startswith("Training time") or "Error" in line:
-                print(f"    {label}: {line.rstrip()}", flush=True)
-        if proc.wait():
-            raise SystemExit(f"{label} failed (exit {proc.returncode}); see {run_dir / 'output.txt'}")
-    print(f"    {label}: done in {time.perf_counter() - start:.0f} s", flush=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    threads = None
+    if parallel > 1:
+        threads = 1
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    conditions = {"parallel": parallel, "threads": threads or os.cpu_count(), "started": time.strftime("%F %T")}
+    write_text(run_dir / "conditions.json", json.dumps(conditions) + "\n")
+    out = open(run_dir / "output.txt", "a")
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    print(f"{label}: started ({shlex.join(cmd[cmd.index('--epochs'):cmd.index('--epochs') + 2])} "
+          f"{shlex.join(cmd[cmd.index('--output-dir') + 2:]) or ''})", flush=True)
+    return proc, out, time.perf_counter()
+
+
+def run_one(cmd: list, run_dir: Path, label: str) -> None:
+    """Run one trainer process to its end, quietly (one at a time); SystemExit if it fails."""
+    proc, out, t0 = start(cmd, run_dir, label, parallel=1)
+    proc.wait()
+    out.close()
+    if proc.returncode:
+        raise SystemExit(f"{label} failed (exit {proc.returncode}); see {run_dir / 'output.txt'}")
+    print(f"{label}: done in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--methods", default=",".join(PAPER_TABLE), help="comma-separated (see bench/methods.py)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--train-per-class", type=int, default=1000)
-    p.add_argument("--test-per-class", type=int, default=1000)
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--config", default=str(REPO / "configs" / "cifar10-resnet20-cpu.yaml"))
-    p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="short")
+    p.add_argument("--methods", default=None, help="comma-separated (see bench/methods.py; default: the paper's table)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--train-per-class", type=int, default=None)
+    p.add_argument("--test-per-class", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--config", default=None)
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--parallel", type=int, default=1, help="runs at a time, one thread each when > 1 (accuracy only)")
     p.add_argument("--extra", default="", help="more trainer flags, e.g. '--workers 2'")
     a = p.parse_args(argv)
+    proto = PROTOCOLS[a.protocol]
+    for key in ("train_per_class", "test_per_class", "epochs"):
+        if getattr(a, key) is None:
+            setattr(a, key, proto[key])
+    a.config = a.config or str(REPO / "configs" / proto["config"])
+    a.out = a.out or HERE / proto["out"]
+    import yaml
+    a.multistep = yaml.safe_load(Path(a.config).read_text()).get("lr-scheduler") == "multisteplr"
 
-    known = classification_methods(a.epochs)
-    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    known = {**classification_methods(a.epochs), **frontier_methods(), **budget_methods()}
+    methods = [m.strip() for m in (a.methods or ",".join(PAPER_TABLE)).split(",") if m.strip()]
     unknown = [m for m in methods if m not in known]
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}; choose from: {', '.join(known)}")
     if "full" not in methods:
         methods.insert(0, "full")
-    if "random-keep" in methods and "adonis-eta3" not in methods:
-        raise SystemExit("random-keep takes its budget from adonis-eta3: add adonis-eta3 to --methods")
-    methods.sort(key=lambda m: m == "random-keep")  # the control runs after the run whose budget it copies
+    if "random-keep" in methods:  # the paper-table control copies ADONIS η=3's budget
+        known["random-keep"] = known["random-keep@adonis-eta3"]
+    for m in methods:
+        missing = depends_on(known[m]) - set(methods)
+        if missing and not all(finished(a.out / "runs" / d / f"seed{s}") for d in missing for s in a.seeds):
+            raise SystemExit(f"{m} takes its budget from {', '.join(sorted(missing))}: add it to --methods")
 
     root = data.cifar10_subset(a.train_per_class, a.test_per_class)
     a.out.mkdir(parents=True, exist_ok=True)
     with open(a.out / "bench_command.txt", "a") as f:  # every invocation that wrote into this folder
         f.write(shlex.join([sys.executable, *sys.argv]) + "\n")
+    write_text(a.out / "protocol.json", json.dumps({"protocol": a.protocol, "train_per_class": a.train_per_class,
+                                                    "test_per_class": a.test_per_class, "epochs": a.epochs,
+                                                    "config": Path(a.config).name}, indent=1) + "\n")
     write_text(a.out / "machine.json", json.dumps({"platform": platform.platform(), "processor": platform.processor(),
-                                                   "python": platform.python_version(), "cpus": __import__("os").cpu_count(),
+                                                   "python": platform.python_version(), "cpus": os.cpu_count(),
                                                    "date": time.strftime("%Y-%m-%d")}, indent=1) + "\n")
     measure_ceiling(a.out, a.config, a.extra)
-    total = len(methods) * len(a.seeds)
-    n = 0
-    for seed in a.seeds:
-        for method in methods:
-            n += 1
-            run_dir = a.out / "runs" / method / f"seed{seed}"
-            label = f"[{n}/{total}] {method} seed {seed}"
-            if finished(run_dir):
-                print(f"{label}: already finished, skipped")
+
+    jobs = [(m, s) for s in a.seeds for m in methods]
+    total, running, failed = len(jobs), [], []
+    labels = {job: f"[{i + 1}/{total}] {job[0]} seed {job[1]}" for i, job in enumerate(jobs)}
+    pending = []
+    for job in jobs:
+        if finished(a.out / "runs" / job[0] / f"seed{job[1]}"):
+            print(f"{labels[job]}: already finished, skipped")
+        else:
+            pending.append(job)
+    while pending or running:
+        for job in list(pending):
+            if len(running) >= a.parallel:
+                break
+            method, seed = job
+            deps = depends_on(known[method])
+            if any(not finished(a.out / "runs" / d / f"seed{seed}") for d in deps):
+                if any(d == j[0] and seed == j[1] for d in deps for j in failed):
+                    pending.remove(job)
+                    failed.append(job)
+                    print(f"{labels[job]}: skipped, the run it takes its budget from failed")
                 continue
-            flags = known[method]
-            if "{adonis-eta3.keep_fraction}" in flags:
-                budget = f"{keep_fraction(a.out, 'adonis-eta3', seed):.4f}"
-                flags = [f.replace("{adonis-eta3.keep_fraction}", budget) for f in flags]
-            milestones = [str(max(1, round(f * a.epochs))) for f in (0.3, 0.6, 0.8)]  # 60/120/160 of 200
-            cmd = [sys.executable, str(REPO / "trainers" / "classify.py"), "--config", a.config,
-                   "--data-path", str(root), "--epochs", str(a.epochs), "--lr-milestones", *milestones,
-                   "--seed", str(seed),
-                   "--output-dir", str(run_dir), *flags, *shlex.split(a.extra)]
-            print(f"{label}: {shlex.join(flags) or '(no flags)'}", flush=True)
-            run_one(cmd, run_dir, label)
+            pending.remove(job)
+            run_dir = a.out / "runs" / method / f"seed{seed}"
+            cmd = trainer_command(a, root, method, known[method], seed, run_dir)
+            running.append((job, run_dir, *start(cmd, run_dir, labels[job], a.parallel)))
+        if not running and pending:  # waiting on a dependency that cannot come
+            raise SystemExit(f"cannot schedule {pending}: their budget runs are not in this invocation")
+        time.sleep(2)
+        for item in list(running):
+            job, run_dir, proc, out, t0 = item
+            if proc.poll() is None:
+                continue
+            out.close()
+            running.remove(item)
+            if proc.returncode:
+                failed.append(job)
+                print(f"{labels[job]}: FAILED (exit {proc.returncode}); see {run_dir / 'output.txt'}", flush=True)
+            else:
+                print(f"{labels[job]}: done in {time.perf_counter() - t0:.0f} s", flush=True)
     import summarize
     summarize.main([str(a.out)])
+    if failed:
+        raise SystemExit(f"{len(failed)} run(s) failed: {failed}")
 
 
 def measure_ceiling(out: Path, config: str, extra: str) -> None:
-    """Forward-only vs full-step cost of the benchmark's model (the config's) on this machine and the device
-    and precision that ``extra`` asks for (SPEC §6), once."""
+    """The cost of a no-grad scoring forward relative to a training step (forward_over_step, the f of the
+    counted cost), for the config's model on this machine and the device/precision ``extra`` asks for, once."""
     if (out / "ceiling.json").exists():
         return
     import torch

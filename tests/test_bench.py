@@ -5,27 +5,64 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_bench_smoke(tmp_path, cifar10_root):
+    """Two seeds of full, the frontier point c=0.5 (1 of 2 epochs), ADONIS η=3 and RS2 at ADONIS's measured
+    budget, two runs at a time: the real runner, trainer and summariser, and the summary's statistics."""
     out = tmp_path / "results"
-    cmd = [sys.executable, str(REPO / "bench" / "run.py"), "--methods", "full,adonis-eta3", "--seeds", "0",
-           "--train-per-class", "20", "--test-per-class", "10", "--epochs", "1", "--out", str(out),
-           "--extra", "--workers 0 --batch-size 32"]
+    cmd = [sys.executable, str(REPO / "bench" / "run.py"), "--methods", "full,full-c0.5,adonis-eta3,rs2@adonis-eta3",
+           "--seeds", "0", "1", "--train-per-class", "20", "--test-per-class", "10", "--epochs", "2",
+           "--parallel", "2", "--out", str(out), "--extra", "--workers 0 --batch-size 32"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = {r["method"]: r for r in json.loads((out / "summary.json").read_text())}
-    assert set(rows) == {"full", "adonis-eta3"}
-    assert rows["full"]["acc_drop_pp"] == 0 and rows["full"]["train_boost"] == 1
-    assert 0 < rows["adonis-eta3"]["backprop_fraction"] < 1  # ADONIS back-propagated fewer samples than full
-    assert rows["adonis-eta3"]["scored_fraction"] == 1.0  # one epoch: every sample scored once
-    assert (out / "table.md").read_text().count("\n") == 4 and (out / "accuracy_vs_time.png").stat().st_size > 0
-    assert (out / "ceiling.json").exists()
+    assert set(rows) == {"full", "full-c0.5", "adonis-eta3", "rs2@adonis-eta3"}
+    for r in rows.values():
+        assert r["seeds"] == [0, 1] and r["regime"] == "short"
+        for key in ("method", "params", "top1_mean", "top1_sd", "acc_drop_pp", "acc_drop_ci95", "cost_fraction",
+                    "train_boost", "vs_frontier_pp", "vs_frontier_ci95"):
+            assert key in r, key
+        assert not r["boost_quiet"]  # ran two at a time: its wall-time boost is marked contended
+    full, half, adonis, rs2 = (rows[m] for m in ("full", "full-c0.5", "adonis-eta3", "rs2@adonis-eta3"))
+    assert full["acc_drop_pp"] == 0 and full["cost_fraction"] == 1 and full["vs_frontier_pp"] == 0
+    assert half["cost_fraction"] == 0.5 and half["params"]["epochs"] == 1
+    f = json.loads((out / "ceiling.json").read_text())["forward_over_step"]
+    for p in adonis["per_seed"]:  # every sample scored in both epochs (η=3, seed epoch 0 scored; epoch 1 reuses)
+        assert p["cost_fraction"] == pytest.approx(p["scored_fraction"] * f + p["backprop_fraction"])
+    # RS2 trains the fraction of the data ADONIS back-propagated, seed by seed
+    for a, r in zip(adonis["per_seed"], rs2["per_seed"]):
+        assert r["backprop_fraction"] == pytest.approx(a["backprop_fraction"], abs=0.01)
+        assert r["scored_fraction"] == 0
+    lo, hi = adonis["acc_drop_ci95"]
+    assert lo <= adonis["acc_drop_pp"] <= hi
+    table = (out / "table.md").read_text()
+    assert table.count("\n") == 2 + 4 and "(contended)" in table
+    assert (out / "accuracy_vs_cost.png").stat().st_size > 0 and (out / "accuracy_vs_time.png").stat().st_size > 0
     # a second invocation redoes nothing
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert again.returncode == 0 and again.stdout.count("already finished") == 2
+    assert again.returncode == 0 and again.stdout.count("already finished") == 8
+
+
+def test_frontier_and_statistics():
+    """The summary's pure pieces: the frontier's interpolation, the paired t interval, the verdict."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import summarize
+
+    points = [(0.25, 50.0), (0.5, 60.0), (1.0, 70.0)]
+    assert summarize.frontier_at(points, 0.375) == pytest.approx(55.0)
+    assert summarize.frontier_at(points, 0.75) == pytest.approx(65.0)
+    assert summarize.frontier_at(points, 1.2) == 70.0  # dearer than full: compared with full
+    assert summarize.frontier_at(points, 0.1) is None  # cheaper than the cheapest point: not measured
+    mean, ci = summarize.t_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and ci == pytest.approx([2.0 - 4.302653 / 3 ** 0.5, 2.0 + 4.302653 / 3 ** 0.5], rel=1e-5)
+    assert summarize.t_interval([1.0]) == (1.0, None)
+    assert [summarize.verdict(c) for c in ([0.1, 2], [-2, -0.1], [-1, 1], None)] == [
+        "above", "below", "within noise", "n/a (one seed)"]
 
 
 def test_fused_step_times_both_ways(tmp_path):
