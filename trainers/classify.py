@@ -19,7 +19,9 @@ line closes the run. ``selection_counts.npy`` holds how often each training samp
 import argparse
 import datetime
 import json
+import math
 import os
+import shlex
 import sys
 import time
 import warnings
@@ -36,12 +38,20 @@ except ImportError:  # run from a checkout without `pip install -e .`
 
 from datareduce import records
 from datareduce.datasets import PRESETS, load_datasets
-from datareduce.flags import add_reduce_arguments, apply_config_file, config_from_args
+from datareduce.flags import add_reduce_arguments, apply_config_file, config_from_args, read_config_file
 from datareduce.integrations import classification as tv
 from datareduce.models import get_model
 
 EMBEDDED = {"model": "resnet20", "epochs": 10, "workers": 0}  # defaults for the embedded digits data
 REFERENCE = {"model": "resnet18", "epochs": 90, "workers": 16}  # the torchvision reference's
+CHECKPOINT = "checkpoint.pth"
+# Flags of one invocation: a resumed run never takes them from its checkpoint, nor compares them.
+INVOCATION_FLAGS = ("resume", "output_dir", "start_epoch", "stop_after", "test_only", "config", "overwrite",
+                    "world_size", "dist_url")
+# Flags a resumed run takes from its checkpoint but may change: where the data is and how the run executes,
+# not what it computes. Every other flag must keep the value the run was started with.
+FREE_ON_RESUME = ("data_path", "device", "workers", "print_freq", "amp", "allow_nonfinite", "weights",
+                  "use_deterministic_algorithms")
 
 
 def load_data(args, dist):
@@ -172,8 +182,167 @@ def default_output_dir(dist):
     return str(Path("runs") / "classify" / tv.broadcast_object(stamp))
 
 
+def saved_args(args) -> dict:
+    """The flags as the checkpoint and the log keep them (without this process's private bookkeeping)."""
+    return {k: v for k, v in vars(args).items() if not k.startswith("_")}
+
+
+def given_flags(argv=None, config=None) -> frozenset:
+    """The flags the user set, on the command line or in ``--config`` (their dests), whatever their values."""
+    probe = get_args_parser()
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+    given = set(vars(probe.parse_args(argv)))
+    if config:
+        given |= set(read_config_file(config, probe)[0])
+    return frozenset(given)
+
+
+def _given(args) -> frozenset:
+    """What :func:`parse_args` found the user set; for a namespace made otherwise, the flags off their default."""
+    given = getattr(args, "_given", None)
+    if given is None:
+        parser = get_args_parser()
+        given = frozenset(k for k, v in saved_args(args).items() if v != parser.get_default(k))
+    return given
+
+
+def _reduce_settings(ns) -> dict:
+    """The data reduction ``ns`` asks for, as logged, less where the embedding cache lives."""
+    desc = config_from_args(ns, seed=ns.seed).describe()
+    if "embed" in desc:
+        desc["embed"] = {k: v for k, v in desc["embed"].items() if k != "cache_dir"}
+    return desc
+
+
+def resume_settings(args, checkpoint, check=True) -> None:
+    """Continue with the checkpoint's own settings: flags not given now are taken from it, so ``--resume FILE``
+    alone continues the run as it was started. A given flag that changes what the run computes (its model,
+    epochs, optimizer, schedule, data pipeline, seed, data reduction) is refused: the restored optimizer,
+    scheduler and selector state would silently keep the old value, or mix two runs in one log."""
+    old = {k: v for k, v in (checkpoint.get("args") or {}).items() if hasattr(args, k) and not k.startswith("_")}
+    given = _given(args)
+    started = argparse.Namespace(**saved_args(args))  # the run as started (today's defaults for newer flags)
+    for key, value in old.items():
+        setattr(started, key, value)
+        if key not in INVOCATION_FLAGS and key not in given:
+            setattr(args, key, value)
+    if not check:
+        return
+    parser = get_args_parser()
+    reduce_flags = {a.dest for a in add_reduce_arguments(argparse.ArgumentParser(add_help=False))._actions}
+    reduce_changed = _reduce_settings(args) != _reduce_settings(started)
+    changed = []
+    for action in parser._actions:
+        key = action.dest
+        if key not in given or key in INVOCATION_FLAGS or key in FREE_ON_RESUME:
+            continue
+        if (key not in reduce_flags or reduce_changed) and getattr(args, key) != getattr(started, key):
+            changed.append((key, max(action.option_strings, key=len)))
+    if changed:
+        was, now = _reduce_settings(started), _reduce_settings(args)
+        parts = ", ".join(f"{flag} {_shown(started, key, was)} → {_shown(args, key, now)}" for key, flag in changed)
+        raise ValueError(f"--resume {args.resume}: the run was started with other settings ({parts}); a resumed "
+                         "run continues with its own: drop these flags, or start a new run (another --output-dir) "
+                         "to change them")
+
+
+def _shown(ns, key, desc) -> str:
+    """A flag's value for a message; an unset ADONIS/IDS parameter shows the value its method used."""
+    value = getattr(ns, key)
+    if value is None:
+        for prefix in ("adonis", "ids"):
+            if key.startswith(prefix + "_") and key[len(prefix) + 1:] in desc.get(prefix, {}):
+                value = desc[prefix][key[len(prefix) + 1:]]
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+def holds_run(out_dir) -> bool:
+    """Whether ``out_dir`` holds a run: a checkpoint, or a log with a finished epoch. (A log without one and no
+    checkpoint is a start that never trained, e.g. interrupted in its first epoch: starting over loses nothing.)"""
+    out = Path(out_dir)
+    if (out / CHECKPOINT).exists():
+        return True
+    log = out / records.LOG_NAME
+    return log.is_file() and any(r.get("type") == "epoch" for r in records.read(log))
+
+
+def check_output_dir(args, dist) -> bool:
+    """Refuse to start a run in a folder that holds one, unless ``--overwrite`` (then returns True: the old run's
+    files are to be replaced). Resuming continues the run in the checkpoint's own folder."""
+    problem, replace = None, False
+    out = Path(args.output_dir)
+    in_place = args.resume and Path(args.resume).resolve().parent == out.resolve()
+    if dist.main and not in_place and holds_run(out):
+        replace = bool(args.overwrite)
+        if not replace:
+            ckpt = out / CHECKPOINT
+            hint = (f"pass --resume {ckpt} to continue it, or --overwrite to replace it" if ckpt.exists() else
+                    "pass --overwrite to replace it (it has no checkpoint to continue from)")
+            problem = f"--output-dir {out} already holds a run; {hint}"
+    problem, replace = tv.broadcast_object((problem, replace))  # rank 0 looked: the same answer everywhere
+    if problem:
+        raise ValueError(problem)
+    return replace
+
+
+def _finite(loss) -> bool:
+    return loss is None or math.isfinite(loss)
+
+
+def diverged_message(epoch, loss, lr, saved) -> str:
+    """What a run whose epoch ``epoch`` trained to a non-finite loss says when it stops."""
+    where = (f"the last good checkpoint (epoch {saved[1]}) is kept: {saved[0]}" if saved else
+             "no checkpoint was written")
+    return (f"epoch {epoch}: the training loss is not finite ({loss}); training diverged, the learning rate "
+            f"({lr:g}) is probably too high: try a lower --lr (or --allow-nonfinite to train on regardless); "
+            f"{where}")
+
+
+def _nonfinite_so_far(reducer) -> int:
+    """The running count of non-finite losses met by the reducer's selector (0 for reducers without one)."""
+    selector = getattr(getattr(reducer, "loop", None), "selector", None)
+    return int(getattr(selector, "nonfinite", 0))
+
+
+def resume_command(checkpoint) -> str:
+    """This process's command line, continuing from ``checkpoint``."""
+    argv, rest = [], iter(sys.argv[1:])
+    for arg in rest:
+        if arg == "--resume":
+            next(rest, None)
+        elif not arg.startswith("--resume=") and arg != "--overwrite":
+            argv.append(arg)
+    world, local = os.environ.get("WORLD_SIZE", "1"), os.environ.get("LOCAL_WORLD_SIZE")
+    launcher = [sys.executable] if world == "1" else ["torchrun", f"--nproc_per_node={local or world}"]
+    return shlex.join([*launcher, sys.argv[0], *argv, "--resume", str(checkpoint)])
+
+
+def interrupted(args) -> int:
+    """Ctrl-C: one line saying where the last checkpoint is and how to continue; exit code 130, as a shell's."""
+    if os.environ.get("RANK", "0") == "0":
+        saved = getattr(args, "_checkpoint", None)
+        if saved is None:
+            text = "interrupted before the first checkpoint was written: nothing to resume"
+        else:
+            text = (f"interrupted; the last checkpoint (epoch {saved[1]}) is {saved[0]}; continue with: "
+                    f"{resume_command(saved[0])}")
+        print(f"\nclassify.py: {text}", file=sys.stderr)
+    return 130
+
+
 def main(args):
     wall_start = time.perf_counter()
+    checkpoint = tv.load_checkpoint(args.resume) if args.resume else None
+    if checkpoint is not None:
+        resume_settings(args, checkpoint, check=not args.test_only)
+        args._checkpoint = (str(args.resume), checkpoint["epoch"])
     device = tv.resolve_device(args.device)
     dist, device = tv.init_distributed(device, args.dist_url)
     say = print if dist.main else (lambda *a, **k: None)
@@ -187,19 +356,18 @@ def main(args):
         args.amp = False
 
     # Everything that can be wrong with the input is checked before anything is written.
+    if args.output_dir is None:
+        args.output_dir = str(Path(args.resume).parent) if args.resume else default_output_dir(dist)
+    replace = False if args.test_only else check_output_dir(args, dist)
     reduce_cfg = config_from_args(args, seed=args.seed)
     tv.check_supported(reduce_cfg)
     say("Loading data")
     splits, train_sampler, val_sampler = load_data(args, dist)
     resolve_defaults(args, splits)
-    say(args)
+    say(argparse.Namespace(**saved_args(args)))
     num_classes = splits.num_classes
     torch.manual_seed(args.seed)
     model = get_model(args.model, num_classes=num_classes, weights=args.weights)
-
-    checkpoint = tv.load_checkpoint(args.resume) if args.resume else None
-    if args.output_dir is None:
-        args.output_dir = str(Path(args.resume).parent) if args.resume else default_output_dir(dist)
 
     if args.test_only:
         if checkpoint is not None:
@@ -240,13 +408,17 @@ def main(args):
     log = None
     if dist.main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        if checkpoint is None or replace:  # a fresh start: no file of an earlier run (or start) stays behind
+            stale = [CHECKPOINT, "selection_counts.npy", "manifest.json"] + ([records.LOG_NAME] if replace else [])
+            for name in stale:
+                (out_dir / name).unlink(missing_ok=True)
         if manifest is not None:
             from datareduce import manifest as manifest_mod
 
             manifest_mod.write(out_dir / "manifest.json", manifest)
         log = records.RunLog(out_dir, resume_epoch=checkpoint["epoch"] + 1 if checkpoint else None)
         if checkpoint is None:
-            log.write("run", {"args": {k: v for k, v in vars(args).items() if _jsonable(v)},
+            log.write("run", {"args": {k: v for k, v in saved_args(args).items() if _jsonable(v)},
                               "reduce": reduce_cfg.describe(), "dataset": splits.kind, "preset": splits.preset,
                               "num_train": len(splits.train), "num_val": len(splits.val),
                               "num_classes": num_classes, "world_size": dist.world_size, "device": str(device)})
@@ -310,6 +482,7 @@ def main(args):
         subsets.apply(splits.train, epoch)
         train_sampler.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
+        nonfinite_before = _nonfinite_so_far(reducer)
         stats = tv.train_one_epoch(model, optimizer, data_loader, device, epoch, args, reducer, scaler, model_ema,
                                    counts, last=epoch == args.epochs - 1, show_progress=dist.main)
         lr_scheduler.step()
@@ -323,6 +496,9 @@ def main(args):
 
         # One record for the whole job: the slowest rank's loop time, counts summed over ranks.
         record = {"epoch": epoch, "lr": lr, **tv.job_epoch_record(stats, reducer)}
+        if "nonfinite_losses" in record:  # this epoch's, not the selector's running count
+            record["nonfinite_losses"] = _nonfinite_so_far(reducer) - nonfinite_before
+        diverged = not args.allow_nonfinite and not _finite(record.get("train_loss"))
         cumulative += record["train_time_s"]
         record.update(cumulative_train_time_s=cumulative, train_samples=len(splits.train), eval_time_s=eval_time,
                       **metrics)
@@ -332,22 +508,27 @@ def main(args):
             print(f"Epoch {epoch}: " + "  ".join(_fmt(k, record.get(k)) for k in
                   ("top1", "top5", "train_loss", "keep_fraction", "samples_backprop", "optimizer_steps",
                    "train_time_s") if record.get(k) is not None))
+        if diverged:  # keep the last good checkpoint: this epoch's model is not worth continuing from
+            tv.barrier()
+            raise ValueError(diverged_message(epoch, record["train_loss"], lr, getattr(args, "_checkpoint", None)))
+        if dist.main:
             checkpoint_state = {
                 "model": model_without_ddp.state_dict(), "optimizer": optimizer.state_dict(),
-                "lr_scheduler": lr_scheduler.state_dict(), "epoch": epoch, "args": vars(args),
+                "lr_scheduler": lr_scheduler.state_dict(), "epoch": epoch, "args": saved_args(args),
                 "reducer": states, "manifest": manifest, "selection_counts": torch.from_numpy(counts.counts),
                 "cumulative_train_time_s": cumulative, "rng": tv.rng_state()}
             if model_ema is not None:
                 checkpoint_state["model_ema"] = model_ema.state_dict()
             if scaler is not None:
                 checkpoint_state["scaler"] = scaler.state_dict()
-            tv.save_checkpoint(checkpoint_state, out_dir / "checkpoint.pth")
             counts.save(out_dir / "selection_counts.npy")
+            tv.save_checkpoint(checkpoint_state, out_dir / CHECKPOINT)
+        args._checkpoint = (str(out_dir / CHECKPOINT), epoch)  # what a Ctrl-C or divergence points to
         tv.barrier()
         epochs_run += 1
         if args.stop_after and epochs_run >= args.stop_after and epoch < args.epochs - 1:
             say(f"Stopping after {epochs_run} epoch(s) as asked (--stop-after); continue with "
-                f"--resume {out_dir / 'checkpoint.pth'}")
+                f"--resume {out_dir / CHECKPOINT}")
             break
     else:
         if dist.main:
@@ -450,7 +631,10 @@ def get_args_parser(add_help=True):
                         help="where log.jsonl, checkpoint.pth, manifest.json and selection_counts.npy go "
                              "(default: runs/classify/<timestamp>; with --resume: the checkpoint's folder)")
     parser.add_argument("--resume", default="", type=str,
-                        help="path of checkpoint: continues with the same selector, subset schedule and RNG")
+                        help="path of checkpoint: continues with the same settings, selector, subset schedule and "
+                             "RNG (flags not given are the checkpoint's; changing what the run computes is refused)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new run in an --output-dir that holds one, replacing it (refused without)")
     parser.add_argument("--start-epoch", default=0, type=int, metavar="N", help="start epoch")
     parser.add_argument("--stop-after", default=0, type=int, metavar="N",
                         help="stop after N epochs of this invocation, as if interrupted (continue with --resume)")
@@ -478,6 +662,9 @@ def get_args_parser(add_help=True):
     parser.add_argument("--val-crop-size", default=224, type=int, help="validation central crop (imagenet preset)")
     parser.add_argument("--train-crop-size", default=224, type=int, help="training random crop (imagenet preset)")
     parser.add_argument("--clip-grad-norm", default=None, type=float, help="the maximum gradient norm")
+    parser.add_argument("--allow-nonfinite", action="store_true",
+                        help="train on when an epoch's training loss is not finite (nan/inf); without it the run "
+                             "stops with an error, keeping the last good checkpoint")
     parser.add_argument("--weights", default=None, type=str,
                         help="initial weights: a local file, or a torchvision weights name already in the torch "
                              "hub cache (nothing is downloaded)")
@@ -495,13 +682,17 @@ def parse_args(argv=None):
     path, unknown = apply_config_file(parser, argv)
     if unknown:
         parser.error(f"--config {path}: unknown flag(s) {', '.join(map(repr, unknown))}")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args._given = given_flags(argv, path)  # what --resume may not silently override
+    return args
 
 
 if __name__ == "__main__":
     args = parse_args()
     try:
         main(args)
+    except KeyboardInterrupt:
+        sys.exit(interrupted(args))
     except (ValueError, FileNotFoundError, ImportError) as exc:
         if os.environ.get("DATAREDUCE_TRACEBACK"):
             raise
