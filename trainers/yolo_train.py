@@ -93,9 +93,30 @@ def prepare_data(args, overrides):
     return yd.make_digits_detection(cache / "datasets")
 
 
+def check_run_folder(overrides) -> None:
+    """Refuse ``exist_ok=True`` into a folder that holds a run of ours (its ``log.jsonl``): Ultralytics would train
+    into it as it is and replace that run. ``resume=`` continues it; without ``exist_ok`` Ultralytics picks a new
+    folder (name2, name3 …) itself."""
+    if overrides.get("resume") or not overrides.get("exist_ok"):
+        return
+    from types import SimpleNamespace
+
+    from ultralytics.cfg import get_save_dir
+
+    project = Path(str(overrides.get("project", DEFAULTS["project"]))).expanduser().resolve()
+    save_dir = get_save_dir(SimpleNamespace(project=str(project), name=overrides.get("name"), task="detect",
+                                            mode="train", exist_ok=True, save_dir=overrides.get("save_dir")))
+    if (save_dir / "log.jsonl").exists():
+        last = save_dir / "weights" / "last.pt"
+        how = f"pass resume={last} to continue it, or another name= for a new run" if last.exists() else \
+            "choose another name= for a new run"
+        raise ValueError(f"{save_dir} already holds a run (log.jsonl) that exist_ok=True would train over; {how}")
+
+
 def train(args) -> DataReduceDetectionTrainer:
     """Train as ``args`` say; returns the trainer (its run folder holds ``log.jsonl``)."""
     overrides = dict(args.overrides)
+    check_run_folder(overrides)  # before any work
     settings = TrainerSettings(reduce=config_from_args(args, seed=overrides.get("seed", 0)), lr_gamma=args.lr_gamma)
     resume = overrides.get("resume")  # a resumed run keeps its checkpoint's data, model and project
     if not resume or "data" in overrides or args.coco_json:
