@@ -93,8 +93,9 @@ class AdonisSelector(LossHistorySelector):
     Parameters (paper Table A2; SPEC §1): ``history`` l, the ring-buffer length; ``bins`` the bin-count rule
     k; ``sigma`` the clip width in standard deviations; ``theta`` the PMF threshold of eq. (3); ``alpha`` the
     largest fraction of a forward batch that may be kept (our reading of the paper's α, drawn uniformly at
-    random among the candidates); ``eta`` the number of epochs a scored loss stays fresh; ``omega`` the number
-    of warm-up epochs trained on every sample; ``seed`` for the random draw.
+    random among the candidates); ``eta`` the number of epochs a scored loss stays fresh; ``omega`` the last
+    warm-up epoch trained on every sample (epochs ``i ≤ omega``, Algorithm 1 line 11: the default 0 trains
+    epoch 0 in full; −1 none); ``seed`` for the random draw.
 
     Variants (issue 7; all off by default, so the defaults are the paper's algorithm):
     ``balance`` caps each class at ⌈α·n_c⌉ of its candidates (needs ``labels`` in :meth:`select`);
@@ -128,7 +129,7 @@ class AdonisSelector(LossHistorySelector):
         self.last_weights = None
 
     def in_warmup(self, epoch) -> bool:
-        """True for epochs trained on every sample: the first ``omega`` (Algorithm 1, line 11) and, with the
+        """True for epochs trained on every sample: ``i ≤ omega`` (Algorithm 1, line 11) and, with the
         ``anneal`` variant, the last ``anneal`` epochs."""
         annealing = epoch is not None and self.anneal > 0 and epoch >= self.epochs - self.anneal
         return super().in_warmup(epoch) or annealing

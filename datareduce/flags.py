@@ -20,7 +20,8 @@ _ADONIS = {  # flag suffix -> (type, help); defaults come from AdonisConfig
     "sigma": (float, "history values beyond mean ± σ·std are clipped from the histogram"),
     "history": (int, "length l of the loss history ring buffer"),
     "bins": (str, "bin-count rule: " + ", ".join(BIN_RULES)),
-    "omega": (int, "warm-up epochs trained on every sample"),
+    "omega": (int, "warm-up: epochs i ≤ ω (counted from 0) train on every sample, as Algorithm 1 line 11; "
+                   "0 trains epoch 0 in full, -1 selects from the first batch"),
     "rho": (int, "training batch size that kept samples are accumulated to (default: the batch size)"),
     # variants (issue 7), off by default
     "floor": (float, "variant: keep a uniform random ⌈floor·n⌉ of each batch first, inside the α budget"),

@@ -15,7 +15,8 @@ def as_losses(values) -> torch.Tensor:
 
 class LossHistorySelector:
     """Base of the loss-driven selectors: a ring buffer of the last ``history`` finite losses, a cache that lets
-    a sample's loss be reused for ``reuse_epochs`` epochs, ``omega`` warm-up epochs on all data, and a seeded RNG.
+    a sample's loss be reused for ``reuse_epochs`` epochs, warm-up epochs on all data (epochs ``i ≤ omega``, as
+    Algorithm 1 line 11 counts them), and a seeded RNG.
 
     Subclasses call :meth:`observe` at the top of ``select`` and apply their own rule to the history.
     """
@@ -23,7 +24,7 @@ class LossHistorySelector:
     def __init__(self, history: int, reuse_epochs: int, reuse_name: str, omega: int, seed: int):
         self.history_size = check_number("history", history, low=2, integer=True)
         check_number(reuse_name, reuse_epochs, low=1, integer=True)
-        self.omega = check_number("omega", omega, low=0, integer=True)
+        self.omega = check_number("omega", omega, low=-1, integer=True)
         self.seed = check_number("seed", seed, integer=True)
         self.history = LossHistory(self.history_size)
         self.cache = LossCache(reuse_epochs)
@@ -31,8 +32,10 @@ class LossHistorySelector:
         self.nonfinite = 0
 
     def in_warmup(self, epoch) -> bool:
-        """True during the first ``omega`` epochs, when every batch is trained as is (Algorithm 1, line 11)."""
-        return epoch is not None and epoch < self.omega
+        """True for epochs ``i ≤ omega`` (epochs counted from 0), when every batch is trained as is: Algorithm 1,
+        line 11, so ω = 0 trains epoch 0 on all data (as Selective Backprop's own code primes one full epoch),
+        and ω = −1 selects from the very first batch."""
+        return epoch is not None and epoch <= self.omega
 
     def needs_scoring(self, indices, epoch: int) -> torch.Tensor:
         """Bool mask: samples without a loss fresh enough to reuse (none during warm-up)."""

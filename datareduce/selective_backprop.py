@@ -12,7 +12,8 @@ class SelectiveBackpropSelector(LossHistorySelector):
 
     The draw is probabilistic and seeded. ``staleness`` > 1 reuses a sample's loss for that many epochs
     (Stale-SB, ``staleness=2``), through the same ``needs_scoring`` / ``cached_losses`` protocol as
-    :class:`~datareduce.adonis.AdonisSelector`; ``omega`` warm-up epochs train on everything.
+    :class:`~datareduce.adonis.AdonisSelector`; epochs ``i ≤ omega`` train on everything (the default 0 primes
+    one full epoch, as the authors' code does; −1 selects from the first batch).
     """
 
     def __init__(self, beta=2.0, history=1024, staleness=1, seed=0, omega=0):

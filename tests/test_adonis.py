@@ -68,7 +68,7 @@ def test_bin_rules():
 
 
 def test_eta_reuse_cache():
-    sel = AdonisSelector(eta=3)
+    sel = AdonisSelector(eta=3, omega=-1)
     idx = torch.tensor([0, 1, 2])
     assert sel.needs_scoring(idx, 0).all()
     sel.select(torch.tensor([1.0, 2.0, 3.0]), idx, epoch=0)
@@ -82,11 +82,20 @@ def test_eta_reuse_cache():
 
 
 def test_warmup_keeps_everything_without_scoring():
-    sel = AdonisSelector(omega=2)
+    """Algorithm 1 line 11: epochs i ≤ ω (counted from 0) train on everything, so ω = 1 is two full epochs."""
+    sel = AdonisSelector(omega=1)
     idx = torch.arange(5)
     assert not sel.needs_scoring(idx, 1).any()
     assert sel.select(torch.rand(5), idx, epoch=1).all()
     assert sel.needs_scoring(idx, 2).all()
+
+
+def test_omega_counts_as_algorithm_1():
+    """The default ω = 0 trains epoch 0 in full (``if i ≤ ω``); ω = −1 selects from the first batch."""
+    assert [AdonisSelector().in_warmup(e) for e in range(3)] == [True, False, False]
+    assert not AdonisSelector(omega=-1).in_warmup(0)
+    with pytest.raises(ValueError, match="omega"):
+        AdonisSelector(omega=-2)
 
 
 def test_state_dict_round_trip_continues_identically():

@@ -52,7 +52,8 @@ def test_full_with_config_file(cifar10_small, tmp_path):
 @pytest.fixture(scope="module")
 def adonis_run(cifar10_small, tmp_path_factory):
     out = tmp_path_factory.mktemp("adonis")
-    run(["--data-path", cifar10_small, "--epochs", "3", *SMALL, "--adonis-eta", "2", "--output-dir", out])
+    run(["--data-path", cifar10_small, "--epochs", "3", *SMALL, "--adonis-eta", "2", "--adonis-omega", "-1",
+         "--output-dir", out])
     return out
 
 
@@ -81,8 +82,8 @@ def test_adonis(adonis_run):
 def test_load_all_samples_selects_the_same(adonis_run, cifar10_small, tmp_path):
     """--load-all-samples streams every epoch (the slower path): the same selections as the planned run."""
     out = tmp_path / "adonis-load-all"
-    run(["--data-path", cifar10_small, "--epochs", "3", *SMALL, "--adonis-eta", "2", "--load-all-samples",
-         "--output-dir", out])
+    run(["--data-path", cifar10_small, "--epochs", "3", *SMALL, "--adonis-eta", "2", "--adonis-omega", "-1",
+         "--load-all-samples", "--output-dir", out])
     planned, streamed = log(adonis_run, "epoch"), log(out, "epoch")
     assert [e["planned"] for e in streamed] == [False, False, False]
     assert streamed[1]["samples_loaded"] == 400
@@ -93,7 +94,7 @@ def test_load_all_samples_selects_the_same(adonis_run, cifar10_small, tmp_path):
 def test_adonis_reuse_train_loss(cifar10_small, tmp_path):
     out = tmp_path / "adonis-reuse"
     run(["--data-path", cifar10_small, "--epochs", "3", *SMALL, "--adonis-eta", "2", "--adonis-reuse-train-loss",
-         "--output-dir", out])
+         "--adonis-omega", "-1", "--output-dir", out])
     epochs = log(out, "epoch")
     # samples trained in epoch 1 got a fresh loss from their training forward: not rescored in epoch 2
     assert epochs[0]["samples_scored"] == 400 and epochs[1]["samples_scored"] == 0
@@ -127,7 +128,7 @@ def test_ids_with_gamma_switch_and_manifest_reuse(cifar10_small, tmp_path, embed
 def test_ids_plus_adonis(cifar10_small, tmp_path, embed_cache):
     out = tmp_path / "ids_adonis"
     run(["--data-path", cifar10_small, "--epochs", "2", *SMALL, "--ids-alpha", "0.5", "--ids-image-size", "64",
-         "--ids-cache-dir", embed_cache, "--adonis-eta", "3", "--output-dir", out])
+         "--ids-cache-dir", embed_cache, "--adonis-eta", "3", "--adonis-omega", "-1", "--output-dir", out])
     ids_rec, = log(out, "ids")
     epochs = log(out, "epoch")
     kept = ids_rec["num_kept"][0]
@@ -144,8 +145,9 @@ def test_sb(cifar10_small, tmp_path):
     out = tmp_path / "sb"
     run(["--data-path", cifar10_small, "--epochs", "2", *SMALL, "--reduce", "sb", "--output-dir", out])
     epochs = log(out, "epoch")
-    assert [e["samples_scored"] for e in epochs] == [400, 400]
-    assert all(0 < e["samples_selected"] < 400 for e in epochs)
+    # epoch 0 primes on every sample (as SB's authors do), then every sample is scored each epoch
+    assert [e["samples_scored"] for e in epochs] == [0, 400]
+    assert epochs[0]["samples_selected"] == 400 and 0 < epochs[1]["samples_selected"] < 400
     assert log(out, "run")[0]["reduce"]["sb_beta"] == 2.0
 
 
@@ -184,6 +186,8 @@ def test_other_reduce_choices(cifar10_small, tmp_path, embed_cache, method):
     assert s["method"] == method and e["samples_backprop"] > 0
     if method in ("ssp", "rpc", "rpd"):
         assert e["train_samples"] == 320 and (out / "manifest.json").is_file()  # ⌈0.8 · 400⌉
+    elif method == "stale-sb":  # one epoch: SB's priming epoch, every sample trained, none scored
+        assert e["samples_backprop"] == 400 and e["samples_scored"] == 0
     else:
         assert e["samples_backprop"] < 400
 
@@ -200,7 +204,8 @@ def test_default_command_runs_without_arguments(tmp_path):
     run_rec, = log(out, "run")
     assert run_rec["dataset"] == "digits" and run_rec["args"]["model"] == "resnet20"
     e, = log(out, "epoch")
-    assert e["forward_samples"] == 1437 and e["samples_scored"] == 1437 and "top5" in e
+    # Algorithm 1 line 11 (i ≤ ω, ω = 0): epoch 0 trains every sample, unscored
+    assert e["forward_samples"] == e["samples_backprop"] == 1437 and e["samples_scored"] == 0 and "top5" in e
     assert "Training time" in proc.stdout
 
 

@@ -15,7 +15,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 
 def test_two_process_adonis_with_ids(cifar10_small, tmp_path):
     out = tmp_path / "ddp"
-    run(["--data-path", cifar10_small, "--epochs", "2", *SMALL, "--adonis-eta", "1", "--ids-alpha", "0.8",
+    run(["--data-path", cifar10_small, "--epochs", "2", *SMALL, "--adonis-eta", "1", "--adonis-omega", "-1", "--ids-alpha", "0.8",
          "--ids-image-size", "64", "--ids-cache-dir", tmp_path / "cache", "--device", "cpu", "--output-dir", out],
         launcher=TORCHRUN, timeout=240)
     run_rec, = log(out, "run")
@@ -41,7 +41,7 @@ def test_two_process_adonis_planned_last_epoch(cifar10_small, tmp_path):
     """η=3: epoch 1 is planned from cached losses and is the last one: both ranks make the same number of
     steps, train all they selected, and the run ends (the uneven-ranks case is forced in test_online)."""
     out = tmp_path / "ddp-planned"
-    run(["--data-path", cifar10_small, "--epochs", "2", *SMALL, "-b", "8", "--adonis-eta", "3", "--device", "cpu",
+    run(["--data-path", cifar10_small, "--epochs", "2", *SMALL, "-b", "8", "--adonis-eta", "3", "--adonis-omega", "-1", "--device", "cpu",
          "--output-dir", out], launcher=TORCHRUN, timeout=240)
     epochs = log(out, "epoch")
     assert [e["planned"] for e in epochs] == [False, True]

@@ -12,7 +12,7 @@ def test_resume_repeats_the_uninterrupted_run(cifar10_small, tmp_path):
     common = ["--data-path", cifar10_small, "--epochs", "3", *SMALL,
               # η=2: losses scored in epoch 0 are reused in epoch 1 and re-scored in epoch 2, across the resume;
               # a partial buffer carries over every epoch boundary; the IDS subset switches at epoch 2
-              "--adonis-eta", "2", "--adonis-alpha", "0.4",
+              "--adonis-eta", "2", "--adonis-alpha", "0.4", "--adonis-omega", "-1",
               "--ids-alpha", "0.6", "--ids-gamma", "2", "--ids-image-size", "64",
               "--ids-cache-dir", tmp_path / "cache"]
     whole, part = tmp_path / "whole", tmp_path / "part"

@@ -30,7 +30,7 @@ def test_yields_exact_rho_and_carries_over_epochs():
     torch.manual_seed(0)
     model = torch.nn.Linear(64, 10)
     loader = DataLoader(digits(), batch_size=50, shuffle=True, generator=torch.Generator().manual_seed(0))
-    loop = OnlineSelection(AdonisSelector(theta=0.05, alpha=0.5, eta=2), make_score_fn(model), rho=32)
+    loop = OnlineSelection(AdonisSelector(omega=-1, theta=0.05, alpha=0.5, eta=2), make_score_fn(model), rho=32)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     total_selected = total_trained = 0
     for epoch in range(3):
@@ -57,7 +57,7 @@ def test_scoring_leaves_model_unchanged():
     model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.BatchNorm1d(32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
     model.eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    loop = OnlineSelection(SelectiveBackpropSelector(), make_score_fn(model), rho=16)
+    loop = OnlineSelection(SelectiveBackpropSelector(omega=-1), make_score_fn(model), rho=16)
     list(loop.epoch(DataLoader(digits(), batch_size=64), 0))
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -70,7 +70,7 @@ def _ddp_worker(rank, world, port, out):
     ds = digits()
     shard = torch.utils.data.Subset(ds, list(range(rank, len(ds), world)))
     # rank 1 keeps far more than rank 0: their buffers fill at different rates
-    sel = AdonisSelector(theta=0.0, alpha=0.9 if rank else 0.2, seed=rank)
+    sel = AdonisSelector(omega=-1, theta=0.0, alpha=0.9 if rank else 0.2, seed=rank)
     model = torch.nn.Linear(64, 10)
     loop = OnlineSelection(sel, make_score_fn(model), rho=20)
     counts = []
@@ -106,7 +106,7 @@ def _ddp_planned_last_worker(rank, world, port, out):
     ds = digits()
     shard = list(range(rank, len(ds), world))
     # rank 1 keeps far more than rank 0, so its plan has many batches beyond the ones both ranks share
-    sel = AdonisSelector(theta=0.0, alpha=0.9 if rank else 0.2, eta=2, seed=rank)
+    sel = AdonisSelector(omega=-1, theta=0.0, alpha=0.9 if rank else 0.2, eta=2, seed=rank)
     loop = OnlineSelection(sel, make_score_fn(torch.nn.Linear(64, 10)), rho=20)
     counts = [sum(1 for _ in loop.epoch(DataLoader(torch.utils.data.Subset(ds, shard), batch_size=20), 0))]
     assert loop.can_plan(torch.tensor(shard), 1)
@@ -165,7 +165,7 @@ def test_planned_epoch_selects_exactly_what_streaming_selects():
         torch.manual_seed(0)
         model = torch.nn.Linear(64, 10)
         opt = torch.optim.SGD(model.parameters(), lr=0.05)
-        loop = OnlineSelection(AdonisSelector(theta=0.05, alpha=0.5, eta=3, seed=1), make_score_fn(model), rho=32)
+        loop = OnlineSelection(AdonisSelector(omega=-1, theta=0.05, alpha=0.5, eta=3, seed=1), make_score_fn(model), rho=32)
         _loss_epoch(loop, loader, 0, model, opt)  # scores everything
         assert loop.can_plan(order, 1)
         trained = _loss_epoch(loop, loader, 1, model, opt, planned=order.split(32) if plan else None)
@@ -183,7 +183,7 @@ def test_carry_from_planned_epoch_is_loaded_and_trained_next_epoch():
     loader = DataLoader(ds, batch_size=50)
     model = torch.nn.Linear(64, 10)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    loop = OnlineSelection(AdonisSelector(theta=0.05, alpha=0.5, eta=2), make_score_fn(model), rho=32,
+    loop = OnlineSelection(AdonisSelector(omega=-1, theta=0.05, alpha=0.5, eta=2), make_score_fn(model), rho=32,
                            load_fn=lambda idx: tuple(torch.stack(t) for t in zip(*[ds[int(i)] for i in idx])))
     trained, selected = [], 0
     for epoch in range(3):  # streamed (scores all), planned (η-reuse), streamed (rescored)
@@ -206,7 +206,7 @@ def test_training_losses_refresh_the_cache():
         torch.manual_seed(0)
         model = torch.nn.Linear(64, 10)
         opt = torch.optim.SGD(model.parameters(), lr=0.05)
-        loop = OnlineSelection(AdonisSelector(theta=0.05, alpha=0.5, eta=2), make_score_fn(model), rho=32,
+        loop = OnlineSelection(AdonisSelector(omega=-1, theta=0.05, alpha=0.5, eta=2), make_score_fn(model), rho=32,
                                reuse_train_losses=reuse)
         _loss_epoch(loop, loader, 0, model, opt)
         trained = _loss_epoch(loop, loader, 1, model, opt)
@@ -226,7 +226,7 @@ def _ddp_cache_worker(rank, world, port, out):
     dist.init_process_group("gloo", rank=rank, world_size=world)
     ds = digits()
     model = torch.nn.Linear(64, 10)
-    loop = OnlineSelection(AdonisSelector(theta=0.05, alpha=0.5, eta=2, seed=rank), make_score_fn(model), rho=16)
+    loop = OnlineSelection(AdonisSelector(omega=-1, theta=0.05, alpha=0.5, eta=2, seed=rank), make_score_fn(model), rho=16)
     scored, plannable = [], []
     for epoch in range(2):  # each epoch the shards are re-dealt: a sample changes rank
         shard = [i for i in range(1792) if (i // 7 + epoch) % world == rank]  # 896 a rank
@@ -258,7 +258,7 @@ def test_partly_stale_batches_are_scored_in_buckets():
         seen.append(len(batch[0]))
         return base(batch)
 
-    loop = OnlineSelection(AdonisSelector(eta=5), score, rho=16, score_bucket=16)
+    loop = OnlineSelection(AdonisSelector(omega=-1, eta=5), score, rho=16, score_bucket=16)
     x, y, idx = ds[:40]
     loop.selector.remember(idx[:30], torch.full((30,), 7.0), epoch=0)  # 30 fresh, 10 stale
     losses = loop.losses_for((x, y, idx), idx, epoch=1)
@@ -266,5 +266,5 @@ def test_partly_stale_batches_are_scored_in_buckets():
     assert torch.equal(losses[:30], torch.full((30,), 7.0))
     assert torch.allclose(losses[30:], base((x[30:], y[30:], idx[30:])))
     seen.clear()
-    OnlineSelection(AdonisSelector(eta=5), score, rho=16).losses_for((x, y, idx), idx, epoch=0)
+    OnlineSelection(AdonisSelector(omega=-1, eta=5), score, rho=16).losses_for((x, y, idx), idx, epoch=0)
     assert seen == [40]  # all stale: the whole batch, whatever the bucket

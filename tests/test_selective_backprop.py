@@ -24,7 +24,7 @@ def test_keep_rate_matches_cdf_power_beta():
 
 
 def test_nonfinite_never_kept_and_staleness():
-    sel = SelectiveBackpropSelector(staleness=2)
+    sel = SelectiveBackpropSelector(staleness=2, omega=-1)
     idx = torch.arange(4)
     keep = sel.select(torch.tensor([float("nan"), 5.0, float("inf"), 5.0]), idx, epoch=0)
     assert not keep[0] and not keep[2]

@@ -71,7 +71,7 @@ def test_loader_length_bounds_selected_batches(dataset):
     files = [f for b in loader for f in b["im_file"]]
     position = lambda b: torch.tensor([files.index(f) for f in b["im_file"]])  # noqa: E731
     for alpha, rho in ((1.0, 3), (0.5, 6), (1.0, 8)):
-        selector = AdonisConfig(alpha=alpha, theta=0.0).selector()
+        selector = AdonisConfig(alpha=alpha, theta=0.0, omega=-1).selector()
         online = OnlineSelection(selector, lambda b: torch.rand(YoloBatchOps.size(b)), rho, YoloBatchOps,
                                  lambda b: torch.arange(YoloBatchOps.size(b)))
         wrapped = ReducedTrainLoader(loader, max(5, online.max_batches(20)), online, indices=position)

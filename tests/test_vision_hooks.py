@@ -160,7 +160,7 @@ def test_ids_keeps_its_subset_in_place_and_switches_at_gamma(tmp_path, cifar10_s
 
 def test_adonis_trains_full_batches_and_reuses_losses(tmp_path, cifar10_small):
     dataset = train_set(cifar10_small)
-    args = reference_args(tmp_path, "--adonis-eta", "3", "--adonis-theta", "0.05", epochs=3)
+    args = reference_args(tmp_path, "--adonis-eta", "3", "--adonis-theta", "0.05", "--adonis-omega", "-1", epochs=3)
     sampler = RandomSampler(dataset)
     reduce = vr.setup(args, dataset, sampler)
     model = small_net()
@@ -207,7 +207,7 @@ def test_ids_and_adonis_with_mixup_targets(tmp_path, cifar10_small, ids_flags):
 
 def test_selector_state_round_trips_through_a_weights_only_checkpoint(tmp_path, cifar10_small):
     dataset = train_set(cifar10_small)
-    args = reference_args(tmp_path, "--adonis-eta", "2", epochs=4)
+    args = reference_args(tmp_path, "--adonis-eta", "2", "--adonis-omega", "-1", epochs=4)
     sampler = RandomSampler(dataset)
     first = vr.setup(args, dataset, sampler)
     model = small_net()
@@ -217,7 +217,7 @@ def test_selector_state_round_trips_through_a_weights_only_checkpoint(tmp_path, 
     first.save_to(checkpoint)
     torch.save(checkpoint, tmp_path / "checkpoint.pth")
     loaded = torch.load(tmp_path / "checkpoint.pth", map_location="cpu", weights_only=True)  # as the reference
-    second = vr.setup(reference_args(tmp_path / "b", "--adonis-eta", "2", epochs=4), dataset, sampler)
+    second = vr.setup(reference_args(tmp_path / "b", "--adonis-eta", "2", "--adonis-omega", "-1", epochs=4), dataset, sampler)
     second.load_from(loaded)
     torch.manual_seed(1)
     a = list(first.epoch_loader(loader, 1, model))

@@ -78,7 +78,7 @@ def test_full(run, coco_small):
 
 def test_ids_with_gamma_switch_and_adonis(run, coco_small):
     trainer, log = run(f"data={coco_small}", "name=ids", "epochs=2", "close_mosaic=1", "--ids-alpha", "0.5", "--ids-gamma", "1",
-                       "--ids-image-size", "64", "--adonis-theta", "0.05", "--adonis-rho", "4")
+                       "--ids-image-size", "64", "--adonis-theta", "0.05", "--adonis-rho", "4", "--adonis-omega", "-1")
     assert not (trainer.save_dir / "ids_manifest.json").exists()
     made = manifest.read(trainer.save_dir / "manifest.json")
     easy, hard = made["subsets"]
@@ -126,7 +126,7 @@ def test_adonis_through_the_python_api(coco_small, tmp_path, monkeypatch):
     from ultralytics.cfg import parse_key_value_pair
 
     monkeypatch.delenv("DATAREDUCE_CONFIG", raising=False)
-    write_settings(TrainerSettings(ReduceConfig(adonis=AdonisConfig(alpha=0.5, theta=0.05))), tmp_path / "s.json")
+    write_settings(TrainerSettings(ReduceConfig(adonis=AdonisConfig(alpha=0.5, theta=0.05, omega=-1))), tmp_path / "s.json")
     model = YOLO("yolov5n.yaml")
     model.train(trainer=DataReduceDetectionTrainer, data=str(resolve_data_yaml(coco_small, tmp_path)),
                 project=str(tmp_path), name="api", **dict(map(parse_key_value_pair, TINY)))
@@ -153,7 +153,7 @@ def test_resume_restores_the_selection_state(run, coco_small, tmp_path, monkeypa
 
     crashed = []
     monkeypatch.setattr(yolo_train, "DataReduceDetectionTrainer", CrashAfterFirstEpoch)
-    flags = ("--adonis-theta", "0.05", "--adonis-eta", "2", "--adonis-rho", "4")  # rho 4: epoch 0 trains a batch
+    flags = ("--adonis-theta", "0.05", "--adonis-eta", "2", "--adonis-rho", "4", "--adonis-omega", "-1")  # rho 4: epoch 0 trains a batch
     with pytest.raises(Interrupted):
         run(f"data={coco_small}", "name=resume", "epochs=2", "close_mosaic=2", *flags)
     history = crashed[0].online.selector.history.view().clone()

@@ -288,7 +288,8 @@ def test_flags_and_refusals(tmp_path):
 
 
 def test_adonis_yields_full_batches_and_reuses_losses(tmp_path, model, batches, listing):
-    opt = parse("--adonis-eta", "3", "--adonis-alpha", "0.5", "--adonis-theta", "0.05", "--adonis-rho", "6")
+    opt = parse("--adonis-eta", "3", "--adonis-alpha", "0.5", "--adonis-theta", "0.05", "--adonis-rho", "6",
+                "--adonis-omega", "-1")
     reduce = y5.setup(opt, tmp_path, device="cpu")
     loader = ListLoader(batches, listing)
     loss = StandInComputeLoss()
@@ -314,7 +315,7 @@ def test_adonis_yields_full_batches_and_reuses_losses(tmp_path, model, batches, 
 
 
 def test_selector_state_survives_a_checkpoint(tmp_path, model, batches, listing):
-    opt = parse("--adonis-eta", "2", "--adonis-alpha", "0.5", "--adonis-theta", "0.05")
+    opt = parse("--adonis-eta", "2", "--adonis-alpha", "0.5", "--adonis-theta", "0.05", "--adonis-omega", "-1")
     loader, loss = ListLoader(batches, listing), StandInComputeLoss()
     first = y5.setup(opt, tmp_path / "a")
     list(first.epoch(loader, 0, 5, model, loss))
