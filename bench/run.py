@@ -77,13 +77,15 @@ def trainer_command(a, root: Path, method: str, flags: list, seed: int, run_dir:
     return cmd
 
 
-def start(cmd: list, run_dir: Path, label: str, parallel: int):
-    """Start one trainer process (resuming an interrupted run from its checkpoint); its output goes to
-    run_dir/output.txt. With ``parallel`` > 1 it gets one thread."""
+def start(cmd: list, run_dir: Path, label: str, parallel: int, classify: bool = True):
+    """Start one trainer process (for trainers/classify.py: resuming an interrupted run from its checkpoint);
+    its output goes to run_dir/output.txt. With ``parallel`` > 1 it gets one thread."""
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / "checkpoint.pth"
-    if ckpt.exists():
+    if classify and ckpt.exists():
         cmd = cmd + ["--resume", str(ckpt)]
+    elif classify and (run_dir / records.LOG_NAME).exists():  # killed before its checkpoint: start it again
+        cmd = cmd + ["--overwrite"]
     write_text(run_dir / "command.txt", shlex.join(cmd) + "\n")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     threads = None
@@ -100,8 +102,8 @@ def start(cmd: list, run_dir: Path, label: str, parallel: int):
 
 
 def run_one(cmd: list, run_dir: Path, label: str) -> None:
-    """Run one trainer process to its end, quietly (one at a time); SystemExit if it fails."""
-    proc, out, t0 = start(cmd, run_dir, label, parallel=1)
+    """Run one (detection) trainer process to its end, quietly (one at a time); SystemExit if it fails."""
+    proc, out, t0 = start(cmd, run_dir, label, parallel=1, classify=False)
     proc.wait()
     out.close()
     if proc.returncode:
