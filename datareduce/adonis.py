@@ -14,6 +14,8 @@ from ._validate import check_choice, check_number
 from .loss_selector import LossHistorySelector, as_losses
 
 BIN_RULES = ("sturges", "sqrt", "rice")
+CLIP_MODES = ("drop", "clamp")  # what happens to history values beyond mean ± σ·std (Figure 3 reads both ways)
+CAP_MODES = ("batch", "candidates", "none")  # what α caps: ⌈α·n⌉ of the batch, ⌈α·|candidates|⌉, nothing
 
 
 def bin_count(n: int, rule: str) -> int:
@@ -28,20 +30,28 @@ def bin_count(n: int, rule: str) -> int:
 
 
 def candidate_mask(losses: torch.Tensor, history: torch.Tensor, bins: str, sigma: float, theta: float,
-                   weights: torch.Tensor = None) -> torch.Tensor:
+                   weights: torch.Tensor = None, clip: str = "drop") -> torch.Tensor:
     """Which ``losses`` fall into a bin of the clipped ``history`` histogram whose PMF exceeds ``theta``.
 
-    SPEC §1 steps 3-5 (paper eq. 3 and 6, Figures 3-4): history values outside mean ± sigma·std are dropped,
-    the rest binned into ``bin_count(|H|)`` equal-width bins, PMF_j = count_j / |clipped H|. Losses outside the
-    clipped range are never candidates (outliers may be label noise). Non-finite losses are never candidates.
-    ``weights`` (one per history value) make the PMF a weighted one (the recency-weighted variant).
+    Paper eq. 3 and 6, Figures 3-4: the history is clipped to mean ± sigma·std, binned into
+    ``bin_count(|H|)`` equal-width bins, PMF_j = count_j / |clipped H|. Figure 3's caption reads two ways:
+    with ``clip="drop"`` values beyond the range leave the histogram and losses outside it are never
+    candidates (outliers may be label noise); with ``clip="clamp"`` they are moved to the range's edge, so
+    the history keeps its size and a high loss falls into the top bin, where it can pass θ. Non-finite losses
+    are never candidates. ``weights`` (one per history value) make the PMF a weighted one (the recency-weighted
+    variant).
     """
     finite = torch.isfinite(losses)
     if history.numel() == 0:
         return finite
     mean, std = history.mean(), history.std(unbiased=False)
-    within = (history - mean).abs() <= sigma * std
-    clipped = history[within]
+    if clip == "clamp":  # every value stays, moved to the range's edge
+        clipped = history.clamp(float(mean - sigma * std), float(mean + sigma * std))
+        losses = torch.where(finite, losses.clamp(float(clipped.min()), float(clipped.max())), losses)
+        within = torch.ones_like(history, dtype=torch.bool)
+    else:
+        within = (history - mean).abs() <= sigma * std
+        clipped = history[within]
     if clipped.numel() == 0:  # sigma < 1 can clip every value (e.g. two values a std apart): no candidates
         return torch.zeros_like(finite)
     lo, hi = clipped.min(), clipped.max()
@@ -91,9 +101,10 @@ class AdonisSelector(LossHistorySelector):
     """Select which samples of a forward batch to train on, from a histogram of recent losses.
 
     Parameters (paper Table A2; SPEC §1): ``history`` l, the ring-buffer length; ``bins`` the bin-count rule
-    k; ``sigma`` the clip width in standard deviations; ``theta`` the PMF threshold of eq. (3); ``alpha`` the
-    largest fraction of a forward batch that may be kept (our reading of the paper's α, drawn uniformly at
-    random among the candidates); ``eta`` the number of epochs a scored loss stays fresh; ``omega`` the last
+    k; ``sigma`` the clip width in standard deviations; ``theta`` the PMF threshold of eq. (3); ``alpha`` caps
+    how many candidates are kept, drawn uniformly at random among them (Appendix B; Algorithm 1 has no α):
+    ``cap="batch"`` at most ⌈α·n⌉ of a forward batch of n, ``"candidates"`` ⌈α·|candidates|⌉, ``"none"``
+    every candidate; ``clip`` ("drop" or "clamp") what σ does to the history (see :func:`candidate_mask`); ``eta`` the number of epochs a scored loss stays fresh; ``omega`` the last
     warm-up epoch trained on every sample (epochs ``i ≤ omega``, Algorithm 1 line 11: the default 0 trains
     epoch 0 in full; −1 none); ``seed`` for the random draw.
 
@@ -111,9 +122,12 @@ class AdonisSelector(LossHistorySelector):
     """
 
     def __init__(self, history=512, bins="sturges", sigma=1.0, theta=0.12, alpha=0.3, eta=1, omega=0, seed=0,
-                 *, balance=False, floor=0.0, rescale=False, anneal=0, epochs=None, decay=None):
+                 *, clip="drop", cap="batch", balance=False, floor=0.0, rescale=False, anneal=0, epochs=None,
+                 decay=None):
         super().__init__(history, eta, "eta", omega, seed)
         self.bins = check_choice("bins", bins, BIN_RULES)
+        self.clip = check_choice("clip", clip, CLIP_MODES)
+        self.cap = check_choice("cap", cap, CAP_MODES)
         self.sigma = check_number("sigma", sigma, low=0, low_open=True)
         self.theta = check_number("theta", theta, low=0, high=1, high_open=True)
         self.alpha = check_number("alpha", alpha, low=0, high=1, low_open=True)
@@ -126,6 +140,8 @@ class AdonisSelector(LossHistorySelector):
             raise ValueError(f"anneal={anneal} needs epochs= (the total number of training epochs)")
         self.epochs = None if epochs is None else check_number("epochs", epochs, low=1, integer=True)
         self.decay = None if decay is None else check_number("decay", decay, low=0, high=1, low_open=True, high_open=True)
+        if self.balance and self.cap != "batch":
+            raise ValueError(f"balance caps each class at ⌈α·n_c⌉ of the batch: it needs cap='batch', not {cap!r}")
         self.last_weights = None
 
     def in_warmup(self, epoch) -> bool:
@@ -155,8 +171,9 @@ class AdonisSelector(LossHistorySelector):
                           "and never enter the history (counted in .nonfinite)", RuntimeWarning, stacklevel=2)
         finite = torch.isfinite(losses)
         weights = None if self.decay is None else self.history.recency_weights(self.decay, n)
-        cand = candidate_mask(losses, self.history.view(), self.bins, self.sigma, self.theta, weights)
-        budget = math.ceil(self.alpha * n)
+        cand = candidate_mask(losses, self.history.view(), self.bins, self.sigma, self.theta, weights, self.clip)
+        budget = {"batch": math.ceil(self.alpha * n), "candidates": math.ceil(self.alpha * int(cand.sum())),
+                  "none": n}[self.cap]
         keep = random_cap(finite, math.ceil(self.floor * n), self.generator) if self.floor else torch.zeros_like(finite)
         if self.balance:
             labels = torch.as_tensor(labels).reshape(-1).cpu().long()

@@ -32,6 +32,8 @@ class AdonisConfig:
     eta: int = 1
     omega: int = 0
     rho: Optional[int] = None
+    clip: str = "drop"
+    cap: str = "batch"
     seed: int = 0
     # variants (issue 7); the defaults are the paper's algorithm
     balance: bool = False
@@ -51,6 +53,7 @@ class AdonisConfig:
         (needed by the ``anneal`` variant)."""
         return AdonisSelector(history=self.history, bins=self.bins, sigma=self.sigma, theta=self.theta,
                               alpha=self.alpha, eta=self.eta, omega=self.omega, seed=self.seed + rank,
+                              clip=self.clip, cap=self.cap,
                               balance=self.balance, floor=self.floor, rescale=self.rescale, anneal=self.anneal,
                               epochs=epochs if self.anneal else None, decay=self.decay)
 

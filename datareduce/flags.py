@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .adonis import BIN_RULES
+from .adonis import BIN_RULES, CAP_MODES, CLIP_MODES
 from .config import METHODS, AdonisConfig, EmbedConfig, IDSConfig, ReduceConfig
 from .ids import MODES
 
@@ -23,6 +23,11 @@ _ADONIS = {  # flag suffix -> (type, help); defaults come from AdonisConfig
     "omega": (int, "warm-up: epochs i ≤ ω (counted from 0) train on every sample, as Algorithm 1 line 11; "
                    "0 trains epoch 0 in full, -1 selects from the first batch"),
     "rho": (int, "training batch size that kept samples are accumulated to (default: the batch size)"),
+    # the paper's open readings (Figure 3 caption; Appendix B)
+    "clip": (str, "history values beyond mean ± σ·std: drop them (never candidates) or clamp them to the edge "
+                  "(high losses land in the top bin)"),
+    "cap": (str, "what α caps: batch = at most ⌈α·n⌉ of a forward batch, candidates = ⌈α·|candidates|⌉, "
+                 "none = keep every candidate"),
     # variants (issue 7), off by default
     "floor": (float, "variant: keep a uniform random ⌈floor·n⌉ of each batch first, inside the α budget"),
     "anneal": (int, "variant: train the last N epochs on every sample"),
@@ -44,7 +49,8 @@ def add_reduce_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     g.add_argument("--adonis", action="store_true", help="train with ADONIS (implied by any --adonis-* flag)")
     for name, (typ, text) in _ADONIS.items():
         default = getattr(a, name)
-        g.add_argument(f"--adonis-{name}", type=typ, default=None, choices=BIN_RULES if name == "bins" else None,
+        choices = {"bins": BIN_RULES, "clip": CLIP_MODES, "cap": CAP_MODES}.get(name)
+        g.add_argument(f"--adonis-{name}", type=typ, default=None, choices=choices,
                        help=f"{text} (default: {default})")
 
     for name, text in _ADONIS_SWITCHES.items():

@@ -132,3 +132,35 @@ def test_history_is_a_ring_of_the_newest_values():
     sel.select(torch.tensor([1.0, 2.0, 3.0]))
     sel.select(torch.tensor([4.0, 5.0, 6.0]))
     assert sorted(sel.history.view().tolist()) == [3.0, 4.0, 5.0, 6.0]
+
+
+def test_clamp_moves_high_losses_into_the_top_bin():
+    """Figure 3 read as clamping: history values beyond mean + σ·std are moved to the edge, so a high loss
+    lands in the (now dense) top bin and can pass θ; read as dropping, it is never a candidate."""
+    history = torch.cat([torch.linspace(0.5, 1.5, 90), torch.full((10,), 10.0)])
+    high = torch.tensor([10.0, 1.0])
+    dropped = candidate_mask(high, history, "sturges", 1.0, 0.05, clip="drop")
+    clamped = candidate_mask(high, history, "sturges", 1.0, 0.05, clip="clamp")
+    assert dropped.tolist() == [False, True]
+    assert clamped.tolist() == [True, True]
+    # and through the selector: the clamp reading keeps the high-loss samples of a batch like the history
+    for clip, expect in (("drop", 0), ("clamp", 10)):
+        sel = AdonisSelector(history=100, theta=0.05, alpha=1.0, clip=clip, omega=-1)
+        keep = sel.select(history)
+        assert int(keep[90:].sum()) == expect
+
+
+def test_alpha_cap_readings():
+    """α caps ⌈α·n⌉ of the batch, ⌈α·|candidates|⌉, or nothing (every candidate kept)."""
+    losses = torch.cat([torch.full((60,), 1.0), torch.linspace(5, 50, 40)])  # 60 in one dense bin
+    kept = {}
+    for cap in ("batch", "candidates", "none"):
+        sel = AdonisSelector(history=100, theta=0.3, alpha=0.3, cap=cap, omega=-1, seed=0)
+        keep = sel.select(losses)
+        assert not keep[60:].any()  # the sparse tail is never a candidate
+        kept[cap] = int(keep.sum())
+    assert kept == {"batch": 30, "candidates": 18, "none": 60}
+    with pytest.raises(ValueError, match="cap"):
+        AdonisSelector(cap="most")
+    with pytest.raises(ValueError, match="needs cap='batch'"):
+        AdonisSelector(balance=True, cap="none")
