@@ -33,6 +33,14 @@ def classification_methods(epochs: int) -> dict:
         "adonis-eta3-reuse-train-loss": ["--adonis-eta", "3", "--adonis-reuse-train-loss"],
         # the same selections as adonis-eta3, every sample loaded: what planning η-reuse epochs saves
         "adonis-eta3-load-all": ["--adonis-eta", "3", "--load-all-samples"],
+        # the paper's open readings (each against adonis-eta3, the defaults: ω 0, clip drop, cap batch, θ 0.12,
+        # Sturges bins)
+        "adonis-eta3-omega-none": ["--adonis-eta", "3", "--adonis-omega", "-1"],  # select from the first batch
+        "adonis-eta3-clamp": ["--adonis-eta", "3", "--adonis-clip", "clamp"],
+        "adonis-eta3-cap-candidates": ["--adonis-eta", "3", "--adonis-cap", "candidates"],
+        "adonis-eta3-cap-none": ["--adonis-eta", "3", "--adonis-cap", "none"],
+        "adonis-eta3-theta0.1": ["--adonis-eta", "3", "--adonis-theta", "0.1"],
+        "adonis-eta3-sqrt": ["--adonis-eta", "3", "--adonis-bins", "sqrt"],
         "adonis-eta3-balance-floor-anneal": ["--adonis-eta", "3", "--adonis-balance", "--adonis-floor", "0.1",
                                              "--adonis-anneal", str(max(1, epochs // 5))],
     }
