@@ -41,6 +41,9 @@ def classification_methods(epochs: int) -> dict:
         "adonis-eta3-cap-none": ["--adonis-eta", "3", "--adonis-cap", "none"],
         "adonis-eta3-theta0.1": ["--adonis-eta", "3", "--adonis-theta", "0.1"],
         "adonis-eta3-sqrt": ["--adonis-eta", "3", "--adonis-bins", "sqrt"],
+        # the feedback-loop fix: keep all but half of the well-learned samples, reweighted, full data at the end
+        "adonis-eta3-prune": ["--adonis-eta", "3", "--adonis-prune", "0.5", "--adonis-rescale",
+                              "--adonis-anneal", str(max(1, round(0.125 * epochs)))],
         "adonis-eta3-balance-floor-anneal": ["--adonis-eta", "3", "--adonis-balance", "--adonis-floor", "0.1",
                                              "--adonis-anneal", str(max(1, epochs // 5))],
     }

@@ -115,7 +115,12 @@ class AdonisSelector(LossHistorySelector):
     read from :attr:`last_weights`, so the kept batch estimates the full batch's loss without bias;
     ``anneal`` trains the last ``anneal`` of ``epochs`` epochs on everything;
     ``decay`` (0 < decay < 1) weights a history loss by decay^(age in batches of this size), a recency-
-    weighted histogram (the paper's future work).
+    weighted histogram (the paper's future work);
+    ``prune`` (0 < prune < 1) turns the rule around to break the feedback loop of the paper's rule (a class
+    not learned yet has high, sparse losses, so it is never a candidate and never learned): every sample is
+    kept except a random ``prune`` share of the *well-learned* ones — candidates (dense bins) whose loss is
+    below the history mean, InfoBatch's criterion restricted to ADONIS's dense bins; with ``rescale`` the kept
+    well-learned samples get loss weight 1/(1−prune), so the expected gradient is the full batch's.
 
     Use: ``needs_scoring(indices, epoch)`` says which samples need a fresh loss; score those, take the rest
     from ``cached_losses(indices)``, then ``select(losses, indices, epoch)`` returns the keep mask.
@@ -123,7 +128,7 @@ class AdonisSelector(LossHistorySelector):
 
     def __init__(self, history=512, bins="sturges", sigma=1.0, theta=0.12, alpha=0.3, eta=1, omega=0, seed=0,
                  *, clip="drop", cap="batch", balance=False, floor=0.0, rescale=False, anneal=0, epochs=None,
-                 decay=None):
+                 decay=None, prune=None):
         super().__init__(history, eta, "eta", omega, seed)
         self.bins = check_choice("bins", bins, BIN_RULES)
         self.clip = check_choice("clip", clip, CLIP_MODES)
@@ -140,6 +145,11 @@ class AdonisSelector(LossHistorySelector):
             raise ValueError(f"anneal={anneal} needs epochs= (the total number of training epochs)")
         self.epochs = None if epochs is None else check_number("epochs", epochs, low=1, integer=True)
         self.decay = None if decay is None else check_number("decay", decay, low=0, high=1, low_open=True, high_open=True)
+        self.prune = None if prune is None else check_number("prune", prune, low=0, high=1, low_open=True,
+                                                             high_open=True)
+        if self.prune is not None and (self.balance or self.floor or cap != "batch"):
+            raise ValueError("prune keeps every sample but a share of the well-learned ones: it takes no "
+                             "balance, floor or cap (α is not used)")
         if self.balance and self.cap != "batch":
             raise ValueError(f"balance caps each class at ⌈α·n_c⌉ of the batch: it needs cap='batch', not {cap!r}")
         self.last_weights = None
@@ -172,6 +182,8 @@ class AdonisSelector(LossHistorySelector):
         finite = torch.isfinite(losses)
         weights = None if self.decay is None else self.history.recency_weights(self.decay, n)
         cand = candidate_mask(losses, self.history.view(), self.bins, self.sigma, self.theta, weights, self.clip)
+        if self.prune is not None:
+            return self._prune(losses, cand, finite)
         budget = {"batch": math.ceil(self.alpha * n), "candidates": math.ceil(self.alpha * int(cand.sum())),
                   "none": n}[self.cap]
         keep = random_cap(finite, math.ceil(self.floor * n), self.generator) if self.floor else torch.zeros_like(finite)
@@ -184,6 +196,18 @@ class AdonisSelector(LossHistorySelector):
             keep |= random_cap(cand & ~keep, budget - int(keep.sum()), self.generator)
         if self.rescale:
             self.last_weights = stratum_weights(keep, cand, finite)
+        return keep
+
+    def _prune(self, losses, cand, finite) -> torch.Tensor:
+        """The ``prune`` variant: keep all finite samples but a random ``prune`` share of the well-learned."""
+        learned = cand & (losses < self.history.view().mean())
+        n_learned = int(learned.sum())
+        kept_learned = random_cap(learned, n_learned - math.floor(self.prune * n_learned), self.generator)
+        keep = (finite & ~learned) | kept_learned
+        self.last_weights = torch.ones(losses.numel())
+        if self.rescale:
+            self.last_weights[kept_learned] = 1.0 / (1.0 - self.prune)
+        self.last_weights[~keep] = 0.0
         return keep
 
 

@@ -41,6 +41,7 @@ class AdonisConfig:
     rescale: bool = False
     anneal: int = 0
     decay: Optional[float] = None
+    prune: Optional[float] = None
     reuse_train_loss: bool = False
 
     def __post_init__(self):
@@ -55,7 +56,8 @@ class AdonisConfig:
                               alpha=self.alpha, eta=self.eta, omega=self.omega, seed=self.seed + rank,
                               clip=self.clip, cap=self.cap,
                               balance=self.balance, floor=self.floor, rescale=self.rescale, anneal=self.anneal,
-                              epochs=epochs if self.anneal else None, decay=self.decay)
+                              epochs=epochs if self.anneal else None, decay=self.decay,
+                              prune=self.prune)
 
 
 @dataclass(frozen=True)

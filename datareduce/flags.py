@@ -32,6 +32,8 @@ _ADONIS = {  # flag suffix -> (type, help); defaults come from AdonisConfig
     "floor": (float, "variant: keep a uniform random ⌈floor·n⌉ of each batch first, inside the α budget"),
     "anneal": (int, "variant: train the last N epochs on every sample"),
     "decay": (float, "variant: recency-weighted histogram, weight decay^(age in batches)"),
+    "prune": (float, "variant: keep every sample except a random share P of the well-learned ones (dense bins "
+                     "below the mean loss); with --adonis-rescale they weigh 1/(1-P)"),
 }
 _ADONIS_SWITCHES = {
     "balance": "variant: cap each class at ⌈α·n_c⌉ of its candidates (class-balanced selection)",

@@ -164,3 +164,28 @@ def test_alpha_cap_readings():
         AdonisSelector(cap="most")
     with pytest.raises(ValueError, match="needs cap='batch'"):
         AdonisSelector(balance=True, cap="none")
+
+
+def test_prune_keeps_the_unlearned_and_drops_a_share_of_the_learned():
+    """The prune variant breaks the feedback loop: high, sparse losses (a class not learned yet) are always
+    trained; of the well-learned samples (dense bins below the mean) a random share is dropped, and with
+    rescale the rest weigh 1/(1−prune)."""
+    gen = torch.Generator().manual_seed(0)
+    learned = 0.05 + 0.01 * torch.rand(80, generator=gen)  # one dense bin of low losses
+    starving = torch.linspace(2.0, 6.0, 20)  # high and spread out: never a candidate for the paper's rule
+    losses = torch.cat([learned, starving])
+    paper = AdonisSelector(history=100, theta=0.12, alpha=0.3, omega=-1).select(losses)
+    assert not paper[80:].any()  # the paper's rule never trains them
+    sel = AdonisSelector(history=100, theta=0.12, prune=0.75, rescale=True, omega=-1)
+    keep = sel.select(losses)
+    assert keep[80:].all()  # every high-loss sample is trained
+    assert int(keep[:80].sum()) == 80 - math.floor(0.75 * 80)
+    w = sel.last_weights
+    assert torch.allclose(w[:80][keep[:80]], torch.full((20,), 4.0)) and (w[80:] == 1).all() and (w[~keep] == 0).all()
+    # without rescale: the same choice, unweighted
+    plain = AdonisSelector(history=100, theta=0.12, prune=0.75, omega=-1)
+    assert torch.equal(plain.select(losses), keep) and (plain.last_weights[keep] == 1).all()
+    with pytest.raises(ValueError, match="prune"):
+        AdonisSelector(prune=1.0)
+    with pytest.raises(ValueError, match="takes no"):
+        AdonisSelector(prune=0.5, balance=True)

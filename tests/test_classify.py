@@ -162,6 +162,17 @@ def test_infobatch(cifar10_small, tmp_path):
     assert all(e["samples_scored"] == 0 for e in epochs)  # losses come from the training forward
 
 
+def test_adonis_prune_variant(cifar10_small, tmp_path):
+    """--adonis-prune: after the full epoch 0, every sample is trained but a share of the well-learned ones."""
+    out = tmp_path / "adonis-prune"
+    run(["--data-path", cifar10_small, "--epochs", "2", *SMALL, "--adonis-eta", "2", "--adonis-prune", "0.5",
+         "--adonis-rescale", "--output-dir", out])
+    first, second = log(out, "epoch")
+    assert first["samples_backprop"] == 400 and first["samples_scored"] == 0  # ω = 0: epoch 0 in full
+    assert 200 <= second["samples_selected"] < 400  # at most half the samples are dropped
+    assert log(out, "run")[0]["reduce"]["adonis"]["prune"] == 0.5
+
+
 def test_rs2(cifar10_small, tmp_path):
     """RS2 0.25: each epoch a fresh quarter of the 400 images; four epochs visit every image exactly once."""
     out = tmp_path / "rs2"
