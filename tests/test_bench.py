@@ -77,3 +77,11 @@ def test_fused_step_times_both_ways(tmp_path):
     for key in ("separate_s", "fused_s", "full_step_s"):
         assert result[key] > 0
     assert result["fused_over_separate"] == result["fused_s"] / result["separate_s"]
+
+
+def test_readme_long_protocol_results_come_from_the_summary():
+    """The README's long-protocol block is exactly what bench/readme_results.py renders from the committed
+    bench/results-long/summary.json."""
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "readme_results.py"), "--check"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
