@@ -15,6 +15,8 @@ import argparse
 import sys
 import time
 
+from .extras import MissingExtra
+
 EXIT_BAD_INPUT = 2
 
 
@@ -107,7 +109,7 @@ def cmd_report(args) -> int:
         rep = report.build(args.run_dirs, args.out, class_name=args.class_name, data_path=args.data_path,
                            cache_dir=args.cache_dir, baseline=args.baseline, grid=args.grid,
                            embed_missing=not args.no_embed, progress=step, embed_progress=bar)
-    except (ValueError, FileNotFoundError, NotADirectoryError) as e:  # RunDirError is a ValueError
+    except (ValueError, FileNotFoundError, NotADirectoryError, MissingExtra) as e:  # RunDirError is a ValueError
         bar.close()
         return _fail(str(e))
     bar.close()

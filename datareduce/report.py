@@ -1037,6 +1037,9 @@ def build(run_dirs: Sequence, out, class_name: Optional[str] = None, data_path=N
     """
     if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
         raise ValueError(f"grid must be a positive integer (images per grid), got {grid!r}")
+    from .extras import require
+
+    require("matplotlib", "report", "datareduce report (its figures)")  # before any work
     runs = load_runs(run_dirs, data_path)
     base = choose_baseline(runs, baseline)
     metrics_in = {r.metric for r in runs}

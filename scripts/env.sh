@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create the project's virtual environment in .venv if it is missing or out of date (sourced by demo.sh / test.sh).
-# torch/torchvision are pinned by constraints.txt to the pair that installs offline on our machines.
+# It installs .[dev] (the core, every extra, the test tools) at the exact versions of constraints.txt, the lock the
+# test suite ran on (scripts/lock.sh writes it; torch/torchvision are the pair that installs offline here).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${DATAREDUCE_VENV:-$ROOT/.venv}"

@@ -35,10 +35,18 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datareduce.flags import add_reduce_arguments, apply_config_file, config_from_args
-from datareduce.integrations import ultralytics_data as yd
-from datareduce.integrations.ultralytics import DataReduceDetectionTrainer, TrainerSettings, write_settings
-from datareduce.integrations.ultralytics_env import cache_root
-from ultralytics.cfg import parse_key_value_pair
+from datareduce.extras import MissingExtra
+
+try:  # the [yolo] extra: Ultralytics (AGPL-3.0), checked to be a tested release before it is imported
+    from datareduce.integrations.ultralytics import DataReduceDetectionTrainer, TrainerSettings, write_settings
+    from datareduce.integrations import ultralytics_data as yd
+    from datareduce.integrations.ultralytics_env import cache_root
+    from ultralytics.cfg import parse_key_value_pair
+except MissingExtra as exc:
+    if __name__ != "__main__":
+        raise
+    print(f"yolo_train.py: error: {exc}", file=sys.stderr)
+    sys.exit(2)
 
 EMBEDDED = {"model": "yolov5n.yaml", "imgsz": 160, "epochs": 10}  # defaults for the embedded digits set
 DEFAULTS = {"model": "yolov5n.yaml", "project": "runs/detect"}  # from scratch: no weights to download
@@ -138,7 +146,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         trainer = train(args)
-    except (ValueError, FileNotFoundError, SyntaxError) as exc:  # bad input: say what, no traceback
+    except (ValueError, FileNotFoundError, SyntaxError, MissingExtra) as exc:  # bad input: say what, no traceback
         if os.environ.get("DATAREDUCE_TRACEBACK"):
             raise
         print(f"yolo_train.py: error: {exc}", file=sys.stderr)

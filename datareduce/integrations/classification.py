@@ -36,6 +36,7 @@ from torch.utils.data import Sampler
 from .. import distributed as ddp_ops
 from ..distributed import all_sum, barrier, broadcast_object, gather_objects
 from .. import manifest as manifest_mod
+from .. import offline
 from ..atomic import write_torch
 from ..config import ReduceConfig
 from ..online import OnlineSelection
@@ -277,60 +278,23 @@ default_cache_dir = embeddings_dir
 
 def build_offline_manifest(dataset, cfg: ReduceConfig, extractor=None, progress=None, batch_size: int = 64,
                            workers: int = 0) -> tuple:
-    """The manifest of the offline subset(s) this run trains on, and what making it cost.
-
-    IDS: one subset (``--ids-mode``), or with ``--ids-gamma`` an ``easy`` subset from epoch 0 and a ``hard``
-    one from epoch γ (SPEC §2.5). SSP / RPC / RPD: one subset of ⌈α·N⌉. Embedding is sharded over DDP ranks;
-    the selection is made on rank 0 and broadcast. Returns ``(manifest, info)`` where ``info`` holds
-    ``embed_time_s`` and ``select_time_s``.
-    """
-    from .. import baselines
-    from .. import ids as ids_mod
-
+    """The manifest of the offline subset(s) this run trains on (:func:`datareduce.offline.build_manifest`), and
+    what making it cost. Embedding is sharded over DDP ranks; the selection is made on rank 0 and broadcast.
+    Returns ``(manifest, info)`` where ``info`` holds ``embed_time_s`` and ``select_time_s``."""
     keys = manifest_ids(dataset)
-    labels = full_labels(dataset)
-    classes = list(dataset.classes)
-    seed = cfg.seed
-    info = {"embed_time_s": 0.0, "select_time_s": 0.0}
-    emb = None
-    extractor_key = None
-    if cfg.ids is not None or cfg.method == "ssp":
-        from ..embed import embed_shard
-
-        t0 = time.perf_counter()
-        root = str(getattr(dataset, "root", ""))
-        fingerprint = manifest_mod.dataset_fingerprint(keys) + "|" + root
-        cache = cfg.embed.cache_dir or default_cache_dir()
-        emb = embed_shard(raw_images(dataset), extractor, cache_dir=cache, fingerprint=fingerprint,
-                          batch_size=batch_size, num_workers=workers, progress=progress)
-        info["embed_time_s"] = time.perf_counter() - t0
-        extractor_key = extractor.key
+    emb, record, info = None, None, {"embed_time_s": 0.0, "select_time_s": 0.0}
+    if offline.needs_embeddings(cfg):
+        emb, info["embed_time_s"] = offline.embed_samples(
+            raw_images(dataset), keys, getattr(dataset, "root", None), extractor, cfg.embed, progress=progress,
+            batch_size=batch_size, workers=workers)
+        record = offline.extractor_record(cfg.embed, extractor)
     t0 = time.perf_counter()
-    manifest = None
+    made = None
     if ddp_ops.rank() == 0:
-        if cfg.ids is not None:
-            c = cfg.ids
-            modes = [(0, c.mode)] if c.gamma is None else [(0, ids_mod.mode_for_epoch(0, c.gamma)),
-                                                            (c.gamma, ids_mod.mode_for_epoch(c.gamma, c.gamma))]
-            subsets = []
-            for start, mode in modes:
-                kept = ids_mod.select(emb, labels, alpha=c.alpha, mode=mode, prototypes=c.prototypes, seed=seed)
-                subsets.append(manifest_mod.subset(kept, keys, labels, classes, mode=mode, from_epoch=start))
-            params = {"alpha": c.alpha, "mode": c.mode, "gamma": c.gamma, "prototypes": c.prototypes, "seed": seed}
-            manifest = manifest_mod.make(keys, subsets, "ids", params, extractor=extractor_key)
-        else:
-            if cfg.method == "ssp":
-                kept = baselines.ssp(emb, labels, alpha=cfg.alpha, seed=seed)
-            elif cfg.method == "rpc":
-                kept = baselines.random_per_class(labels, alpha=cfg.alpha, seed=seed)
-            else:
-                kept = baselines.random_per_dataset(len(labels), alpha=cfg.alpha, seed=seed)
-            subsets = [manifest_mod.subset(kept, keys, labels, classes, mode=None, from_epoch=0)]
-            manifest = manifest_mod.make(keys, subsets, cfg.method, {"alpha": cfg.alpha, "seed": seed},
-                                         extractor=extractor_key)
-    manifest = broadcast_object(manifest)
+        made = offline.build_manifest(cfg, keys, emb, full_labels(dataset), list(dataset.classes), record)
+    made = broadcast_object(made)
     info["select_time_s"] = time.perf_counter() - t0
-    return manifest, info
+    return made, info
 
 
 class SubsetSchedule:

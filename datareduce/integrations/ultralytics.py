@@ -35,8 +35,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .ultralytics_env import ensure_offline, no_amp_download
+from .ultralytics_env import check_ultralytics, ensure_offline, no_amp_download
 
+check_ultralytics()  # the [yolo] extra is installed, at a tested release (else one line naming the pip command)
 ensure_offline()  # before Ultralytics is imported: it looks for the network at import time
 
 from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402

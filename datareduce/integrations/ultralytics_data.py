@@ -93,8 +93,11 @@ def make_digits_detection(cache_dir, train: int = 320, val: int = 80, size: int 
     one to four per image, into distinct cells of a 3×3 grid on dark ``size``-pixel canvases, with YOLO labels
     (class = the digit). Train and val draw their digits from disjoint halves of the scans.
     """
-    import cv2
     from sklearn.datasets import load_digits
+
+    from ..extras import require
+
+    cv2 = require("cv2", "yolo", "the embedded detection set", package="OpenCV (opencv-python-headless)")
 
     root = Path(cache_dir) / f"digits-detect-{train}-{val}-{size}-{seed}"
     if (root / "data.yaml").is_file():
@@ -138,7 +141,9 @@ def coco_to_yolo(json_file, image_dir, cache_dir, val_json=None, val_image_dir=N
     import json
     import warnings
 
-    from pycocotools.coco import COCO
+    from ..extras import require
+
+    COCO = require("pycocotools.coco", "yolo", "--coco-json", package="pycocotools").COCO
 
     splits = {"train": (Path(json_file), Path(image_dir))}
     if val_json is None:

@@ -8,12 +8,65 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import sys
+import warnings
 from pathlib import Path
+from typing import Optional
+
+from ..extras import MissingExtra, available, install_hint, missing_message
 from ..paths import cache_root  # noqa: F401  (re-exported for the trainer)
 
 FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")  # the two names Ultralytics' check_font asks for
+# The Ultralytics releases the trainer is tested with (pyproject.toml's [yolo] extra says the same; a test checks).
+# DataReduceDetectionTrainer overrides private DetectionTrainer methods (_build_train_pipeline,
+# _close_dataloader_mosaic, _setup_scheduler, _setup_train) as they read in 8.4.190.
+ULTRALYTICS_MIN, ULTRALYTICS_BELOW = "8.4.190", "8.5"
+ULTRALYTICS_RANGE = f">={ULTRALYTICS_MIN},<{ULTRALYTICS_BELOW}"
+UNTESTED_ENV = "DATAREDUCE_UNTESTED_ULTRALYTICS"  # =1: an untested release only warns
+
+
+def _release(version: str) -> Optional[tuple]:
+    """The leading release numbers of a version string (``8.4.190rc1`` -> (8, 4, 190)); None if there are none."""
+    m = re.match(r"\s*v?(\d+(?:\.\d+)*)", str(version))
+    return tuple(int(p) for p in m.group(1).split(".")) if m else None
+
+
+def ultralytics_version_problem(version: str) -> Optional[str]:
+    """None when Ultralytics ``version`` lies in the tested range, else the one-line reason it is refused."""
+    release = _release(version)
+    low, high = _release(ULTRALYTICS_MIN), _release(ULTRALYTICS_BELOW)
+    pad = lambda v: v + (0,) * (4 - len(v))  # noqa: E731
+    if release is not None and pad(low) <= pad(release) < pad(high):
+        return None
+    return (f"ultralytics {version} is installed, but datareduce's YOLO trainer is tested with ultralytics"
+            f"{ULTRALYTICS_RANGE} only (it overrides private DetectionTrainer methods): {install_hint('yolo')} "
+            f"installs a tested release (or set {UNTESTED_ENV}=1 to try this one anyway)")
+
+
+def check_ultralytics(version: Optional[str] = None) -> None:
+    """Before Ultralytics is imported: refuse a missing one (:class:`MissingExtra`, naming the ``[yolo]`` extra)
+    or a release outside the tested range (also :class:`MissingExtra`; with ``DATAREDUCE_UNTESTED_ULTRALYTICS=1``
+    only a warning). ``version`` defaults to the installed distribution's."""
+    if version is None:
+        if not available("ultralytics"):
+            raise MissingExtra(missing_message("the YOLO trainer", "Ultralytics (AGPL-3.0)", "yolo"), "yolo")
+        from importlib.metadata import PackageNotFoundError, version as dist_version
+
+        try:
+            version = dist_version("ultralytics")
+        except PackageNotFoundError:  # importable but not installed as a distribution (a source checkout)
+            import ultralytics
+
+            version = getattr(ultralytics, "__version__", "unknown")
+    problem = ultralytics_version_problem(version)
+    if problem is None:
+        return
+    if os.environ.get(UNTESTED_ENV, "") not in ("", "0"):
+        warnings.warn(problem, RuntimeWarning, stacklevel=2)
+        return
+    raise MissingExtra(problem, "yolo")
 
 
 def default_config_dir() -> Path:

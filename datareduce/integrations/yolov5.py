@@ -27,7 +27,6 @@ import glob
 import math
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -35,12 +34,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .. import baselines, distributed, ids, manifest, records
+from .. import distributed, manifest, offline, records
 from ..atomic import write_text
 from ..config import ReduceConfig
 from ..flags import add_reduce_arguments, config_from_args
 from ..online import OnlineSelection
-from ..paths import embeddings_dir
 
 __all__ = ["IMG_FORMATS", "SUPPORTED", "add_arguments", "setup", "DataReduce", "list_images", "YoloV5BatchOps",
            "per_image_loss", "batch_statistics_only", "make_score_fn"]
@@ -319,33 +317,15 @@ class DataReduce:
                  f"(from epochs {info['from_epoch']}) in {info['time_s']:.1f}s -> {self.out}")
 
     def _make_manifest(self, keys: List[str], info: dict) -> dict:
-        cfg = self.cfg
-        emb, extractor = None, None
-        if cfg.ids is not None or cfg.method == "ssp":
-            from ..embed import build_extractor, embed_shard
+        cfg, emb, record = self.cfg, None, None
+        if offline.needs_embeddings(cfg):
+            from ..embed import build_extractor
 
             ex = build_extractor(cfg.embed.extractor, weights=cfg.embed.weights, device=self.device,
                                  image_size=cfg.embed.image_size)
-            cache = Path(cfg.embed.cache_dir) if cfg.embed.cache_dir else _default_cache()
-            t0 = time.perf_counter()
-            emb = embed_shard(self.listing, ex, cache_dir=cache,
-                              fingerprint=manifest.dataset_fingerprint(keys) + "|" + str(self.root or ""))
-            info["embed_time_s"] = time.perf_counter() - t0
-            extractor = {**asdict(cfg.embed), "key": ex.key}
-        if cfg.ids is not None:
-            c = cfg.ids
-            modes = [(0, c.mode)] if c.gamma is None else [(0, ids.mode_for_epoch(0, c.gamma)),
-                                                            (c.gamma, ids.mode_for_epoch(c.gamma, c.gamma))]
-            subsets = [manifest.subset(ids.select(emb, None, c.alpha, mode, c.prototypes, c.seed), keys, mode=mode,
-                                       from_epoch=start) for start, mode in modes]
-            params = {k: v for k, v in asdict(c).items() if k != "manifest"}
-            return manifest.make(keys, subsets, "ids", params, extractor=extractor)
-        if cfg.method == "rpd":
-            kept = baselines.random_per_dataset(len(keys), cfg.alpha, cfg.seed)
-        else:
-            kept = baselines.ssp(emb, None, cfg.alpha, seed=cfg.seed)
-        return manifest.make(keys, [manifest.subset(kept, keys)], cfg.method, {"alpha": cfg.alpha, "seed": cfg.seed},
-                             extractor=extractor)
+            emb, info["embed_time_s"] = offline.embed_samples(self.listing, keys, self.root, ex, cfg.embed)
+            record = offline.extractor_record(cfg.embed, ex)
+        return offline.build_manifest(cfg, keys, emb, extractor=record)
 
     # ---------------------------------------------------------------------------------------- ADONIS
     def rho(self, loader) -> int:
@@ -453,9 +433,6 @@ class DataReduce:
                           "a fresh selector, so the selection differs from an uninterrupted run", RuntimeWarning)
             return
         self.selection.load_state_dict(state["online"])
-
-
-_default_cache = embeddings_dir
 
 
 def setup(opt, save_dir, device=None, log: Callable = print, root=None) -> DataReduce:
