@@ -8,7 +8,8 @@ from .loss_selector import LossHistorySelector, as_losses
 
 
 class SelectiveBackpropSelector(LossHistorySelector):
-    """Keep each sample with probability CDF(loss)^beta, the CDF taken over the last ``history`` losses.
+    """Keep each sample with probability P(h < loss)^beta, over the last ``history`` losses h (the batch's own
+    included, pushed first).
 
     The draw is probabilistic and seeded. ``staleness`` > 1 reuses a sample's loss for that many epochs
     (Stale-SB, ``staleness=2``), through the same ``needs_scoring`` / ``cached_losses`` protocol as
@@ -22,11 +23,14 @@ class SelectiveBackpropSelector(LossHistorySelector):
         self.staleness = staleness
 
     def keep_probability(self, losses: torch.Tensor) -> torch.Tensor:
-        """CDF of each loss within the current history, raised to ``beta`` (0 for non-finite losses)."""
+        """The share of the current history *strictly below* each loss, raised to ``beta`` (0 for non-finite
+        losses). Strictly, as the authors' percentile does: the batch is already in the history, so a loss
+        does not count itself (the highest of n is kept with ((n−1)/n)^β) and tied losses do not count each
+        other (a batch of equal losses filling the history is never kept)."""
         hist = self.history.view().sort().values
         if hist.numel() == 0:
             return torch.isfinite(losses).float()
-        cdf = torch.searchsorted(hist, losses.contiguous(), right=True).float() / hist.numel()
+        cdf = torch.searchsorted(hist, losses.contiguous(), right=False).float() / hist.numel()
         return torch.where(torch.isfinite(losses), cdf.pow(self.beta), torch.zeros_like(cdf))
 
     def select(self, losses, indices=None, epoch=None, all_losses=None, labels=None) -> torch.Tensor:

@@ -56,7 +56,7 @@ def test_two_process_infobatch_plans_agree(cifar10_small, tmp_path):
     """InfoBatch's scores are gathered from both ranks, so both draw the same plan and the same step count."""
     out = tmp_path / "ddp-infobatch"
     run(["--data-path", cifar10_small, "--epochs", "2", *SMALL, "--reduce", "infobatch", "--device", "cpu",
-         "--output-dir", out], launcher=TORCHRUN, timeout=240)
+         "--infobatch-delta", "1", "--output-dir", out], launcher=TORCHRUN, timeout=240)  # δ 1: epoch 1 prunes
     epochs = log(out, "epoch")
     assert epochs[1]["pruned_samples"] > 0
     for e in epochs:

@@ -16,8 +16,9 @@ def test_keep_rate_matches_cdf_power_beta():
         for _ in range(n // 100):
             sel.history.load_state_dict({"size": 1024, "values": before.clone(), "count": 1024, "pos": 0})
             kept += int(sel.select(torch.full((100,), x)).sum())
-        # the batch enters the history before its CDF is read (as in SB): CDF = share of history <= x
-        cdf = float((sel.history.view() <= x).float().mean())
+        # the batch enters the history before its CDF is read, and only strictly lower losses count (as in
+        # SB's percentile_of_score): the 100 tied copies of x in the history do not count
+        cdf = float((sel.history.view() < x).float().mean())
         p = cdf ** beta
         se = (p * (1 - p) / n) ** 0.5
         assert abs(kept / n - p) < 5 * se, (x, kept / n, p)
