@@ -119,7 +119,7 @@ def cmd_report(args) -> int:
     headers = ["run", "method", "epochs", f"final {metric}", "train s"]
     if base is not None:
         headers += ["drop p.p.", "boost", f"boost@-{report.DROP_PP:g}"]
-    headers += ["backprop", "scored", "prep s"]
+    headers += ["backprop", "scored", "prep s", "select %"]
 
     def f(v, d=2, suffix=""):
         return "-" if v is None else (f"{v:.{d}f}{suffix}" if isinstance(v, float) else f"{v}{suffix}")
@@ -128,8 +128,10 @@ def cmd_report(args) -> int:
     for row in rep.table:
         cells = [row["run"], row["method"], row["epochs"], f(row["final"]), f(row["train_time_s"], 1)]
         if base is not None:
-            cells += [f(row.get("acc_drop")), f(row.get("train_boost"), 2, "x"), f(row.get("boost_to_drop"), 2, "x")]
-        cells += [f(row["samples_backprop"]), f(row["samples_scored"]), f(row["preprocessing_s"], 1)]
+            mark = "x ⚠" if row.get("boost_unreliable") else "x"  # timing unreliable: a note says why
+            cells += [f(row.get("acc_drop")), f(row.get("train_boost"), 2, mark), f(row.get("boost_to_drop"), 2, mark)]
+        cells += [f(row["samples_backprop"]), f(row["samples_scored"]), f(row["preprocessing_s"], 1),
+                  f(row["selector_overhead_pct"], 1)]
         rows.append(cells)
     print(_table(headers, rows, ["l", "l"] + ["r"] * (len(headers) - 2)))
     for note in rep.notes:
@@ -207,7 +209,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("report", help="figures and an offline index.html from training run folders",
                        description="Read the output folders of trainers/classify.py (log.jsonl, "
                                    "selection_counts.npy, manifest.json) and write PNG figures and index.html: "
-                                   "quality against time, the SPEC metrics against the full-data run, selection "
+                                   "quality against time, the paper's Table A1 metrics against the full run, selection "
                                    "rates, per-sample back-propagation counts, the most and least selected "
                                    "images, and for IDS the class prototypes and a 2-D projection.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="training output folders")

@@ -1,5 +1,5 @@
-"""What ``datareduce report`` does: read trainer run folders, compute the SPEC §4 table, draw the figures, write
-an offline ``index.html``. No printing (the console face is :mod:`datareduce.cli`); matplotlib's Agg canvas
+"""What ``datareduce report`` does: read trainer run folders, compute the paper's Table A1 columns, draw the figures,
+write an offline ``index.html``. No printing (the console face is :mod:`datareduce.cli`); matplotlib's Agg canvas
 only (no pyplot, no display); nothing is fetched.
 
 A run folder is what ``trainers/classify.py`` and ``trainers/yolo_train.py`` write to their output dir:
@@ -50,6 +50,7 @@ CONFIG_TYPES = ("run", "config")  # the record holding the run's settings; older
 METRICS = ("top1", "map50_95", "map50")  # the first one an epoch record has is the run's quality metric
 METRIC_LABEL = {"top1": "top-1 accuracy (%)", "map50_95": "mAP50-95 (%)", "map50": "mAP50 (%)"}
 DROP_PP = 5.0
+BUSY_RATIO = 1.25  # the same work taking this much longer (or shorter) in one run than in another: not comparable
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
           "#17becf"]
 KEPT_COLOR, DROPPED_COLOR = "#2ca02c", "#d62728"
@@ -519,7 +520,7 @@ def _attach_images(run: Run, data_path) -> None:
 
 # ================================================================================================ numbers
 def choose_baseline(runs: Sequence[Run], baseline: Optional[str] = None) -> Optional[Run]:
-    """The full-data run the SPEC §4 columns are measured against: the one named by ``baseline`` (a run
+    """The full-data run the drop and boost columns are measured against: the one named by ``baseline`` (a run
     name or folder), else the first run whose method is ``full``; None when there is none."""
     if baseline is not None:
         for r in runs:
@@ -530,7 +531,7 @@ def choose_baseline(runs: Sequence[Run], baseline: Optional[str] = None) -> Opti
 
 
 def metrics_table(runs: Sequence[Run], base: Optional[Run]) -> List[dict]:
-    """One row per run: the paper's Table A1 columns against ``base`` (SPEC §4) plus the accounting.
+    """One row per run: the paper's Table A1 columns against ``base`` plus the accounting.
 
     Runs with a different number of epochs than the baseline are compared over their common epochs
     (``epochs_compared`` says how many)."""
@@ -542,8 +543,7 @@ def metrics_table(runs: Sequence[Run], base: Optional[Run]) -> List[dict]:
                "train_time_s": traj[-1][0] if traj else None,
                "samples_backprop": r.total("samples_backprop"), "samples_scored": r.total("samples_scored"),
                "preprocessing_s": r.preprocessing_s, "baseline": base is not None and r is base}
-        overhead = [e.get("selector_overhead_pct") for e in r.epochs if e.get("selector_overhead_pct") is not None]
-        row["selector_overhead_pct"] = float(np.mean(overhead)) if overhead else None
+        row["selector_overhead_pct"] = selector_overhead_pct(r)
         if base is not None and r.metric == base.metric:
             n = min(len(r.epochs), len(base.epochs))
             b, m = base.trajectory(n), r.trajectory(n)
@@ -554,8 +554,53 @@ def metrics_table(runs: Sequence[Run], base: Optional[Run]) -> List[dict]:
                 row["boost_to_drop"] = None if r is base else metrics_mod.boost_to_drop(b, m, DROP_PP)
                 bp_base, bp = base.total("samples_backprop", n), r.total("samples_backprop", n)
                 row["backprop_share"] = bp / bp_base if bp_base and bp is not None else None
+            timing = None if r is base else timing_ratio(r, base)
+            row["timing_ratio"] = None if timing is None else timing[0]
+            row["boost_unreliable"] = timing is not None and max(timing[0], 1 / timing[0]) >= BUSY_RATIO
         rows.append(row)
     return rows
+
+
+def selector_overhead_pct(run: Run) -> Optional[float]:
+    """The selector's share of the training loop, in %: ``select_time_s`` (the selector and the accumulator, the
+    work this package adds besides the scoring forwards) over ``train_time_s``, summed over the epochs that log
+    it; None for runs without online selection (their records have no ``select_time_s``)."""
+    timed = [e for e in run.epochs if e.get("select_time_s") is not None and e.get("train_time_s")]
+    total = sum(float(e["train_time_s"]) for e in timed)
+    return 100.0 * sum(float(e["select_time_s"]) for e in timed) / total if timed and total > 0 else None
+
+
+def _full_data_epoch(e: dict) -> bool:
+    """An epoch that did what full-data training does: nothing scored, nothing dropped."""
+    return (not e.get("samples_scored") and e.get("keep_fraction") in (None, 1, 1.0)
+            and isinstance(e.get("samples_backprop"), int) and e["samples_backprop"] > 0)
+
+
+def timing_ratio(run: Run, other: Run):
+    """(median of ``run``'s over ``other``'s training-loop time, epochs compared) over the epochs in which both did
+    the same work — the same epoch, full data in both (nothing scored or dropped: a full run, ADONIS's ω warm-up,
+    SB's priming epoch, InfoBatch's last epochs), the same samples back-propagated in the same number of steps;
+    None when there is no such epoch. On an equally loaded machine it is close to 1."""
+    theirs = {e.get("epoch"): e for e in other.epochs}
+    ratios = []
+    for e in run.epochs:
+        o = theirs.get(e.get("epoch"))
+        if o is None or not (_full_data_epoch(e) and _full_data_epoch(o)):
+            continue
+        if e["samples_backprop"] != o["samples_backprop"] or e.get("optimizer_steps") != o.get("optimizer_steps"):
+            continue
+        if (e.get("train_time_s") or 0) > 0 and (o.get("train_time_s") or 0) > 0:
+            ratios.append(float(e["train_time_s"]) / float(o["train_time_s"]))
+    return (float(np.median(ratios)), len(ratios)) if ratios else None
+
+
+def timing_caution(row: dict, base: Run) -> str:
+    """The note that marks a row's boosts unreliable."""
+    r = row["timing_ratio"]
+    return (f"{row['run']}: its full-data epochs took {r:.2f}× as long as the same epochs of the baseline {base.name} "
+            f"(the same work): the machine was not equally loaded during the two runs (another job, a busy CPU or "
+            f"GPU), so its train boost and boost to −{DROP_PP:g} p.p. are unreliable (marked ⚠); rerun them on an "
+            "idle machine to compare times")
 
 
 def backprop_share_per_epoch(run: Run) -> List[Optional[float]]:
@@ -1005,8 +1050,8 @@ def load_runs(run_dirs: Sequence, data_path=None) -> List[Run]:
 
 
 def _pick_class(runs: Sequence[Run], class_name: Optional[str]):
-    """The class of the per-class grids: the one asked for (checked), else the one the online runs starved
-    most (lowest mean count relative to the run's mean). Returns (name, why)."""
+    """The class of the per-class grids: the one asked for (checked), else the one the first run with varied
+    counts back-propagated least often on average. Returns (name, the run it was picked from or None)."""
     with_images = [r for r in runs if r.images is not None and r.counts is not None]
     if not with_images:
         return None, None
@@ -1017,13 +1062,25 @@ def _pick_class(runs: Sequence[Run], class_name: Optional[str]):
                 close = ", ".join(r.images.class_names[:20])
                 raise ValueError(f"--class {class_name!r} is not a class of {r.name}'s dataset: its classes are "
                                  f"{close}{' …' if len(r.images.class_names) > 20 else ''}")
-        return class_name, "chosen with --class"
+        return class_name, None
     varied = [r for r in with_images if r.counts.min() != r.counts.max()] or with_images
     r = varied[0]
     means = np.array([r.counts[r.images.labels == c].mean() if (r.images.labels == c).any() else np.inf
                       for c in range(len(names))])
     c = int(np.argmin(means))
-    return names[c], f"the class {r.name} back-propagated least often on average (pass --class NAME for another)"
+    return names[c], r
+
+
+def class_choice(run: Run, source: Optional[Run]) -> str:
+    """Why ``run``'s per-class grid shows the class it shows (``source``: the run it was picked from)."""
+    if source is None:
+        return "chosen with --class"
+    if source is run:
+        return (f"the class this {run.method} run back-propagated least often on average; pass --class NAME for "
+                "another")
+    return (f"the class the {source.method} run {source.name} back-propagated least often on average, shown for "
+            f"every run so they can be compared (not picked from this {run.method} run's counts); pass --class NAME "
+            "for another")
 
 
 def build(run_dirs: Sequence, out, class_name: Optional[str] = None, data_path=None, cache_dir=None,
@@ -1046,7 +1103,7 @@ def build(run_dirs: Sequence, out, class_name: Optional[str] = None, data_path=N
     if len(metrics_in) > 1:
         raise ValueError(f"the runs measure different things ({', '.join(sorted(metrics_in))}): report "
                          "classification and detection runs separately")
-    chosen, why = _pick_class(runs, class_name)
+    chosen, picked_from = _pick_class(runs, class_name)
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is not a folder")
@@ -1062,13 +1119,14 @@ def build(run_dirs: Sequence, out, class_name: Optional[str] = None, data_path=N
 
     if base is None:
         notes.append("no full-data run among the runs (method 'full' in the run record, or --baseline RUN): the "
-                     "SPEC §4 columns (drop, boosts) are left out")
+                     "columns measured against it (accuracy drop, boosts) are left out")
     table = metrics_table(runs, base)
+    notes.extend(timing_caution(row, base) for row in table if row.get("boost_unreliable"))
     if base is not None:
         for r in runs:
             if r is not base and None not in (r.num_samples, base.num_samples) and r.num_samples != base.num_samples:
                 notes.append(f"{r.name} trained on a dataset of {r.num_samples} samples, the baseline {base.name} on "
-                             f"{base.num_samples}: its SPEC §4 columns compare different data")
+                             f"{base.num_samples}: its drop and boosts compare different data")
 
     step("quality against time")
     save(fig_metric_vs_time(runs, base), "metric_vs_time.png", "Quality against training time (Figure 7)",
@@ -1106,6 +1164,7 @@ def build(run_dirs: Sequence, out, class_name: Optional[str] = None, data_path=N
              "Top block: the images back-propagated most often; bottom block: least often (ties drawn at "
              "random). The label under each image is its class and its count.")
         if chosen is not None and chosen in r.images.class_names:
+            why = class_choice(r, picked_from)
             members = np.flatnonzero(r.images.labels == r.images.class_names.index(chosen))
             most, least = most_least(r.counts, grid, members)
             name = f"selected_{slug}_class-{_slug(chosen)}.png"
@@ -1209,13 +1268,18 @@ def render_html(report: Report) -> str:
                      f"<td class=l>{e(', '.join(found))}</td></tr>")
     parts.append("</table>")
 
-    parts.append("<h2>Metrics (SPEC §4, the paper's Table A1 columns)</h2>")
+    parts.append("<h2>Metrics (the columns of the paper's Table A1)</h2>")
     if base is not None:
         parts.append(f"<p class=muted>Against the full-data run <b>{e(base.name)}</b>. Acc. drop = baseline final − "
                      f"run final ({e(mlabel)}); train boost = baseline training-loop time / run's, same epochs; "
                      f"boost to {DROP_PP:g} p.p. drop = baseline time to its final value / run's time to reach "
                      f"baseline final − {DROP_PP:g} (– when never reached). Offline preprocessing (IDS embedding "
-                     "and selection) is reported apart, as the paper does.</p>")
+                     "and selection) is reported apart, as the paper does. ⚠: the run's full-data epochs took "
+                     "another time than the same epochs of the baseline, so its boosts are unreliable (see the "
+                     "notes).</p>")
+    parts.append("<p class=muted>Selector overhead = the time the selector and the accumulator took "
+                 "(<code>select_time_s</code> in the epoch records) over the training-loop time; the scoring "
+                 "forwards are counted apart (– for runs without online selection).</p>")
     head = ["run", "method", "epochs", f"final {metric}", f"best {metric}", "train time (s)"]
     if base is not None:
         head += ["acc. drop (p.p.)", "train boost", f"boost to −{DROP_PP:g} p.p.", "backprop vs baseline"]
@@ -1230,8 +1294,11 @@ def render_html(report: Report) -> str:
                  f"<td>{_fmt(row['final'])}</td>", f"<td>{_fmt(row['best'])}</td>",
                  f"<td>{_fmt(row['train_time_s'], 1)}</td>"]
         if base is not None:
-            cells += [f"<td>{_fmt(row.get('acc_drop'))}</td>", f"<td>{_fmt(row.get('train_boost'), 2, '×')}</td>",
-                      f"<td>{_fmt(row.get('boost_to_drop'), 2, '×')}</td>",
+            warn = (f" <span title='timing unreliable: full-data epochs {row['timing_ratio']:.2f}× the baseline's'>⚠"
+                    "</span>" if row.get("boost_unreliable") else "")
+            cells += [f"<td>{_fmt(row.get('acc_drop'))}</td>",
+                      f"<td>{_fmt(row.get('train_boost'), 2, '×')}{warn if row.get('train_boost') else ''}</td>",
+                      f"<td>{_fmt(row.get('boost_to_drop'), 2, '×')}{warn if row.get('boost_to_drop') else ''}</td>",
                       f"<td>{_fmt(None if row.get('backprop_share') is None else 100 * row['backprop_share'], 1, '%')}"
                       "</td>"]
         cells += [f"<td>{_fmt(row['samples_backprop'])}</td>", f"<td>{_fmt(row['samples_scored'])}</td>",

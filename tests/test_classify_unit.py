@@ -168,3 +168,14 @@ def test_evaluate_reports_top5_only_with_five_classes():
         assert 0 <= res["top1"] <= 100 and res["val_loss"] > 0
         if classes == 5:
             assert res["top5"] == 100.0
+
+
+def test_start_up_dump_leaves_the_reduction_flags_to_the_datareduce_line():
+    """`--adonis-eta 3` switches ADONIS on while the `--adonis` switch stays False: the dump printed at start-up
+    must not show `adonis=False` (nor the other reduction flags, which the `datareduce:` line before it sums up)."""
+    cls = _classify()
+    args = cls.parse_args(["--adonis-eta", "3", "--reduce", "rpd"])
+    assert args.adonis is False and args.adonis_eta == 3  # what made the old dump misleading
+    shown = vars(cls.shown_args(args))
+    assert not {"adonis", "ids", "reduce", "adonis_eta", "ids_alpha", "reduce_alpha"} & set(shown)
+    assert shown["batch_size"] == 32 and shown["lr"] == 0.1 and "_given" not in shown

@@ -22,7 +22,7 @@ CORE = ("datareduce", "datareduce.integrations.classification", "datareduce.inte
         "datareduce.integrations.yolov5", "datareduce.flags", "datareduce.ids", "datareduce.baselines",
         "datareduce.manifest", "datareduce.metrics", "datareduce.models", "datareduce.datasets", "datareduce.embed",
         "datareduce.extractors", "datareduce.cli", "datareduce.ids_command", "datareduce.report",
-        "datareduce.integrations.ultralytics_env")
+        "datareduce.describe", "datareduce.integrations.ultralytics_env")
 
 
 def python(code: str, *args, cwd=REPO, timeout=240):
@@ -67,6 +67,7 @@ def test_classification_trainer_runs_without_importing_an_extra(tmp_path):
                   + check, "--epochs", "1", "--output-dir", tmp_path / "run", "--print-freq", "1000")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.splitlines()[-1] == "EXTRAS []"
+    assert proc.stdout.splitlines()[0] == "datareduce: full data (no data reduction)"
     summary = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])
     assert summary["type"] == "summary" and summary["method"] == "full"
 

@@ -305,3 +305,73 @@ def test_old_yolo_run_folder_format(coco128_root, tmp_path):
                                                                "selection_rate.png"}
     assert any("no selection_counts.npy" in n for n in rep.notes)
     assert any("used no embeddings" in n for n in rep.notes)
+
+
+# ------------------------------------------------------------------------------- what the table says
+def test_selector_overhead_comes_from_the_epoch_records(runs, written):
+    loaded = report.load_runs([runs["full"], runs["adonis"], runs["ids"]])
+    rows = {row["run"]: row for row in report.metrics_table(loaded, loaded[0])}
+    eps = [r for r in records.read(runs["adonis"] / "log.jsonl") if r["type"] == "epoch"]
+    expected = 100 * sum(e["select_time_s"] for e in eps) / sum(e["train_time_s"] for e in eps)
+    assert 0 < rows["adonis"]["selector_overhead_pct"] == pytest.approx(expected)
+    assert rows["full"]["selector_overhead_pct"] is None and rows["ids"]["selector_overhead_pct"] is None
+    page = (written[3] / "index.html").read_text(encoding="utf-8")
+    assert f"<td>{expected:,.1f}</td></tr>" in page  # the table's last column
+    assert "select %" in written[1]  # and the console table
+
+
+def test_the_report_cites_the_paper_not_a_document_users_lack(written, runs, tmp_path):
+    code, stdout, _, out = written
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "SPEC" not in page and "SPEC" not in stdout and "Table A1" in page
+    rep = report.build([runs["adonis"], runs["ids"]], tmp_path / "out", embed_missing=False)
+    assert not [n for n in rep.notes if "SPEC" in n]
+
+
+def test_class_grids_name_the_run_the_class_was_picked_from(runs, tmp_path):
+    rep = report.build([runs["adonis"], runs["ids"]], tmp_path / "out", embed_missing=False)
+    captions = {f.file: f.caption for f in rep.figures}
+    mine = captions[f"selected_adonis_class-{rep.class_name}.png"]
+    theirs = captions[f"selected_ids_class-{rep.class_name}.png"]
+    assert "the class this adonis run back-propagated least often on average" in mine
+    assert "the class the adonis run adonis back-propagated least often on average" in theirs
+    assert "not picked from this ids run's counts" in theirs
+    assert "the class adonis back-propagated" not in theirs  # read as if the IDS run were ADONIS
+
+
+def _synthetic_run(folder: Path, cfg: ReduceConfig, times, full_epochs=(0, 1, 2)):
+    """A run folder with only a log: epochs of 100 samples in 4 steps, full data in ``full_epochs``."""
+    log = records.RunLog(folder)
+    log.write("run", {"args": {"epochs": len(times)}, "reduce": cfg.describe(), "num_train": 100})
+    for epoch, seconds in enumerate(times):
+        full = epoch in full_epochs
+        log.write("epoch", {"epoch": epoch, "train_time_s": seconds, "top1": 50.0 + epoch,
+                            "samples_backprop": 100 if full else 30, "optimizer_steps": 4 if full else 1,
+                            "samples_scored": 0 if full else 100, "forward_samples": 100,
+                            "keep_fraction": 1.0 if full else 0.3, "select_time_s": 0.0 if full else 0.01})
+    return folder
+
+
+def test_boosts_of_runs_timed_on_a_busy_machine_are_marked_unreliable(tmp_path):
+    """The random-keep control trains epoch 0 on every sample, as the full run does (the same samples in the same
+    steps): when that epoch took twice as long, the machine was busy and its boosts are not comparable."""
+    full = _synthetic_run(tmp_path / "full", ReduceConfig(), [1.0, 1.0, 1.0])
+    busy = _synthetic_run(tmp_path / "busy", ReduceConfig(method="random-keep"), [2.0, 0.4, 0.4], full_epochs=(0,))
+    calm = _synthetic_run(tmp_path / "calm", ReduceConfig(method="random-keep"), [1.05, 0.4, 0.4], full_epochs=(0,))
+    none = _synthetic_run(tmp_path / "none", ReduceConfig(method="sb"), [0.5, 0.4, 0.4], full_epochs=())
+    loaded = report.load_runs([full, busy, calm, none])
+    assert report.timing_ratio(loaded[1], loaded[0]) == (2.0, 1)
+    rows = {row["run"]: row for row in report.metrics_table(loaded, loaded[0])}
+    assert rows["busy"]["boost_unreliable"] and rows["busy"]["timing_ratio"] == 2.0
+    assert not rows["calm"]["boost_unreliable"] and rows["calm"]["timing_ratio"] == pytest.approx(1.05)
+    assert not rows["none"]["boost_unreliable"] and rows["none"]["timing_ratio"] is None  # nothing to compare
+    assert not rows["full"]["boost_unreliable"]
+    code, stdout, stderr = cli_report(full, busy, calm, none, "--out", tmp_path / "out")
+    assert code == 0, stderr
+    notes = [line for line in stdout.splitlines() if "full-data epochs took" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: busy: its full-data epochs took 2.00× as long as the same "
+                                                   "epochs of the baseline full") and "unreliable" in notes[0]
+    busy_line = next(line for line in stdout.splitlines() if line.startswith("busy "))
+    assert busy_line.count("x ⚠") == 2  # train boost and boost to −5 p.p.
+    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert page.count("⚠</span>") == 2

@@ -76,7 +76,7 @@ def test_full(run, coco_small):
     assert not (trainer.save_dir / "ids_manifest.json").exists() and not (trainer.save_dir / "manifest.json").exists()
 
 
-def test_ids_with_gamma_switch_and_adonis(run, coco_small):
+def test_ids_with_gamma_switch_and_adonis(run, coco_small, capfd, caplog):
     trainer, log = run(f"data={coco_small}", "name=ids", "epochs=2", "close_mosaic=1", "--ids-alpha", "0.5", "--ids-gamma", "1",
                        "--ids-image-size", "64", "--adonis-theta", "0.05", "--adonis-rho", "4", "--adonis-omega", "-1")
     assert not (trainer.save_dir / "ids_manifest.json").exists()
@@ -106,6 +106,15 @@ def test_ids_with_gamma_switch_and_adonis(run, coco_small):
     r = report.load_run(trainer.save_dir)
     assert (r.method, r.manifest_file, r.metric, r.notes) == ("ids+adonis", "manifest.json", "map50_95", [])
     assert r.images.keys == listing and r.counts.tolist() == counts.tolist() and r.config["num_train"] == 24
+    # say what ran: the start-up line, the kept count, the summary's method, the selector's time for the report
+    printed = capfd.readouterr().out + caplog.text  # our print, and Ultralytics' LOGGER
+    assert ("datareduce: IDS α=0.5 easy → hard from epoch 1, extractor efficientnet-lite0 at 64 px + ADONIS η=1 "
+            "θ=0.05 α=0.3 σ=1 ω=-1 l=512 bins=sturges ρ=4 (seed 0)") in printed
+    assert f"datareduce: IDS kept 12 (easy) from epoch 0; {hard['num_kept']} (hard) from epoch 1 of 24 training " \
+           "images" in printed
+    assert of("summary", log)[0]["method"] == "ids+adonis"
+    assert all(e["select_time_s"] >= 0 and e["score_time_s"] > 0 for e in (first, second))
+    assert report.selector_overhead_pct(r) is not None
 
 
 def test_rs2_trains_a_fresh_subset_each_epoch(run, coco_small):

@@ -38,6 +38,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
 
 from datareduce import records
 from datareduce.datasets import PRESETS, load_datasets
+from datareduce.describe import method_name, reduce_line
 from datareduce.flags import add_reduce_arguments, apply_config_file, config_from_args, read_config_file
 from datareduce.integrations import classification as tv
 from datareduce.models import get_model
@@ -185,6 +186,14 @@ def default_output_dir(dist):
 def saved_args(args) -> dict:
     """The flags as the checkpoint and the log keep them (without this process's private bookkeeping)."""
     return {k: v for k, v in vars(args).items() if not k.startswith("_")}
+
+
+def shown_args(args) -> argparse.Namespace:
+    """The flags as the console shows them at start-up: without the data-reduction flags, which the
+    ``datareduce:`` line before them sums up (a switch such as ``adonis=False`` reads wrong when ``--adonis-eta 3``
+    turned ADONIS on; the log's run record keeps every flag)."""
+    reduce_flags = {a.dest for a in add_reduce_arguments(argparse.ArgumentParser(add_help=False))._actions}
+    return argparse.Namespace(**{k: v for k, v in saved_args(args).items() if k not in reduce_flags})
 
 
 def given_flags(argv=None, config=None) -> frozenset:
@@ -361,10 +370,12 @@ def main(args):
     replace = False if args.test_only else check_output_dir(args, dist)
     reduce_cfg = config_from_args(args, seed=args.seed)
     tv.check_supported(reduce_cfg)
+    if not args.test_only:
+        say(reduce_line(reduce_cfg, rho=args.batch_size))  # what runs, with its effective settings
     say("Loading data")
     splits, train_sampler, val_sampler = load_data(args, dist)
     resolve_defaults(args, splits)
-    say(argparse.Namespace(**saved_args(args)))
+    say(shown_args(args))
     num_classes = splits.num_classes
     torch.manual_seed(args.seed)
     model = get_model(args.model, num_classes=num_classes, weights=args.weights)
@@ -475,7 +486,7 @@ def main(args):
         counts.counts = checkpoint["selection_counts"].numpy().copy()
         cumulative = checkpoint.get("cumulative_train_time_s", 0.0)
 
-    say(f"Start training ({reducer.name}, {dist.world_size} process(es), {device})")
+    say(f"Start training ({method_name(reduce_cfg)}, {dist.world_size} process(es), {device})")
     epochs_run = 0
     for epoch in range(args.start_epoch, args.epochs):
         tv.seed_epoch(args.seed, epoch, dist.rank)
@@ -532,7 +543,7 @@ def main(args):
             break
     else:
         if dist.main:
-            write_summary(log, reducer.name, out_dir, wall_start)
+            write_summary(log, method_name(reduce_cfg), out_dir, wall_start)
     if dist.enabled:
         torch.distributed.destroy_process_group()
 

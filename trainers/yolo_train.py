@@ -35,6 +35,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datareduce.flags import add_reduce_arguments, apply_config_file, config_from_args
+from datareduce.describe import reduce_line
 from datareduce.extras import MissingExtra
 
 try:  # the [yolo] extra: Ultralytics (AGPL-3.0), checked to be a tested release before it is imported
@@ -138,8 +139,15 @@ def train(args) -> DataReduceDetectionTrainer:
     write_settings(settings, Path(args.cache_dir).expanduser() / "settings" /
                    f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.json")
     trainer = DataReduceDetectionTrainer(overrides=overrides)
+    print(reduce_line(settings.reduce, rho=rho_of(trainer)))  # what runs, with its effective settings
     trainer.train()
     return trainer
+
+
+def rho_of(trainer):
+    """The batch ADONIS / SB accumulate kept images to when ``--adonis-rho`` is unset: each process's batch."""
+    batch, world = trainer.args.batch, max(getattr(trainer, "world_size", 1) or 1, 1)
+    return batch // world if isinstance(batch, int) and batch > 0 else "the batch size"
 
 
 def main(argv=None) -> int:

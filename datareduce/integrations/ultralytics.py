@@ -49,6 +49,7 @@ from .. import baselines, ids, manifest, records  # noqa: E402
 from .._validate import check_number  # noqa: E402
 from ..atomic import write_text, write_torch  # noqa: E402
 from ..config import AdonisConfig, EmbedConfig, IDSConfig, ReduceConfig  # noqa: E402
+from ..describe import method_name  # noqa: E402
 from ..distributed import all_sum  # noqa: E402
 from ..embed import build_extractor, embed  # noqa: E402
 from ..online import OnlineSelection  # noqa: E402
@@ -304,6 +305,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             chosen = manifest.read(cfg.ids.manifest)
             manifest.verify(chosen, listing)
             self.pending.append(self.ids_record(chosen, cfg.ids.manifest, 0.0))
+            self.say_kept(chosen, f"from {cfg.ids.manifest}")
             return chosen
         start = time.time()
         extractor = None
@@ -330,7 +332,19 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         if RANK in {-1, 0}:
             manifest.write(path, made)
         self.pending.append(self.ids_record(made, path, time.time() - start))
+        self.say_kept(made, f"in {time.time() - start:.1f}s")
         return made
+
+    @staticmethod
+    def say_kept(made: dict, how: str) -> None:
+        """One line on the main rank: how many training images the offline subset(s) kept."""
+        if RANK not in {-1, 0}:
+            return
+        subs = made["subsets"]
+        kept = "; ".join(f"{s['num_kept']}" + (f" ({s['mode']})" if s.get("mode") else "")
+                         + (f" from epoch {s['from_epoch']}" if len(subs) > 1 else "") for s in subs)
+        LOGGER.info(f"datareduce: {made['method'].upper()} kept {kept} of {made['dataset']['num_samples']} "
+                    f"training images ({how})")
 
     @staticmethod
     def ids_record(made: dict, path, seconds: float) -> dict:
@@ -481,7 +495,8 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         if stats is not None:
             record = stats.as_record()
             self.counts.update(mean_loss_all=record["mean_loss_all"], mean_loss_kept=record["mean_loss_kept"],
-                               scoring_reuse=self.selector.reuse)
+                               scoring_reuse=self.selector.reuse, score_time_s=record["score_time_s"],
+                               select_time_s=record["select_time_s"])  # this rank's (datareduce report's overhead)
         if self.subsets is not None:
             self.counts["subset"] = self.subsets["subsets"][self.loaded_subset]["mode"]
 
@@ -557,6 +572,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         if self.run_log is None:
             return
         summary = records.summarize(self.run_log.records("epoch"), metric="map50_95")
+        summary["method"] = method_name(self.reduce)
         summary["ids_time_s"] = sum(r.get("time_s", 0.0) for r in self.run_log.records("ids"))
         m = self.metrics or {}
         summary.update(final_eval_map50=m.get("metrics/mAP50(B)"), final_eval_map50_95=m.get("metrics/mAP50-95(B)"))
