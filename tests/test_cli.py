@@ -52,7 +52,9 @@ def test_ids_writes_a_manifest_the_trainer_accepts(easy, cifar10_small):
     keys = train_keys(cifar10_small)
     assert m["method"] == "ids"
     assert m["params"] == {"alpha": ALPHA, "mode": "easy", "gamma": None, "prototypes": 1, "seed": 0}
-    assert m["extractor"].startswith("extractor/1|efficientnet-lite0|") and "|size=32|" in m["extractor"]
+    ex = m["extractor"]  # the embedding settings and the extractor's key, as every host records them
+    assert ex["extractor"] == "efficientnet-lite0" and ex["image_size"] == 32
+    assert ex["key"].startswith("extractor/1|efficientnet-lite0|") and "|size=32|" in ex["key"]
     assert m["dataset"] == {"fingerprint": manifest.dataset_fingerprint(keys), "num_samples": 10 * PER_CLASS}
     (sub,) = m["subsets"]
     # ⌈α·L⌉ per class; the prototype is the nearest sample, so in easy mode it is among them already
