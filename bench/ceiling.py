@@ -1,4 +1,4 @@
-"""Measure the cost of a forward-only and a forward+backward+step of a model on this machine (SPEC §6 ceiling).
+"""Measure the cost of a forward-only and a forward+backward+step of a model on this machine (the ceiling of the boost).
 
 With per-sample costs F (scoring forward) and S (training step), a method that scores a fraction s_f of the
 samples and back-propagates a fraction s_b can at best be 1 / (s_f·F/S + s_b) times faster than full training.

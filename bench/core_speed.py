@@ -1,4 +1,4 @@
-"""Speed of the core selection code on this machine (issue 2 item 5): prints JSON.
+"""Speed of the core selection code on this machine: prints JSON.
 
     python bench/core_speed.py
 """

@@ -1,4 +1,4 @@
-"""Detection benchmark at CPU scale: YOLOv5n from scratch on COCO128, full vs IDS vs RPD vs ADONIS (issue 5 item 4).
+"""Detection benchmark at CPU scale: YOLOv5n from scratch on COCO128, full vs IDS vs RPD vs ADONIS.
 
     python bench/detection.py                      # writes bench/results/detection/{runs,summary.json,table.md}
     python bench/detection.py --epochs 3 --imgsz 128

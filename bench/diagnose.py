@@ -1,4 +1,4 @@
-"""Why does faithful ADONIS lose accuracy? Per-epoch evidence from the benchmark's raw logs (issue 7).
+"""Why does faithful ADONIS lose accuracy? Per-epoch evidence from the benchmark's raw logs.
 
     python bench/diagnose.py bench/results
 

@@ -22,7 +22,7 @@ def classification_methods(epochs: int) -> dict:
         "rpd": ["--reduce", "rpd"],
         # the control at ADONIS η=3's measured budget; the fraction is filled in by the runner
         "random-keep": ["--reduce", "random-keep", "--random-keep", "{adonis-eta3.keep_fraction}"],
-        # issue-7 variants of ADONIS η=3
+        # variants of ADONIS η=3
         "adonis-eta3-balance": ["--adonis-eta", "3", "--adonis-balance"],
         "adonis-eta3-floor": ["--adonis-eta", "3", "--adonis-floor", "0.1"],
         "adonis-eta3-floor-rescale": ["--adonis-eta", "3", "--adonis-floor", "0.1", "--adonis-rescale"],

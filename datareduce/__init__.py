@@ -1,7 +1,7 @@
 """datareduce: train CNNs on less data — ADONIS (online importance sampling) and IDS (offline subset selection).
 
 Demidovskij et al., "Effective Pre-Training Dataset Selection..." / data reduction for CNN training,
-Mathematics 2023, 11, 3120. See SPEC in the project docs for our reading of the paper.
+Mathematics 2023, 11, 3120. The README's "Our reading of the paper" says where the paper reads two ways.
 """
 from .accumulator import BatchAccumulator, TensorBatchOps
 from .adonis import AdonisSelector

@@ -1,4 +1,4 @@
-"""ADONIS: Adaptive Online Importance Sampling (paper §3.1, Algorithm 1; SPEC §1).
+"""ADONIS: Adaptive Online Importance Sampling (paper §3.1, Algorithm 1).
 
 The pure part: given the losses of one forward batch, say which samples to back-propagate.
 The loop that scores batches and accumulates the kept samples lives in :mod:`datareduce.online`.
@@ -100,7 +100,7 @@ def balanced_cap(mask: torch.Tensor, labels: torch.Tensor, quota: torch.Tensor, 
 class AdonisSelector(LossHistorySelector):
     """Select which samples of a forward batch to train on, from a histogram of recent losses.
 
-    Parameters (paper Table A2; SPEC §1): ``history`` l, the ring-buffer length; ``bins`` the bin-count rule
+    Parameters (paper Table A2): ``history`` l, the ring-buffer length; ``bins`` the bin-count rule
     k; ``sigma`` the clip width in standard deviations; ``theta`` the PMF threshold of eq. (3); ``alpha`` caps
     how many candidates are kept, drawn uniformly at random among them (Appendix B; Algorithm 1 has no α):
     ``cap="batch"`` at most ⌈α·n⌉ of a forward batch of n, ``"candidates"`` ⌈α·|candidates|⌉, ``"none"``
@@ -108,7 +108,7 @@ class AdonisSelector(LossHistorySelector):
     warm-up epoch trained on every sample (epochs ``i ≤ omega``, Algorithm 1 line 11: the default 0 trains
     epoch 0 in full; −1 none); ``seed`` for the random draw.
 
-    Variants (issue 7; all off by default, so the defaults are the paper's algorithm):
+    Variants (all off by default, so the defaults are the paper's algorithm):
     ``balance`` caps each class at ⌈α·n_c⌉ of its candidates (needs ``labels`` in :meth:`select`);
     ``floor`` keeps a uniform random ⌈floor·n⌉ of every batch first, inside the α budget;
     ``rescale`` weights kept samples by the inverse of their stratum's keep rate (candidates vs the rest),
@@ -161,7 +161,7 @@ class AdonisSelector(LossHistorySelector):
         return super().in_warmup(epoch) or annealing
 
     def select(self, losses: torch.Tensor, indices=None, epoch=None, all_losses=None, labels=None) -> torch.Tensor:
-        """Keep mask over this forward batch (SPEC §1 steps 2-6).
+        """Keep mask over this forward batch (Algorithm 1's selection).
 
         With ``indices`` and ``epoch`` the losses of samples that needed scoring are cached for η-reuse.
         ``all_losses`` (e.g. gathered from every DDP rank) enter the history instead of ``losses`` so that all

@@ -1,4 +1,4 @@
-"""The offline baselines of the paper's comparison (SPEC §3): SSP, random per class (RPC), random per dataset (RPD).
+"""The offline baselines of the paper's comparison: SSP, random per class (RPC), random per dataset (RPD).
 
 Each returns the kept sample indices, ascending, like :func:`datareduce.ids.select`.
 """

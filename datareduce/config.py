@@ -22,7 +22,7 @@ METHODS = ("full",) + ONLINE + OFFLINE
 
 @dataclass(frozen=True)
 class AdonisConfig:
-    """ADONIS parameters (paper Table A2 and Appendix B; SPEC §1). ``rho`` None = the loader's batch size."""
+    """ADONIS parameters (paper Table A2 and Appendix B). ``rho`` None = the loader's batch size."""
 
     history: int = 512
     bins: str = "sturges"
@@ -35,7 +35,7 @@ class AdonisConfig:
     clip: str = "drop"
     cap: str = "batch"
     seed: int = 0
-    # variants (issue 7); the defaults are the paper's algorithm
+    # variants; the defaults are the paper's algorithm
     balance: bool = False
     floor: float = 0.0
     rescale: bool = False
@@ -82,7 +82,7 @@ class EmbedConfig:
 
 @dataclass(frozen=True)
 class IDSConfig:
-    """IDS parameters (SPEC §2): keep ⌈α·L⌉ per class, easy first, the hard subset from epoch ``gamma`` on."""
+    """IDS parameters (paper §3.2): keep ⌈α·L⌉ per class, easy first, the hard subset from epoch ``gamma`` on."""
 
     alpha: float = 0.8
     mode: str = "easy"
@@ -103,7 +103,7 @@ class IDSConfig:
 class ReduceConfig:
     """Everything a trainer needs to know about data reduction: the method and its parameters.
 
-    ``method`` is ``full`` or one baseline of SPEC §3 (``sb``, ``stale-sb``, ``composer-sb``, ``infobatch``,
+    ``method`` is ``full`` or one baseline (``sb``, ``stale-sb``, ``composer-sb``, ``infobatch``,
     ``ssp``, ``rpc``, ``rpd``, ``rs2``); ``ids`` and ``adonis`` switch on the paper's two methods (they combine: IDS
     chooses the subset, ADONIS selects inside it).
     """

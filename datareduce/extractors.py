@@ -1,4 +1,4 @@
-"""Feature extractors for IDS and SSP (SPEC §2.1): an image batch in, one feature vector per image out.
+"""Feature extractors for IDS and SSP: an image batch in, one feature vector per image out.
 
 :func:`build_extractor` turns a name, a weights file or a model into an :class:`Extractor`:
 

@@ -28,7 +28,7 @@ _ADONIS = {  # flag suffix -> (type, help); defaults come from AdonisConfig
                   "(high losses land in the top bin)"),
     "cap": (str, "what α caps: batch = at most ⌈α·n⌉ of a forward batch, candidates = ⌈α·|candidates|⌉, "
                  "none = keep every candidate"),
-    # variants (issue 7), off by default
+    # variants, off by default
     "floor": (float, "variant: keep a uniform random ⌈floor·n⌉ of each batch first, inside the α budget"),
     "anneal": (int, "variant: train the last N epochs on every sample"),
     "decay": (float, "variant: recency-weighted histogram, weight decay^(age in batches)"),
@@ -85,7 +85,7 @@ def add_reduce_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
                         "size, better features but ~5x slower on a CPU)")
     g.add_argument("--ids-cache-dir", default=None, help="where embeddings are cached (default: ~/.cache/datareduce)")
 
-    g = parser.add_argument_group("Baselines (SPEC §3)")
+    g = parser.add_argument_group("Baselines")
     g.add_argument("--reduce", choices=METHODS, default="full", help="baseline method (default: full)")
     g.add_argument("--reduce-alpha", type=float, default=0.8, help="kept fraction for ssp / rpc / rpd (default: 0.8)")
     g.add_argument("--sb-beta", type=float, default=2.0, help="SB: keep probability CDF(loss)^β (default: 2)")

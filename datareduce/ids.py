@@ -1,9 +1,9 @@
-"""IDS: Intellectual Data Selection (paper §3.2, Algorithm 2; SPEC §2) — the offline representative subset.
+"""IDS: Intellectual Data Selection (paper §3.2, Algorithm 2) — the offline representative subset.
 
 Samples are embedded once (:mod:`datareduce.embed`); each class gets a centroid (K-means; with one cluster the
 class mean), its samples are ranked by Euclidean distance to it, and the first ⌈α·L⌉ are kept plus the
 prototype (the sample nearest the centroid), so no class is ever empty. ``labels=None`` treats the whole
-dataset as one group: one dataset-wide centroid and prototype, as for detection (SPEC §2.6).
+dataset as one group: one dataset-wide centroid and prototype, as for detection.
 """
 from __future__ import annotations
 

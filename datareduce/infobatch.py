@@ -1,4 +1,4 @@
-"""InfoBatch (Qin et al., ICLR 2024), written from the published algorithm, as a baseline (issue 2 item 4).
+"""InfoBatch (Qin et al., ICLR 2024), written from the published algorithm, as a baseline.
 
 Each epoch, the samples whose last training loss is below the mean loss are "well learned"; a random fraction
 ``ratio`` of them is pruned for that epoch and the kept well-learned samples get loss weight 1/(1−ratio), so the

@@ -8,7 +8,7 @@ class LossCache:
     """Remembers each sample's last scored loss and the epoch it was scored in.
 
     A loss scored in epoch ``e`` is *fresh* in epochs ``e .. e + eta - 1`` and is reused there instead of
-    a new scoring forward (SPEC §1 step 1; the paper's η "decreases the number of additional forward steps").
+    a new scoring forward (the paper's η "decreases the number of additional forward steps").
     ``eta=1`` re-scores every sample every epoch. Storage grows with the largest index seen.
     """
 

@@ -1,4 +1,4 @@
-"""The IDS manifest: which samples were kept, by what method and parameters, from which exact dataset (SPEC §2).
+"""The IDS manifest: which samples were kept, by what method and parameters, from which exact dataset.
 
 A manifest is canonical JSON (sorted keys, fixed layout, no timestamps), so the same inputs and seed give the
 same bytes. It carries a fingerprint of the dataset listing; a trainer given a manifest made from another

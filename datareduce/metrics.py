@@ -1,4 +1,4 @@
-"""The paper's Table A1 columns (SPEC §4) from per-epoch trajectories of (cumulative wall time, accuracy %)."""
+"""The paper's Table A1 columns from per-epoch trajectories of (cumulative wall time, accuracy %)."""
 from __future__ import annotations
 
 

@@ -11,7 +11,7 @@ Two ways to run an epoch:
 
 * :meth:`OnlineSelection.epoch` streams: load every sample, score the stale ones, select, train.
 * :meth:`OnlineSelection.plan` + :meth:`OnlineSelection.planned`: in an epoch where every sample's loss is
-  cached and fresh (η-reuse, SPEC §1 step 1), the selection needs no image at all, so it is made up front
+  cached and fresh (η-reuse), the selection needs no image at all, so it is made up front
   from the cached losses and only the kept samples are loaded (the host's loader visits the plan). The
   selector sees the same losses in the same order as when streaming, so it makes the same choices.
 """
@@ -35,7 +35,7 @@ def last_item(batch):
 
 @dataclass
 class EpochSelectionStats:
-    """What one epoch of online selection did (SPEC §4 and §7 accounting)."""
+    """What one epoch of online selection did (the accounting of the epoch record)."""
 
     forward_samples: int = 0  # samples the loader produced
     scored: int = 0  # samples that got a scoring forward (η-reuse skips the fresh ones)

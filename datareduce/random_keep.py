@@ -1,6 +1,6 @@
 """The control every online method is compared with: keep a uniform random fraction of each batch.
 
-Same budget, same loop, no loss signal (SPEC §7: "always run the uniform-random control at the same budget").
+Same budget, same loop, no loss signal: a method that does not beat it is not worth its selection.
 """
 from __future__ import annotations
 

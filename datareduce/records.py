@@ -1,4 +1,4 @@
-"""The per-epoch JSON-lines log that both trainers write, and the run summary computed from it (SPEC §4).
+"""The per-epoch JSON-lines log that both trainers write, and the run summary computed from it.
 
 One line per event, flushed and fsynced as it is written, so a crash loses at most the line being written.
 """

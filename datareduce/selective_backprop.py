@@ -1,4 +1,4 @@
-"""Selective Backprop (Jiang et al., 2019) and Stale-SB: the baseline ADONIS was derived from (SPEC §3)."""
+"""Selective Backprop (Jiang et al., 2019) and Stale-SB: the baseline ADONIS was derived from."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""One detection loss per image, the score ADONIS ranks YOLO images by (SPEC §5).
+"""One detection loss per image, the score ADONIS ranks YOLO images by.
 
 Ultralytics' ``v8DetectionLoss`` sums box (CIoU), cls (BCE) and DFL terms over the whole batch and divides them by
 the batch-wide target-score sum. Here the same assigner runs once on the same predictions, each term is summed per

@@ -1,16 +1,16 @@
-"""Hooks that ``patches/yolov5-train.patch`` calls from ultralytics/yolov5's own ``train.py`` (issue 4).
+"""Hooks that ``patches/yolov5-train.patch`` calls from ultralytics/yolov5's own ``train.py``.
 
 The patch adds the ``--ids-*`` / ``--adonis-*`` flags and a handful of calls; everything they do lives here, and
 nothing here imports YOLOv5 (it is not an installable package): YOLOv5's objects — its ``ComputeLoss``, model and
 train loader — are passed in by the patched script. Batches are YOLOv5's ``(imgs, targets, paths, shapes)``:
 ``imgs`` uint8 (B, 3, H, W) as the loader gives them, ``targets`` (N, 6) rows ``[image, class, x, y, w, h]``.
 
-* **IDS** (SPEC §2.6): the training images are listed the way YOLOv5's ``LoadImagesAndLabels`` lists them, embedded
+* **IDS** (one dataset-wide prototype, as the paper does for COCO): the training images are listed the way YOLOv5's ``LoadImagesAndLabels`` lists them, embedded
   whole, ranked by distance to one dataset-wide centroid, and the kept images are written as a txt list that the
   patched script passes to YOLOv5's ``create_dataloader`` in place of the train path. With ``--ids-gamma`` a second
   list (the hard subset) replaces it from epoch γ on; the patched script rebuilds its loader then. RPD and SSP
   subsets work the same way. The manifest and the lists go to ``<save_dir>/datareduce/``.
-* **ADONIS** (SPEC §1; also SB, Stale-SB and the random-keep control): :meth:`DataReduce.epoch` wraps the batch loop.
+* **ADONIS** (also SB, Stale-SB and the random-keep control): :meth:`DataReduce.epoch` wraps the batch loop.
   Each forward batch is scored with one loss per image from YOLOv5's own ``ComputeLoss`` (:func:`per_image_loss`),
   the selected images are queued, and the loop receives batches of exactly ``rho`` images in YOLOv5's format. The
   loss cache (η-reuse) is keyed by the image's position in the full training listing; under mosaic that is the
