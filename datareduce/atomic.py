@@ -21,6 +21,37 @@ def _umask() -> int:
     return mask
 
 
+class UnwritableError(ValueError):
+    """A folder a run would write to cannot be written (bad input: reported in one line, before any work)."""
+
+
+def check_writable_dir(path, what: str) -> None:
+    """Raise :class:`UnwritableError` ("``what`` cannot be written: …", ``what`` e.g. "--output-dir DIR") unless
+    ``path`` is a folder that can be written, or can be made. Tried for real, not by permission bits (root ignores
+    them, a read-only mount or /proc does not): a temp file is made in ``path``, or a temp folder in its nearest
+    existing ancestor, and removed at once, so nothing stays behind either way."""
+    path = Path(path).expanduser()
+    target = path  # relative stays relative: the message names the folders as the user gave them
+    while not os.path.lexists(target) and target != target.parent:
+        target = target.parent
+    problem = None
+    if not target.is_dir():
+        problem = f"{target} is a file, not a folder" if target.is_file() else f"{target} is not a folder"
+    else:
+        try:
+            if target == path:
+                fd, tmp = tempfile.mkstemp(dir=target, prefix=".write-test-")
+                os.close(fd)
+                os.unlink(tmp)
+            else:
+                os.rmdir(tempfile.mkdtemp(dir=target, prefix=".write-test-"))
+        except OSError as e:
+            action = "writing in" if target == path else "creating a folder in"
+            problem = f"{action} {target} failed ({e.strerror or e})"
+    if problem:
+        raise UnwritableError(f"{what} cannot be written: {problem}")
+
+
 def write_bytes(path, data: bytes) -> Path:
     """Atomically replace ``path`` with ``data``; the parent folder is created if missing. The file gets the
     mode a plain ``open(path, "w")`` would give a new file (0666 less the umask), not the temp file's 0600."""

@@ -64,11 +64,13 @@ def cmd_ids(args) -> int:
             args.data_path, out=args.out, method=args.method, alpha=args.alpha, mode=args.mode, gamma=args.gamma,
             prototypes=args.prototypes, extractor=args.extractor, weights=args.weights, image_size=args.image_size,
             cache_dir=args.cache_dir, seed=args.seed, batch_size=args.batch_size, workers=args.workers,
-            device=args.device, progress=bar)
+            device=args.device, progress=bar, skip_bad_images=args.skip_bad_images)
     except (ValueError, FileNotFoundError, IsADirectoryError, ImportError) as e:
         bar.close()
         return _fail(str(e))
     bar.close()
+    for note in res.notes:
+        print(f"datareduce: warning: {note}", file=sys.stderr)
     m = res.manifest
     print(f"{m['method'].upper()} on {res.image_root}: {res.num_samples} images, {len(res.class_names)} classes"
           + (f"; extractor {res.extractor.split('|')[1]}" if res.extractor else ""))
@@ -204,6 +206,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=64, help="embedding batch size (default: 64)")
     p.add_argument("--workers", type=int, default=0, help="data loading processes while embedding (default: 0)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="leave unreadable image files (empty, cut short, not an image) out, with a warning naming "
+                        "them; without it nothing is selected and the files are named (as trainers/classify.py)")
     p.set_defaults(func=cmd_ids)
 
     p = sub.add_parser("report", help="figures and an offline index.html from training run folders",

@@ -59,9 +59,15 @@ class ImageList(Dataset):
         if isinstance(item, (str, os.PathLike)):
             from PIL import Image
 
-            with Image.open(item) as img:
-                img.load()
-                return self.transform(img)
+            from .datasets import BadImageError, _decode_errors, _reason
+
+            try:
+                with Image.open(item) as img:
+                    img.load()
+                    return self.transform(img)
+            except _decode_errors() as e:  # one line naming the file, not PIL's bare error
+                raise BadImageError(f"image {item} cannot be decoded ({_reason(item, e)}): replace or remove "
+                                    "this file") from None
         if isinstance(item, torch.Tensor):
             raise TypeError(
                 f"item {j} is already a tensor: embed() applies the extractor's own preprocessing, so give it "

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import manifest as manifest_mod
 from ._validate import check_choice, check_number
+from .atomic import check_writable_dir
 from .config import OFFLINE, EmbedConfig, IDSConfig, ReduceConfig
 
 METHODS = ("ids",) + OFFLINE  # ids, ssp, rpc, rpd
@@ -80,28 +81,38 @@ def image_folder_root(data_path) -> Path:
     return train if train.is_dir() else root
 
 
-def open_image_folder(data_path):
-    """An :class:`~datareduce.datasets.IndexedImageFolder` (no transform) over ``DIR/train`` or ``DIR``."""
-    from .datasets import IndexedImageFolder
+def open_image_folder(data_path, check_images: bool = False, skip_bad_images: bool = False):
+    """An :class:`~datareduce.datasets.IndexedImageFolder` (no transform) over ``DIR/train`` or ``DIR``.
+
+    ``check_images``: every image file's header is checked first (see
+    :func:`~datareduce.datasets.check_image_files`): an unreadable one raises ``BadImageError`` naming it, or with
+    ``skip_bad_images`` is left out (they are in the dataset's ``skipped``: ``(path, reason)``)."""
+    from .datasets import IndexedImageFolder, check_image_files
 
     root = image_folder_root(data_path)
     try:
-        return IndexedImageFolder(root)
+        dataset = IndexedImageFolder(root)
     except (FileNotFoundError, RuntimeError) as e:  # torchvision: no class folders / no images in them
         raise FileNotFoundError(
             f"no ImageFolder dataset under {Path(data_path)}: expected {Path(data_path)}/train/<class>/<image> or "
             f"{Path(data_path)}/<class>/<image> ({e})") from None
+    dataset.skipped = check_image_files([dataset], skip=skip_bad_images) if check_images else []
+    return dataset
 
 
 def run(data_path, out=None, method: str = "ids", alpha: float = 0.8, mode: str = "easy",
         gamma: Optional[int] = None, prototypes: int = 1, extractor: str = "efficientnet-lite0",
         weights: Optional[str] = None, image_size: Optional[int] = None, cache_dir=None, seed: int = 0,
         batch_size: int = 64, workers: int = 0, device: Optional[str] = None,
-        progress: Optional[Callable[[int, int], None]] = None) -> SelectionResult:
+        progress: Optional[Callable[[int, int], None]] = None, skip_bad_images: bool = False) -> SelectionResult:
     """Select a subset of the ImageFolder tree at ``data_path`` and (with ``out``) write its manifest atomically.
 
     ``progress(done, total)`` is called while embedding (once with ``(N, N)`` when the embeddings are cached).
+    Every image file is checked before any is embedded: an unreadable one raises ``BadImageError`` naming it, or
+    with ``skip_bad_images`` is left out (a note says which), as ``trainers/classify.py --skip-bad-images`` does,
+    so the manifest matches that run's listing.
     """
+    from .datasets import skipped_message
     from .integrations.classification import build_offline_manifest, default_cache_dir, full_labels
 
     start = time.perf_counter()
@@ -110,6 +121,7 @@ def run(data_path, out=None, method: str = "ids", alpha: float = 0.8, mode: str 
         out = Path(out).expanduser()
         if out.is_dir():
             raise IsADirectoryError(f"--out {out} is a folder: give the manifest's file name, e.g. {out}/manifest.json")
+        check_writable_dir(out.parent, f"--out {out}")  # before the embedding, not after it
     image_folder_root(data_path)  # a missing folder is reported before the extractor is built
     ex = None
     if method in NEEDS_EMBEDDINGS:  # built (weights found and checked) before the dataset is listed
@@ -120,7 +132,7 @@ def run(data_path, out=None, method: str = "ids", alpha: float = 0.8, mode: str 
         dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
         ex = build_extractor(cfg.embed.extractor, weights=cfg.embed.weights, device=dev,
                              image_size=cfg.embed.image_size)
-    dataset = open_image_folder(data_path)
+    dataset = open_image_folder(data_path, check_images=True, skip_bad_images=skip_bad_images)
     cache_hit = None
     if ex is not None:
         from .embed import cache_path
@@ -146,4 +158,5 @@ def run(data_path, out=None, method: str = "ids", alpha: float = 0.8, mode: str 
         manifest=manifest, out=out, image_root=Path(dataset.root), class_names=names, totals=totals, kept=kept,
         subset_labels=subset_labels, embed_time_s=info.get("embed_time_s", 0.0),
         select_time_s=info.get("select_time_s", 0.0), total_time_s=time.perf_counter() - start,
-        extractor=None if ex is None else ex.key, cache_hit=cache_hit)
+        extractor=None if ex is None else ex.key, cache_hit=cache_hit,
+        notes=[skipped_message(dataset.skipped, len(dataset) + len(dataset.skipped))] if dataset.skipped else [])

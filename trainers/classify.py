@@ -37,7 +37,8 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datareduce import records
-from datareduce.datasets import PRESETS, load_datasets
+from datareduce.atomic import UnwritableError, check_writable_dir
+from datareduce.datasets import PRESETS, load_datasets, skipped_message
 from datareduce.describe import method_name, reduce_line
 from datareduce.flags import add_reduce_arguments, apply_config_file, config_from_args, read_config_file
 from datareduce.integrations import classification as tv
@@ -56,12 +57,17 @@ FREE_ON_RESUME = ("data_path", "device", "workers", "print_freq", "amp", "allow_
 
 
 def load_data(args, dist):
-    """Datasets (train samples also yield their dataset index), samplers and loaders — cf. the reference."""
+    """Datasets (train samples also yield their dataset index), samplers and loaders — cf. the reference. The
+    image files of an ImageFolder tree are checked first: an unreadable one stops the run here, naming it, or with
+    --skip-bad-images is left out (with a warning)."""
     splits = load_datasets(
         args.data_path, preset=args.preset, train_crop_size=args.train_crop_size,
         val_resize_size=args.val_resize_size, val_crop_size=args.val_crop_size, interpolation=args.interpolation,
         auto_augment=args.auto_augment, random_erase=args.random_erase, ra_magnitude=args.ra_magnitude,
-        augmix_severity=args.augmix_severity)
+        augmix_severity=args.augmix_severity, check_images=True, skip_bad_images=args.skip_bad_images)
+    if splits.skipped and dist.main:
+        total = len(splits.train) + len(splits.val) + len(splits.skipped)
+        print(f"classify.py: warning: {skipped_message(splits.skipped, total)}", file=sys.stderr)
     train_sampler = tv.TrainSampler(splits.train, dist.rank, dist.world_size, seed=args.seed)
     val_sampler = tv.ShardSampler(splits.val, dist.rank, dist.world_size)
     return splits, train_sampler, val_sampler
@@ -284,7 +290,8 @@ def holds_run(out_dir) -> bool:
 
 def check_output_dir(args, dist) -> bool:
     """Refuse to start a run in a folder that holds one, unless ``--overwrite`` (then returns True: the old run's
-    files are to be replaced). Resuming continues the run in the checkpoint's own folder."""
+    files are to be replaced), or in one that cannot be written (or made). Resuming continues the run in the
+    checkpoint's own folder."""
     problem, replace = None, False
     out = Path(args.output_dir)
     in_place = args.resume and Path(args.resume).resolve().parent == out.resolve()
@@ -295,6 +302,11 @@ def check_output_dir(args, dist) -> bool:
             hint = (f"pass --resume {ckpt} to continue it, or --overwrite to replace it" if ckpt.exists() else
                     "pass --overwrite to replace it (it has no checkpoint to continue from)")
             problem = f"--output-dir {out} already holds a run; {hint}"
+    if dist.main and problem is None:  # tried for real (a file in the way, a read-only mount, /proc …)
+        try:
+            check_writable_dir(out, f"--output-dir {out}")
+        except UnwritableError as exc:
+            problem = str(exc)
     problem, replace = tv.broadcast_object((problem, replace))  # rank 0 looked: the same answer everywhere
     if problem:
         raise ValueError(problem)
@@ -432,7 +444,8 @@ def main(args):
             log.write("run", {"args": {k: v for k, v in saved_args(args).items() if _jsonable(v)},
                               "reduce": reduce_cfg.describe(), "dataset": splits.kind, "preset": splits.preset,
                               "num_train": len(splits.train), "num_val": len(splits.val),
-                              "num_classes": num_classes, "world_size": dist.world_size, "device": str(device)})
+                              "num_classes": num_classes, "world_size": dist.world_size, "device": str(device),
+                              **({"skipped_images": [p for p, _ in splits.skipped]} if splits.skipped else {})})
         if ids_info is not None:
             subs = manifest["subsets"]
             log.write("ids", {"method": manifest["method"], "extractor": manifest.get("extractor"),
@@ -601,6 +614,10 @@ def get_args_parser(add_help=True):
                              "torchvision's format (cifar-10-batches-py/); default: the embedded digits")
     parser.add_argument("--preset", default="auto", choices=PRESETS,
                         help="normalisation and augmentation (auto: by dataset format and image size)")
+    parser.add_argument("--skip-bad-images", action="store_true",
+                        help="leave unreadable image files (empty, cut short, not an image) out of the ImageFolder "
+                             "tree, with a warning naming them; without it the run refuses to start, naming them "
+                             "(every file's header is checked before training either way)")
     parser.add_argument("--model", default=None, type=str,
                         help="model name: any torchvision classification model, resnet18_cifar, resnet50_cifar, "
                              "mobilenet_v2_cifar or resnet20 (default: resnet18; resnet20 on the embedded digits)")

@@ -122,10 +122,44 @@ def check_run_folder(overrides) -> None:
         raise ValueError(f"{save_dir} already holds a run (log.jsonl) that exist_ok=True would train over; {how}")
 
 
+def check_weights(overrides) -> None:
+    """A ``model=`` (or ``pretrained=``) ending in ``.pt`` must be on disk: Ultralytics would try to download it
+    (a ConnectionError offline) after making the run folder. Looked for where Ultralytics looks, as given (after
+    its yolov5n.pt → yolov5nu.pt renaming) and in its ``weights_dir``. A ``.yaml`` builds the model from scratch."""
+    from ultralytics.utils import SETTINGS
+    from ultralytics.utils.checks import check_yolov5u_filename
+
+    for key in ("model", "pretrained"):
+        value = overrides.get(key)
+        if not isinstance(value, str) or not value.strip().lower().endswith(".pt"):
+            continue
+        name = check_yolov5u_filename(value.strip(), verbose=False)
+        places = list(dict.fromkeys([Path(name).expanduser(), Path(SETTINGS["weights_dir"]) / name]))  # as given
+        if any(p.is_file() for p in places):
+            continue
+        renamed = f" (Ultralytics reads {value} as {name})" if name != value.strip() else ""
+        raise FileNotFoundError(
+            f"{key}={value}: weights not on disk{renamed}, looked for {' and '.join(map(str, places))}; nothing is "
+            f"downloaded: pass a local weights file ({key}=/path/to/{Path(name).name}) or a model YAML to train "
+            f"from scratch (model={Path(name).stem}.yaml)")
+
+
+def check_project(overrides) -> None:
+    """The folder the run folder goes in (``project=``) must be writable, or makeable: tried before any work."""
+    if overrides.get("resume"):
+        return
+    from datareduce.atomic import check_writable_dir
+
+    project = Path(str(overrides.get("project", DEFAULTS["project"]))).expanduser()
+    check_writable_dir(project, f"project={project}")
+
+
 def train(args) -> DataReduceDetectionTrainer:
     """Train as ``args`` say; returns the trainer (its run folder holds ``log.jsonl``)."""
     overrides = dict(args.overrides)
     check_run_folder(overrides)  # before any work
+    check_weights(overrides)
+    check_project(overrides)
     settings = TrainerSettings(reduce=config_from_args(args, seed=overrides.get("seed", 0)), lr_gamma=args.lr_gamma)
     resume = overrides.get("resume")  # a resumed run keeps its checkpoint's data, model and project
     if not resume or "data" in overrides or args.coco_json:
