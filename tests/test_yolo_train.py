@@ -122,8 +122,22 @@ def test_rs2_trains_a_fresh_subset_each_epoch(run, coco_small):
     trainer, log = run(f"data={coco_small}", "name=rs2", "epochs=2", "--reduce", "rs2", "--rs2-fraction", "0.5")
     epochs = of("epoch", log)
     assert [e["samples_backprop"] for e in epochs] == [12, 12]
+    # 2 batches an epoch accumulate towards nbs=64 images: each epoch still steps (it used to make 0 in epoch 1)
+    assert all(e["optimizer_steps"] >= 1 for e in epochs), [e["optimizer_steps"] for e in epochs]
     assert selection_counts(trainer, log).tolist() == [1] * 24
     assert of("run", log)[0]["reduce"] == {"method": "rs2", "seed": 0, "rs2_fraction": 0.5}
+
+
+def test_adonis_on_a_small_set_steps_the_optimizer_every_epoch(run, coco_small):
+    """ADONIS with rho 4 on 24 images: a few batches an epoch, far from the nbs=64 images Ultralytics accumulates
+    before stepping. Every epoch that back-propagates images steps the optimizer at least once (it used to make
+    0 steps: the gradients of the epoch, or of the whole run, were never applied)."""
+    trainer, log = run(f"data={coco_small}", "name=adonis-small", "epochs=2", "--adonis-theta", "0.05",
+                       "--adonis-rho", "4", "--adonis-omega", "-1")
+    epochs = of("epoch", log)
+    assert all(e["samples_backprop"] > 0 for e in epochs)
+    assert all(e["optimizer_steps"] >= 1 for e in epochs), [(e["train_batches"], e["optimizer_steps"]) for e in epochs]
+    assert of("summary", log)[0]["optimizer_steps"] == sum(e["optimizer_steps"] for e in epochs)
 
 
 def test_adonis_through_the_python_api(coco_small, tmp_path, monkeypatch):

@@ -229,7 +229,8 @@ class DataReduceDetectionTrainer(DetectionTrainer):
     """``DetectionTrainer`` that trains on an IDS (or RPD/SSP) subset and/or with ADONIS (or SB) selection.
 
     Settings come from :func:`read_settings`; with none set it trains exactly like the stock trainer (plus the
-    per-epoch log). Only the detection task is supported.
+    per-epoch log), except that an epoch that back-propagated images never ends without an optimizer step
+    (:meth:`step_pending_gradients`). Only the detection task is supported.
     """
 
     def __init__(self, cfg=DEFAULT_CFG, overrides=None, _callbacks=None):
@@ -261,6 +262,8 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         self.run_log = None
         self.pending = []  # records made before the log exists (IDS runs while the dataloaders are built)
         self.optimizer_steps = 0
+        self.batches_since_step = 0  # back-propagated batches whose gradients wait for the next optimizer step
+        self.stepped = False  # whether this batch stepped the optimizer
         self.epoch_start_time = None
         self.counts = {}  # this epoch's totals, for its record
         self.selection_counts = None  # back-propagations per image of the full training listing
@@ -434,13 +437,43 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         """Stock step, counted for the epoch record."""
         super().optimizer_step()
         self.optimizer_steps += 1
+        self.stepped = True
+
+    def count_batch(self):
+        """After each training batch: how many back-propagated batches wait for an optimizer step."""
+        self.batches_since_step = 0 if self.stepped else self.batches_since_step + 1
+        self.stepped = False
+
+    def step_pending_gradients(self):
+        """Step once at the end of an epoch that back-propagated images but made no optimizer step, so that its
+        gradients are applied. Ultralytics steps every ``accumulate`` batches (nbs=64 images) and counts batches as
+        if every epoch yielded ``len(train_loader)``; an epoch of a few batches (ADONIS batches of rho images on a
+        small set, an RS2 or IDS subset, a tiny dataset) can end short of that, and the run's last epoch then loses
+        them. This step's weight decay is scaled to the batches it holds (of ``accumulate``), as Ultralytics scales
+        it to the images a step sees. An epoch that stepped keeps Ultralytics' cadence untouched."""
+        if self.optimizer_steps or not any(p.grad is not None for p in self.model.parameters()):
+            return
+        pending = max(self.batches_since_step, 1)
+        LOGGER.info(f"datareduce: epoch {self.epoch + 1}: {pending} batch(es) back-propagated since the last "
+                    f"optimizer step, fewer than the {self.accumulate} Ultralytics accumulates (nbs={self.args.nbs} "
+                    "images): stepping at the end of the epoch")
+        share = min(pending, self.accumulate) / max(self.accumulate, 1)
+        decays = [group["weight_decay"] for group in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group["weight_decay"] *= share
+        try:
+            self.optimizer_step()
+        finally:
+            for group, decay in zip(self.optimizer.param_groups, decays):
+                group["weight_decay"] = decay
+        self.batches_since_step, self.stepped = 0, False
 
     # ------------------------------------------------------------------ per-epoch bookkeeping
     def run_callbacks(self, event: str):
         """Our bookkeeping runs here rather than as registered callbacks, which DDP would pickle with the trainer."""
         hook = {"on_pretrain_routine_end": self.open_log, "on_train_epoch_start": self.start_epoch_reduction,
-                "on_train_epoch_end": self.count_epoch, "on_fit_epoch_end": self.end_epoch,
-                "on_train_end": self.log_summary}.get(event)
+                "on_train_batch_end": self.count_batch, "on_train_epoch_end": self.end_training_epoch,
+                "on_fit_epoch_end": self.end_epoch, "on_train_end": self.log_summary}.get(event)
         if hook is not None:
             hook()
         super().run_callbacks(event)
@@ -478,6 +511,12 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             self.selector.reuse = self.mosaic_closed or not self.args.mosaic
         self.optimizer_steps = 0
         self.epoch_start_time = time.time()
+
+    def end_training_epoch(self):
+        """After the epoch's last batch, before validation: apply its pending gradients if it made no step, then
+        count it."""
+        self.step_pending_gradients()
+        self.count_epoch()
 
     def count_epoch(self):
         """Epoch totals over every rank (all ranks run this hook)."""
