@@ -165,6 +165,21 @@ class ReduceConfig:
             raise ValueError(f"--adonis-reuse-train-loss needs the training step's per-sample losses, which {host} "
                              "does not hand back: use trainers/classify.py")
 
+    def to_dict(self) -> dict:
+        """Every field, JSON-ready (the inverse of :meth:`from_dict`)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ReduceConfig":
+        """The config :meth:`to_dict` wrote, validated again (unknown keys are an error, naming them)."""
+        d = dict(d)
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown data-reduction setting(s) {sorted(unknown)}")
+        ids, adonis, embed = d.pop("ids", None), d.pop("adonis", None), d.pop("embed", None)
+        return cls(**d, ids=ids and IDSConfig(**ids), adonis=adonis and AdonisConfig(**adonis),
+                   embed=EmbedConfig(**embed) if embed else EmbedConfig())
+
     def describe(self) -> dict:
         """A JSON-ready dict of every parameter that matters to this run (for logs and summaries)."""
         out = {"method": self.method, "seed": self.seed}

@@ -70,3 +70,20 @@ def test_classify_says_what_runs_and_its_summary_names_it(tmp_path):
     recs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert recs[-1]["type"] == "summary" and recs[-1]["method"] == "rpd+adonis"
     assert report.load_run(out).method == "rpd+adonis"
+
+
+def test_reduce_config_round_trips_through_a_dict():
+    """to_dict / from_dict (the Ultralytics DDP sidecar's format) give back an equal, validated config."""
+    import json
+
+    from datareduce import AdonisConfig, EmbedConfig, IDSConfig, ReduceConfig
+
+    cfg = ReduceConfig(ids=IDSConfig(alpha=0.6, gamma=4), adonis=AdonisConfig(eta=3, clip="clamp", prune=0.5),
+                       embed=EmbedConfig(image_size=64), seed=7)
+    back = ReduceConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg
+    assert ReduceConfig.from_dict(ReduceConfig(method="rs2", rs2_fraction=0.3).to_dict()).rs2_fraction == 0.3
+    with pytest.raises(ValueError, match="unknown data-reduction setting"):
+        ReduceConfig.from_dict({**cfg.to_dict(), "adonis_eta": 3})
+    with pytest.raises(ValueError, match="rs2 fraction"):
+        ReduceConfig.from_dict({**ReduceConfig().to_dict(), "rs2_fraction": 2.0})

@@ -27,7 +27,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -48,7 +48,7 @@ from ultralytics.utils.torch_utils import autocast, unwrap_model  # noqa: E402
 from .. import manifest, offline, records  # noqa: E402
 from .._validate import check_number  # noqa: E402
 from ..atomic import write_text, write_torch  # noqa: E402
-from ..config import AdonisConfig, EmbedConfig, IDSConfig, ReduceConfig  # noqa: E402
+from ..config import ReduceConfig  # noqa: E402
 from ..describe import method_name  # noqa: E402
 from ..distributed import all_sum  # noqa: E402
 from ..embed import build_extractor  # noqa: E402
@@ -82,7 +82,8 @@ class TrainerSettings:
 def write_settings(settings: TrainerSettings, path) -> Path:
     """Save ``settings`` as the sidecar JSON ``path`` and point ``DATAREDUCE_CONFIG`` at it (DDP workers inherit it)."""
     path = Path(path).resolve()
-    write_text(path, json.dumps(asdict(settings), sort_keys=True, indent=1) + "\n")
+    record = {"reduce": settings.reduce.to_dict(), "lr_gamma": settings.lr_gamma}
+    write_text(path, json.dumps(record, sort_keys=True, indent=1) + "\n")
     os.environ[SETTINGS_ENV] = str(path)
     return path
 
@@ -95,10 +96,7 @@ def read_settings() -> TrainerSettings:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{SETTINGS_ENV}={path}: settings file not found")
     d = json.loads(Path(path).read_text(encoding="utf-8"))
-    r = d["reduce"]
-    reduce = ReduceConfig(**{**r, "ids": r["ids"] and IDSConfig(**r["ids"]), "embed": EmbedConfig(**r["embed"]),
-                             "adonis": r["adonis"] and AdonisConfig(**r["adonis"])})
-    return TrainerSettings(reduce=reduce, lr_gamma=d["lr_gamma"])
+    return TrainerSettings(reduce=ReduceConfig.from_dict(d["reduce"]), lr_gamma=d["lr_gamma"])
 
 
 class YoloBatchOps:
