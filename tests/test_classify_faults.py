@@ -1,6 +1,7 @@
 """Fault injection with real processes: trainers/classify.py killed with SIGKILL mid-epoch and resumed computes
 exactly what an uninterrupted run computes, and a checkpoint being written when the process dies never replaces the
 last good one. The kill points are drawn from a seeded generator, so a failure reproduces."""
+import os
 import random
 import signal
 import subprocess
@@ -28,26 +29,42 @@ def _wait_for(predicate, proc, timeout, what):
         time.sleep(0.005)
 
 
-def test_sigkill_in_epoch_1_then_resume_repeats_the_uninterrupted_run(cifar10_small, tmp_path):
-    common = ["--data-path", cifar10_small, *SMALL, "--epochs", "3", "--adonis-eta", "2"]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+METHODS = {  # η-reuse across the kill, InfoBatch's scores and plan, the IDS γ switch at epoch 2
+    "adonis": ["--adonis-eta", "2"],
+    "infobatch": ["--reduce", "infobatch", "--infobatch-delta", "0.67"],
+    "ids-gamma": ["--ids-alpha", "0.6", "--ids-gamma", "2", "--ids-image-size", "64"],
+}
+
+
+@pytest.mark.parametrize("method,ddp", [("adonis", False), ("infobatch", False), ("ids-gamma", False),
+                                        ("adonis", True)])
+def test_sigkill_in_epoch_1_then_resume_repeats_the_uninterrupted_run(cifar10_small, tmp_path, method, ddp):
+    extra = ["--ids-cache-dir", tmp_path / "cache"] if method == "ids-gamma" else []
+    launcher = TORCHRUN if ddp else [sys.executable]
+    common = ["--data-path", cifar10_small, *SMALL, "--epochs", "3", *METHODS[method], *extra,
+              *(["--device", "cpu"] if ddp else [])]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    run([*common, "--output-dir", whole])
+    run([*common, "--output-dir", whole], launcher=launcher, timeout=300)
     epochs = log(whole, "epoch")
     epoch1 = epochs[1]["train_time_s"] + epochs[1]["eval_time_s"]  # how long epoch 1 takes on this machine
 
-    cmd = [sys.executable, str(SCRIPT), *map(str, common), "--output-dir", str(killed)]
+    cmd = [*launcher, str(SCRIPT), *map(str, common), "--output-dir", str(killed)]
+    rng = random.Random(f"{SEED}-{method}-{ddp}")
     with open(tmp_path / "killed.out", "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env(), stdout=out, stderr=subprocess.STDOUT)
+        # its own session: the kill reaches every process of the job (torchrun's agent and both ranks)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env(), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
         ckpt = killed / "checkpoint.pth"
-        _wait_for(ckpt.exists, proc, 120, "epoch 0's checkpoint")  # os.replace: it appears whole
-        time.sleep(random.Random(SEED).uniform(0.05, 0.6) * epoch1)  # somewhere in epoch 1
-        proc.send_signal(signal.SIGKILL)
+        _wait_for(ckpt.exists, proc, 180, "epoch 0's checkpoint")  # os.replace: it appears whole
+        time.sleep(rng.uniform(0.05, 0.6) * epoch1)  # somewhere in epoch 1
+        os.killpg(proc.pid, signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)  # what the kill left is a loadable checkpoint
     assert saved["epoch"] == 0, "the kill was meant to land in epoch 1"
     assert not log(killed, "summary")
 
-    run([*common, "--resume", ckpt])
+    run([*common, "--resume", ckpt], launcher=launcher, timeout=300)
     a, b = log(whole, "epoch"), log(killed, "epoch")
     assert [e["epoch"] for e in b] == [0, 1, 2] and len(log(killed, "summary")) == 1
     assert [without_times(e) for e in a] == [without_times(e) for e in b]
