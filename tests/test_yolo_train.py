@@ -128,6 +128,84 @@ def test_rs2_trains_a_fresh_subset_each_epoch(run, coco_small):
     assert of("run", log)[0]["reduce"] == {"method": "rs2", "seed": 0, "rs2_fraction": 0.5}
 
 
+def test_infobatch_prunes_and_weights(run, coco_small):
+    """InfoBatch r 0.5 on 24 images, 2 epochs, δ 1 (both epochs may prune): epoch 0 has equal scores (nothing
+    pruned); epoch 1 prunes half of the images below the mean training loss of epoch 0 and weights the kept ones 2."""
+    trainer, log = run(f"data={coco_small}", "name=infobatch", "epochs=2", "--reduce", "infobatch",
+                       "--infobatch-delta", "1")
+    first, second = of("epoch", log)
+    assert (first["pruned_samples"], first["samples_backprop"], first["forward_samples"]) == (0, 24, 24)
+    assert second["pruned_samples"] > 0 and second["samples_backprop"] == second["forward_samples"] < 24
+    assert second["samples_backprop"] == 24 - second["pruned_samples"] == second["train_images"]
+    assert of("run", log)[0]["reduce"]["method"] == "infobatch" and of("summary", log)[0]["method"] == "infobatch"
+    counts = selection_counts(trainer, log)
+    assert set(counts.tolist()) == {1, 2} and (counts == 1).sum() == second["pruned_samples"]
+    pruner = trainer.infobatch
+    assert torch.isfinite(pruner.scores).all() and len(set(pruner.scores.tolist())) > 1  # real training losses
+    assert set(pruner.weights.tolist()) == {1.0, 2.0}
+
+    # the weighted criterion on a real batch: all weights 1 give the stock loss; weights w give B·Σ w_i·num_i / Σ s
+    from datareduce.integrations.ultralytics import WeightedDetectionLoss
+    from ultralytics.utils.torch_utils import unwrap_model
+
+    model = unwrap_model(trainer.model)
+    assert model.criterion is trainer.weighted_loss  # training ran through it
+    batch = trainer.preprocess_batch(next(iter(trainer.train_loader)))
+    with torch.no_grad():
+        preds = model(batch["img"])
+        stock, stock_items = trainer.weighted_loss.criterion(preds, batch)
+        ones = WeightedDetectionLoss(model, lambda b: torch.ones(len(b["im_file"])), None)
+        loss, items = ones(preds, batch)
+        assert torch.allclose(loss, stock, rtol=1e-5, atol=1e-6) and stock.sum() > 0
+        assert all(torch.allclose(items[k], stock_items[k], rtol=1e-5, atol=1e-6) for k in stock_items)
+        w = pruner.loss_weights(trainer.image_indices(batch))
+        weighted, _ = trainer.weighted_loss(preds, batch)
+        numerators, score_sums = trainer.weighted_loss.per_image.terms(preds, batch)
+        expected = len(w) * (numerators * w[:, None]).sum(0) / score_sums.sum().clamp(min=1)
+        assert torch.allclose(weighted, expected, rtol=1e-5, atol=1e-6)
+        if (w != 1).any():
+            assert weighted.sum() > stock.sum()
+
+
+def test_infobatch_resume_restores_the_scores(run, coco_small, tmp_path, monkeypatch):
+    class CrashAfterFirstEpoch(yolo_train.DataReduceDetectionTrainer):
+        def run_callbacks(self, event):
+            super().run_callbacks(event)
+            if event == "on_fit_epoch_end":
+                crashed.append(self)
+                raise Interrupted
+
+    crashed = []
+    flags = ("--reduce", "infobatch", "--infobatch-delta", "1")
+    monkeypatch.setattr(yolo_train, "DataReduceDetectionTrainer", CrashAfterFirstEpoch)
+    with pytest.raises(Interrupted):
+        run(f"data={coco_small}", "name=ib-resume", "epochs=2", *flags)
+    planned = crashed[0].infobatch.plan(1)  # epoch 1's plan, from the scores of epoch 0's training forwards
+    before = np.load(tmp_path / "ib-resume" / "selection_counts.npy")
+    monkeypatch.setattr(yolo_train, "DataReduceDetectionTrainer", CrashAfterFirstEpoch.__base__)
+    resumed, log = run(f"resume={tmp_path / 'ib-resume' / 'weights' / 'last.pt'}", *flags)
+    assert of("resume", log)[0]["selection_state_restored"] is True
+    second = of("epoch", log)[1]
+    assert second["pruned_samples"] == 24 - len(planned) > 0 and second["samples_backprop"] == len(planned)
+    visited = np.zeros(24, dtype=int)
+    visited[planned.numpy()] = 1
+    assert (selection_counts(resumed, log) == before + visited).all()  # the resumed epoch visited exactly that plan
+
+
+def test_composer_sb_cuts_active_batches(run, coco_small):
+    """Composer-SB, keep 0.5 from progress 0.5 on, every 2nd batch in full: epoch 0 trains all 24 images; epoch 1
+    (3 batches of 8) cuts its 1st and 3rd batches to 4 images each."""
+    trainer, log = run(f"data={coco_small}", "name=composer", "epochs=2", "--reduce", "composer-sb")
+    first, second = of("epoch", log)
+    assert (first["samples_scored"], first["samples_backprop"]) == (0, 24)
+    assert (second["forward_samples"], second["samples_scored"], second["samples_backprop"]) == (24, 16, 16)
+    assert second["samples_selected"] == 16 and second["train_batches"] == 3
+    assert of("run", log)[0]["reduce"]["method"] == "composer-sb"
+    assert of("summary", log)[0]["method"] == "composer-sb"
+    counts = selection_counts(trainer, log)
+    assert counts.sum() == 40 and set(counts.tolist()) <= {1, 2}
+
+
 def test_adonis_on_a_small_set_steps_the_optimizer_every_epoch(run, coco_small):
     """ADONIS with rho 4 on 24 images: a few batches an epoch, far from the nbs=64 images Ultralytics accumulates
     before stepping. Every epoch that back-propagates images steps the optimizer at least once (it used to make
@@ -216,6 +294,7 @@ def test_coco_json_input(coco128_root, tmp_path):
     (["--ids-alpha", "1.5"], "ids alpha=1.5 is out of range"),
     (["data=/nonexistent/coco.yaml"], "never downloaded"),
     (["--reduce", "rpc"], "not available for YOLO detection"),
+    (["--reduce", "infobatch", "--ids-alpha", "0.5"], "combining it with IDS is not supported"),
 ])
 def test_bad_input_fails_fast(argv, message, coco_small, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("DATAREDUCE_CONFIG", raising=False)

@@ -4,7 +4,9 @@ IDS embeds whole training images, ranks them by distance to one dataset-wide cen
 restricts Ultralytics' ``YOLODataset`` to the kept images before its DataLoader is built (switching from the
 easy to the hard subset at epoch γ). ADONIS wraps the training loader: each raw batch is scored with the model
 being trained (one detection loss per image), the selected images are queued, and the trainer receives batches of
-exactly ``rho`` images.
+exactly ``rho`` images. RS2 and InfoBatch restrict the dataset to each epoch's subset (InfoBatch weights the
+per-image loss of its kept well-learned images, :class:`WeightedDetectionLoss`, and scores images by their training
+loss); Composer-SB cuts each active batch to its kept images (:class:`ComposerSelection`).
 
 The run folder (Ultralytics' ``save_dir``) has the layout of ``trainers/classify.py``'s output dir, which
 ``datareduce report`` reads: ``log.jsonl`` (a ``run`` record, an ``ids`` record for an offline subset, one ``epoch``
@@ -50,17 +52,18 @@ from .._validate import check_number  # noqa: E402
 from ..atomic import write_text, write_torch  # noqa: E402
 from ..config import ReduceConfig  # noqa: E402
 from ..describe import method_name  # noqa: E402
-from ..distributed import all_sum  # noqa: E402
+from ..distributed import all_sum, gather_1d, gather_losses  # noqa: E402
 from ..embed import build_extractor  # noqa: E402
-from ..online import OnlineSelection  # noqa: E402
+from ..infobatch import InfoBatchPruner  # noqa: E402
+from ..online import EpochSelectionStats, OnlineSelection  # noqa: E402
 from ..rs2 import RS2Subsets  # noqa: E402
 from ..selection_counts import SelectionCounts  # noqa: E402
 from .ultralytics_data import restrict_dataset  # noqa: E402
 from .ultralytics_loss import PerImageDetectionLoss  # noqa: E402
 
 SETTINGS_ENV = "DATAREDUCE_CONFIG"
-# rpc needs one class per image; composer-sb and infobatch need loops of their own
-SUPPORTED = ("full", "sb", "stale-sb", "random-keep", "rpd", "ssp", "rs2")
+# rpc needs one class per image
+SUPPORTED = ("full", "sb", "stale-sb", "random-keep", "rpd", "ssp", "rs2", "composer-sb", "infobatch")
 BOX_KEYS = ("cls", "bboxes")  # per-box entries of a detection batch (besides batch_idx)
 MANIFEST_FILE = "manifest.json"  # the run folder's names, as trainers/classify.py writes them
 COUNTS_FILE = "selection_counts.npy"
@@ -200,6 +203,87 @@ class ReducedTrainLoader:
             yield batch
 
 
+class ComposerSelection:
+    """Composer-SB as the training loader's batch source (the classification host's ``ComposerReducer``): while
+    the selector is active (training progress in [start, end), not an every-``interrupt``-th batch), each raw batch
+    is scored (:meth:`DataReduceDetectionTrainer.score`) and cut to its kept images, trained at once as a smaller
+    batch (no accumulation); otherwise the batch trains as is. Its ``stats``, ``state_dict`` and
+    ``max_batches`` are those :class:`OnlineSelection` gives the trainer's bookkeeping."""
+
+    def __init__(self, selector, score_fn, epochs: int):
+        self.selector, self.score_fn, self.epochs = selector, score_fn, epochs
+        self.stats = EpochSelectionStats()
+
+    @staticmethod
+    def max_batches(num_samples: int) -> int:
+        return 0  # batches are cut, never queued: at most the loader's own
+
+    def epoch(self, loader, epoch: int, last: bool = False):
+        self.stats = stats = EpochSelectionStats()
+        nb = max(len(loader), 1)
+        for i, batch in enumerate(loader):
+            n = YoloBatchOps.size(batch)
+            stats.forward_samples += n
+            stats.loaded += n
+            if self.selector.is_active((epoch + i / nb) / self.epochs, i):
+                start = time.perf_counter()
+                losses = self.score_fn(batch).detach().float().reshape(-1).cpu()
+                stats.score_time_s += time.perf_counter() - start
+                stats.scored += n
+                start = time.perf_counter()
+                keep = self.selector.select(losses)
+                batch = YoloBatchOps.take(batch, keep.nonzero().flatten())
+                stats.select_time_s += time.perf_counter() - start
+                finite = torch.isfinite(losses)
+                stats.loss_sum_all += float(losses[finite].sum())
+                stats.finite_all += int(finite.sum())
+                stats.loss_sum_kept += float(losses[finite & keep].sum())
+                stats.finite_kept += int((finite & keep).sum())
+            stats.selected += YoloBatchOps.size(batch)
+            stats.backprop += YoloBatchOps.size(batch)
+            stats.train_batches += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"selector": self.selector.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.selector.load_state_dict(state["selector"])
+
+
+class WeightedDetectionLoss:
+    """The model's ``v8DetectionLoss`` with one loss weight per image (InfoBatch's 1/(1−r) on kept well-learned
+    images): the batch loss is ``B · Σ_i w_i · numerator_i / max(Σ_i score_sum_i, 1)`` (box, cls, dfl), the stock
+    loss's normalisation, so all ``w_i = 1`` gives back the stock loss. ``weights_of(batch)`` gives the weights;
+    each call keeps the batch's per-image losses (:class:`PerImageDetectionLoss`, unweighted) in ``seen`` with the
+    batch, for InfoBatch's scores. Installed as the training model's ``criterion`` (after the EMA copy is made)."""
+
+    def __init__(self, model: nn.Module, weights_of, index_fn):
+        current = getattr(model, "criterion", None)
+        self.per_image = current.per_image if isinstance(current, WeightedDetectionLoss) else \
+            PerImageDetectionLoss(model)  # over the stock criterion, also when the model already holds a wrapper
+        self.criterion = self.per_image.criterion
+        self.loss_names = self.criterion.loss_names
+        self.weights_of, self.index_fn = weights_of, index_fn
+        self.seen = []  # (image positions, per-image losses) of the training forwards since the last reset
+
+    def __call__(self, preds, batch: dict):
+        numerators, score_sums = self.per_image.terms(preds, batch)
+        weights = self.weights_of(batch).to(device=numerators.device, dtype=numerators.dtype)
+        loss = (numerators * weights[:, None]).sum(0) / score_sums.sum().clamp(min=1)
+        if self.index_fn is not None:
+            self.seen.append((self.index_fn(batch), (numerators.sum(1) / score_sums.clamp(min=1)).detach()))
+        return loss * numerators.shape[0], dict(zip(self.loss_names, loss.detach()))
+
+    def take_seen(self):
+        """The positions and losses kept since the last call (CPU tensors), and forget them."""
+        seen, self.seen = self.seen, []
+        if not seen:
+            return torch.zeros(0, dtype=torch.long), torch.zeros(0)
+        return (torch.cat([i.reshape(-1).long().cpu() for i, _ in seen]),
+                torch.cat([v.reshape(-1).float().cpu() for _, v in seen]))
+
+
 @contextlib.contextmanager
 def batch_statistics_only(model: nn.Module):
     """Inside, BatchNorm layers in train mode normalise with the batch's statistics but leave their running
@@ -223,7 +307,8 @@ def _jsonable(value) -> bool:
 
 
 class DataReduceDetectionTrainer(DetectionTrainer):
-    """``DetectionTrainer`` that trains on an IDS (or RPD/SSP) subset and/or with ADONIS (or SB) selection.
+    """``DetectionTrainer`` that trains on an IDS (or RPD/SSP) subset and/or with ADONIS (or SB) selection, or
+    with RS2, InfoBatch or Composer-SB.
 
     Settings come from :func:`read_settings`; with none set it trains exactly like the stock trainer (plus the
     per-epoch log), except that an epoch that back-propagated images never ends without an optimizer step
@@ -248,8 +333,16 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         self.offline = self.reduce.ids is not None or self.reduce.method in ("rpd", "ssp")
         if self.offline and self.args.rect:
             raise ValueError("IDS / RPD / SSP subsets need rect=False (rect batches are shaped over the full set)")
+        if self.reduce.method == "infobatch" and self.reduce.ids is not None:
+            raise ValueError("--reduce infobatch draws from the whole training set each epoch; combining it with IDS "
+                             "is not supported (use one of them)")
+        if self.reduce.method == "infobatch" and self.args.rect:
+            raise ValueError("--reduce infobatch trains a per-epoch subset: it needs rect=False")
         self.subsets = None  # the manifest of the offline subsets, made on the first train dataset build
         self.rs2 = None  # RS2: the per-epoch random subsets of the full training listing
+        self.infobatch = None  # InfoBatch: the pruner (scores of the full training listing, this epoch's weights)
+        self.infobatch_pruned = 0  # images the current epoch's plan pruned
+        self.weighted_loss = None  # InfoBatch: the training model's criterion (WeightedDetectionLoss)
         self.full_index = None  # resolved image path -> position in the full training listing
         self.loaded_subset = None  # which manifest subset the current train dataset holds
         self.online = None
@@ -288,6 +381,15 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             epoch = getattr(self, "epoch", self.start_epoch)
             self.loaded_subset = epoch
             kept = sorted(self.rs2.plan(epoch).tolist())
+            restrict_dataset(dataset, [dataset.im_files[i] for i in kept])
+        elif self.reduce.method == "infobatch":
+            if self.infobatch is None:
+                self.infobatch = InfoBatchPruner(len(dataset.im_files), self.epochs, ratio=self.reduce.infobatch_ratio,
+                                                 delta=self.reduce.infobatch_delta, seed=self.reduce.seed)
+            epoch = getattr(self, "epoch", self.start_epoch)
+            self.loaded_subset = epoch
+            kept = sorted(self.infobatch.plan(epoch).tolist())  # the same on every rank: the scores are shared
+            self.infobatch_pruned = self.infobatch.num_samples - len(kept)
             restrict_dataset(dataset, [dataset.im_files[i] for i in kept])
         if self.args.cache:
             restrict_dataset(dataset, dataset.im_files, cache=self.args.cache)  # cache the kept images only
@@ -353,7 +455,10 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         if mode != "train":
             return loader
         selector = self.reduce.online_selector(max(RANK, 0), epochs=self.epochs) if self.online is None else None
-        if selector is not None:
+        if selector is not None and self.reduce.method == "composer-sb":
+            self.selector = selector
+            self.online = ComposerSelection(selector, self.score, self.epochs)
+        elif selector is not None:
             self.selector = ReuseGate(selector)
             rho = (self.reduce.adonis.rho if self.reduce.adonis is not None else None) or batch_size
             self.online = OnlineSelection(self.selector, self.score, rho, YoloBatchOps, self.image_indices)
@@ -368,6 +473,8 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             images = max(s["num_kept"] for s in self.subsets["subsets"])
         if self.rs2 is not None:
             images = self.rs2.per_epoch
+        if self.infobatch is not None:
+            images = self.infobatch.num_samples  # an epoch's plan visits at most every image
         per_rank = math.ceil(images / max(self.world_size, 1))
         bound = math.ceil(per_rank / loader.batch_size)  # warm-up (ω) epochs train the loader's batches as is
         return max(bound, self.online.max_batches(per_rank)) if self.online is not None else bound
@@ -389,7 +496,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
     def _build_train_pipeline(self):
         """Stock pipeline; with online selection the gradient accumulation is recomputed for batches of ``rho``."""
         super()._build_train_pipeline()
-        if self.online is None or self.online.rho * max(self.world_size, 1) == self.batch_size:
+        if not isinstance(self.online, OnlineSelection) or self.online.rho * max(self.world_size, 1) == self.batch_size:
             return
         images = self.online.rho * max(self.world_size, 1)
         self.accumulate = min(max(round(self.args.nbs / images), 1), len(self.train_loader) * self.epochs)
@@ -402,7 +509,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         """Stock mosaic closing; from now on an image looks alike every epoch, so η-reuse may start."""
         super()._close_dataloader_mosaic()
         self.mosaic_closed = True
-        if self.selector is not None:
+        if isinstance(self.selector, ReuseGate):
             self.selector.reuse = True
 
     def _setup_scheduler(self):
@@ -456,12 +563,32 @@ class DataReduceDetectionTrainer(DetectionTrainer):
     # ------------------------------------------------------------------ per-epoch bookkeeping
     def run_callbacks(self, event: str):
         """Our bookkeeping runs here rather than as registered callbacks, which DDP would pickle with the trainer."""
-        hook = {"on_pretrain_routine_end": self.open_log, "on_train_epoch_start": self.start_epoch_reduction,
+        hook = {"on_pretrain_routine_end": self.end_pretrain, "on_train_epoch_start": self.start_epoch_reduction,
                 "on_train_batch_end": self.count_batch, "on_train_epoch_end": self.end_training_epoch,
                 "on_fit_epoch_end": self.end_epoch, "on_train_end": self.log_summary}.get(event)
         if hook is not None:
             hook()
         super().run_callbacks(event)
+
+    def end_pretrain(self):
+        """After the stock setup (and resume): InfoBatch's weighted criterion goes in, then the log opens."""
+        self.install_weighted_loss()
+        self.open_log()
+
+    def install_weighted_loss(self):
+        """InfoBatch: the training model's criterion becomes a :class:`WeightedDetectionLoss` with this epoch's
+        weights of the pruner, which keeps the training forward's per-image losses for the pruner's scores. Set
+        after the EMA copy is made (and rebuilt on resume), so the EMA, the validator and the checkpoints keep the
+        stock criterion."""
+        if self.infobatch is None:
+            return
+        model = unwrap_model(self.model)
+        if isinstance(getattr(model, "criterion", None), WeightedDetectionLoss):
+            return
+        pruner, index_fn = self.infobatch, self.image_indices
+        self.weighted_loss = WeightedDetectionLoss(model, lambda batch: pruner.loss_weights(index_fn(batch)),
+                                                   index_fn)
+        model.criterion = self.weighted_loss
 
     def open_log(self):
         """Start ``log.jsonl`` on the main rank with the ``run`` record (a resumed run keeps its log's, and drops
@@ -485,15 +612,17 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         """Swap in the γ subset when it starts (RS2: this epoch's subset), and tell the loader and selector where
         training stands."""
         if ((self.subsets is not None and self.subset_at(self.epoch) != self.loaded_subset)
-                or (self.rs2 is not None and self.epoch != self.loaded_subset)):
+                or ((self.rs2 is not None or self.infobatch is not None) and self.epoch != self.loaded_subset)):
             self.train_loader.close()
             loader = super().get_dataloader(self.data["train"], self.train_loader.batch_size, LOCAL_RANK, "train")
             self.train_loader.loader = loader  # built for self.epoch's subset by build_dataset
             if self.mosaic_closed:
                 super()._close_dataloader_mosaic()
         self.train_loader.epoch, self.train_loader.last = self.epoch, self.epoch + 1 >= self.epochs
-        if self.selector is not None:
+        if isinstance(self.selector, ReuseGate):
             self.selector.reuse = self.mosaic_closed or not self.args.mosaic
+        if self.weighted_loss is not None:
+            self.weighted_loss.take_seen()  # a redone epoch (NaN loss) drops the losses of its first try
         self.optimizer_steps = 0
         self.epoch_start_time = time.time()
 
@@ -519,10 +648,24 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         if stats is not None:
             record = stats.as_record()
             self.counts.update(mean_loss_all=record["mean_loss_all"], mean_loss_kept=record["mean_loss_kept"],
-                               scoring_reuse=self.selector.reuse, score_time_s=record["score_time_s"],
+                               scoring_reuse=getattr(self.selector, "reuse", False),
+                               score_time_s=record["score_time_s"],
                                select_time_s=record["select_time_s"])  # this rank's (datareduce report's overhead)
         if self.subsets is not None:
             self.counts["subset"] = self.subsets["subsets"][self.loaded_subset]["mode"]
+        if self.infobatch is not None:
+            self.update_infobatch()
+            self.counts.update(pruned_samples=int(self.infobatch_pruned),
+                               keep_fraction=1 - self.infobatch_pruned / self.infobatch.num_samples)
+
+    def update_infobatch(self):
+        """The epoch's training-forward losses of every rank update the pruner's scores, the same on every rank
+        (the next epoch's plan is drawn from them; all ranks run this hook)."""
+        if self.weighted_loss is not None:
+            positions, losses = self.weighted_loss.take_seen()
+        else:  # no training forward yet
+            positions, losses = torch.zeros(0, dtype=torch.long), torch.zeros(0)
+        self.infobatch.update(gather_1d(positions), gather_losses(losses))
 
     def end_epoch(self):
         """Fold the epoch's images into the selection counts (over every rank), save them and the selection state,
@@ -553,6 +696,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
     def save_selection_state(self):
         write_torch(self.selection_state_file(),
                     {"epoch": self.epoch, "online": self.online.state_dict() if self.online is not None else None,
+                     "infobatch": self.infobatch.state_dict() if self.infobatch is not None else None,
                      "selection_counts": torch.from_numpy(self.selection_counts.counts.copy())})
 
     def resume_training(self, ckpt):
@@ -572,6 +716,11 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             record["selection_state_restored"] = state.get("online") is not None
             if record["selection_state_restored"]:
                 self.online.load_state_dict(state["online"])
+        if self.infobatch is not None:
+            record["selection_state_restored"] = state.get("infobatch") is not None
+            if record["selection_state_restored"]:
+                self.infobatch.load_state_dict(state["infobatch"])
+            self.loaded_subset = None  # the first epoch's plan is drawn again, from the restored scores
         counts = state.get("selection_counts")
         record["selection_counts_restored"] = counts is not None and len(counts) == len(self.selection_counts.counts)
         if record["selection_counts_restored"]:
