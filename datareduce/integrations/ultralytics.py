@@ -45,7 +45,7 @@ ensure_offline()  # before Ultralytics is imported: it looks for the network at 
 from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402
 from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, LOGGER, RANK  # noqa: E402
 from ultralytics.utils.patches import override_configs  # noqa: E402
-from ultralytics.utils.torch_utils import autocast, unwrap_model  # noqa: E402
+from ultralytics.utils.torch_utils import autocast, init_seeds, unwrap_model  # noqa: E402
 
 from .. import manifest, offline, records  # noqa: E402
 from .._validate import check_number  # noqa: E402
@@ -619,6 +619,10 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             if self.mosaic_closed:
                 super()._close_dataloader_mosaic()
         self.train_loader.epoch, self.train_loader.last = self.epoch, self.epoch + 1 >= self.epochs
+        # the epoch's shuffle and augmentations from (seed, epoch, rank) alone, so a run resumed at this epoch
+        # draws the data the uninterrupted one drew (loader workers keep their own streams: with workers=0)
+        init_seeds(self.args.seed + 1 + max(RANK, 0) + 1_000_003 * (self.epoch + 1),
+                   deterministic=self.args.deterministic)
         if isinstance(self.selector, ReuseGate):
             self.selector.reuse = self.mosaic_closed or not self.args.mosaic
         if self.weighted_loss is not None:
