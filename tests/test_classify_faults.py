@@ -37,8 +37,8 @@ METHODS = {  # η-reuse across the kill, InfoBatch's scores and plan, the IDS γ
 }
 
 
-@pytest.mark.parametrize("method,ddp", [("adonis", False), ("infobatch", False), ("ids-gamma", False),
-                                        ("adonis", True)])
+@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("ddp", [False, True], ids=["1-process", "2-process"])
 def test_sigkill_in_epoch_1_then_resume_repeats_the_uninterrupted_run(cifar10_small, tmp_path, method, ddp):
     extra = ["--ids-cache-dir", tmp_path / "cache"] if method == "ids-gamma" else []
     launcher = TORCHRUN if ddp else [sys.executable]
