@@ -570,7 +570,8 @@ def write_summary(log, method, out_dir, wall_start):
                     "wall_time_s": time.perf_counter() - wall_start, "output_dir": str(out_dir)})
     log.write("summary", summary)
     total = str(datetime.timedelta(seconds=int(summary.get("train_time_s", 0))))
-    print(f"Training time {total}  final top-1 {summary.get('final_top1')}  "
+    top1 = summary.get("final_top1")
+    print(f"Training time {total}  final top-1 {top1 if top1 is None else f'{top1:.2f}'}  "
           f"back-propagated {summary.get('samples_backprop')} samples in {summary.get('optimizer_steps')} steps; "
           f"log: {out_dir / records.LOG_NAME}")
 
