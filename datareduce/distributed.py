@@ -51,6 +51,11 @@ def min_over_ranks(value: int) -> int:
     return int(t.item())
 
 
+def max_over_ranks(value: int) -> int:
+    """The largest ``value`` over all ranks."""
+    return -min_over_ranks(-value)
+
+
 def all_sum(values) -> np.ndarray:
     """Element-wise sum of a numeric vector over ranks (float64); identity in one process."""
     arr = np.asarray(values, dtype=np.float64)

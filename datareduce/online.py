@@ -253,7 +253,7 @@ class OnlineSelection:
         order, order_w = torch.cat(kept), torch.cat(weights)
         n = distributed.min_over_ranks(len(order) // self.rho) * self.rho
         self._plan_full = n
-        if last and -distributed.min_over_ranks(n - len(order)) > 0:
+        if last and distributed.max_over_ranks(len(order) - n) > 0:
             # as the streamed epoch's end (:meth:`_finish`): every rank trains all it holds, the rest beyond the
             # full batches that all ranks have as one final batch, so all make the same number of steps
             if distributed.min_over_ranks(len(order) - n) > 0:
