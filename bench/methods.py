@@ -44,6 +44,11 @@ def classification_methods(epochs: int) -> dict:
         # the feedback-loop fix: keep all but half of the well-learned samples, reweighted, full data at the end
         "adonis-eta3-prune": ["--adonis-eta", "3", "--adonis-prune", "0.5", "--adonis-rescale",
                               "--adonis-anneal", str(max(1, round(0.125 * epochs)))],
+        # the same idea drawing the pruned share from every dense bin, each training loss refreshing the cache
+        # (no scoring forward for a trained sample): the candidates for the recommended mode
+        **{f"adonis-eta3-prune-dense{p:g}-reuse": [
+            "--adonis-eta", "3", "--adonis-prune", str(p), "--adonis-prune-pool", "dense", "--adonis-rescale",
+            "--adonis-reuse-train-loss", "--adonis-anneal", str(max(1, round(0.125 * epochs)))] for p in (0.5, 0.7)},
         "adonis-eta3-balance-floor-anneal": ["--adonis-eta", "3", "--adonis-balance", "--adonis-floor", "0.1",
                                              "--adonis-anneal", str(max(1, epochs // 5))],
     }

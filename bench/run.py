@@ -116,6 +116,8 @@ def main(argv=None):
     p.add_argument("--protocol", choices=PROTOCOLS, default="short")
     p.add_argument("--methods", default=None, help="comma-separated (see bench/methods.py; default: the paper's table)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--jobs", default=None, help="comma-separated method:seed pairs, run in this order (instead of "
+                   "--methods × --seeds; e.g. to finish one seed of a method before starting another)")
     p.add_argument("--train-per-class", type=int, default=None)
     p.add_argument("--test-per-class", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None)
@@ -134,11 +136,19 @@ def main(argv=None):
     a.multistep = yaml.safe_load(Path(a.config).read_text()).get("lr-scheduler") == "multisteplr"
 
     known = {**classification_methods(a.epochs), **frontier_methods(), **budget_methods()}
-    methods = [m.strip() for m in (a.methods or ",".join(PAPER_TABLE)).split(",") if m.strip()]
+    if a.jobs:
+        try:
+            jobs = [(m.strip(), int(s)) for m, s in (j.rsplit(":", 1) for j in a.jobs.split(",") if j.strip())]
+        except ValueError:
+            raise SystemExit(f"--jobs {a.jobs!r}: expected method:seed pairs, e.g. full:1,adonis-eta3:0")
+        methods = list(dict.fromkeys(m for m, _ in jobs))
+        a.seeds = sorted({s for _, s in jobs})
+    else:
+        methods = [m.strip() for m in (a.methods or ",".join(PAPER_TABLE)).split(",") if m.strip()]
     unknown = [m for m in methods if m not in known]
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}; choose from: {', '.join(known)}")
-    if "full" not in methods:
+    if "full" not in methods and not a.jobs:
         methods.insert(0, "full")
     if "random-keep" in methods:  # the paper-table control copies ADONIS η=3's budget
         known["random-keep"] = known["random-keep@adonis-eta3"]
@@ -159,7 +169,8 @@ def main(argv=None):
                                                    "date": time.strftime("%Y-%m-%d")}, indent=1) + "\n")
     measure_ceiling(a.out, a.config, a.extra)
 
-    jobs = [(m, s) for s in a.seeds for m in methods]
+    if not a.jobs:
+        jobs = [(m, s) for s in a.seeds for m in methods]
     total, running, failed = len(jobs), [], []
     labels = {job: f"[{i + 1}/{total}] {job[0]} seed {job[1]}" for i, job in enumerate(jobs)}
     pending = []

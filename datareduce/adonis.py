@@ -16,6 +16,7 @@ from .loss_selector import LossHistorySelector, as_losses
 BIN_RULES = ("sturges", "sqrt", "rice")
 CLIP_MODES = ("drop", "clamp")  # what happens to history values beyond mean ± σ·std (Figure 3 reads both ways)
 CAP_MODES = ("batch", "candidates", "none")  # what α caps: ⌈α·n⌉ of the batch, ⌈α·|candidates|⌉, nothing
+PRUNE_POOLS = ("learned", "dense")  # which samples the prune variant draws from: dense bins below the mean, or all dense
 
 
 def bin_count(n: int, rule: str) -> int:
@@ -120,7 +121,9 @@ class AdonisSelector(LossHistorySelector):
     not learned yet has high, sparse losses, so it is never a candidate and never learned): every sample is
     kept except a random ``prune`` share of the *well-learned* ones — candidates (dense bins) whose loss is
     below the history mean, InfoBatch's criterion restricted to ADONIS's dense bins; with ``rescale`` the kept
-    well-learned samples get loss weight 1/(1−prune), so the expected gradient is the full batch's.
+    well-learned samples get loss weight 1/(1−prune), so the expected gradient is the full batch's;
+    ``prune_pool="dense"`` draws the pruned share from every candidate (every dense bin, whatever its loss), so
+    only the rare losses — the sparse bins, where a class not learned yet sits — are always trained.
 
     Use: ``needs_scoring(indices, epoch)`` says which samples need a fresh loss; score those, take the rest
     from ``cached_losses(indices)``, then ``select(losses, indices, epoch)`` returns the keep mask.
@@ -128,7 +131,7 @@ class AdonisSelector(LossHistorySelector):
 
     def __init__(self, history=512, bins="sturges", sigma=1.0, theta=0.12, alpha=0.3, eta=1, omega=0, seed=0,
                  *, clip="drop", cap="batch", balance=False, floor=0.0, rescale=False, anneal=0, epochs=None,
-                 decay=None, prune=None):
+                 decay=None, prune=None, prune_pool="learned"):
         super().__init__(history, eta, "eta", omega, seed)
         self.bins = check_choice("bins", bins, BIN_RULES)
         self.clip = check_choice("clip", clip, CLIP_MODES)
@@ -147,6 +150,7 @@ class AdonisSelector(LossHistorySelector):
         self.decay = None if decay is None else check_number("decay", decay, low=0, high=1, low_open=True, high_open=True)
         self.prune = None if prune is None else check_number("prune", prune, low=0, high=1, low_open=True,
                                                              high_open=True)
+        self.prune_pool = check_choice("prune_pool", prune_pool, PRUNE_POOLS)
         if self.prune is not None and (self.balance or self.floor or cap != "batch"):
             raise ValueError("prune keeps every sample but a share of the well-learned ones: it takes no "
                              "balance, floor or cap (α is not used)")
@@ -199,8 +203,9 @@ class AdonisSelector(LossHistorySelector):
         return keep
 
     def _prune(self, losses, cand, finite) -> torch.Tensor:
-        """The ``prune`` variant: keep all finite samples but a random ``prune`` share of the well-learned."""
-        learned = cand & (losses < self.history.view().mean())
+        """The ``prune`` variant: keep all finite samples but a random ``prune`` share of the pool (the
+        well-learned candidates, or with ``prune_pool="dense"`` every candidate)."""
+        learned = cand if self.prune_pool == "dense" else cand & (losses < self.history.view().mean())
         n_learned = int(learned.sum())
         kept_learned = random_cap(learned, n_learned - math.floor(self.prune * n_learned), self.generator)
         keep = (finite & ~learned) | kept_learned

@@ -42,6 +42,7 @@ class AdonisConfig:
     anneal: int = 0
     decay: Optional[float] = None
     prune: Optional[float] = None
+    prune_pool: str = "learned"
     reuse_train_loss: bool = False
 
     def __post_init__(self):
@@ -57,7 +58,7 @@ class AdonisConfig:
                               clip=self.clip, cap=self.cap,
                               balance=self.balance, floor=self.floor, rescale=self.rescale, anneal=self.anneal,
                               epochs=epochs if self.anneal else None, decay=self.decay,
-                              prune=self.prune)
+                              prune=self.prune, prune_pool=self.prune_pool)
 
 
 @dataclass(frozen=True)

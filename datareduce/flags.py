@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .adonis import BIN_RULES, CAP_MODES, CLIP_MODES
+from .adonis import BIN_RULES, CAP_MODES, CLIP_MODES, PRUNE_POOLS
 from .config import METHODS, AdonisConfig, EmbedConfig, IDSConfig, ReduceConfig
 from .ids import MODES
 
@@ -34,6 +34,8 @@ _ADONIS = {  # flag suffix -> (type, help); defaults come from AdonisConfig
     "decay": (float, "variant: recency-weighted histogram, weight decay^(age in batches)"),
     "prune": (float, "variant: keep every sample except a random share P of the well-learned ones (dense bins "
                      "below the mean loss); with --adonis-rescale they weigh 1/(1-P)"),
+    "prune_pool": (str, "variant: which samples --adonis-prune draws from: learned = dense bins below the mean "
+                        "loss, dense = every dense bin (only the sparse bins are always trained)"),
 }
 _ADONIS_SWITCHES = {
     "balance": "variant: cap each class at ⌈α·n_c⌉ of its candidates (class-balanced selection)",
@@ -51,8 +53,9 @@ def add_reduce_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     g.add_argument("--adonis", action="store_true", help="train with ADONIS (implied by any --adonis-* flag)")
     for name, (typ, text) in _ADONIS.items():
         default = getattr(a, name)
-        choices = {"bins": BIN_RULES, "clip": CLIP_MODES, "cap": CAP_MODES}.get(name)
-        g.add_argument(f"--adonis-{name}", type=typ, default=None, choices=choices,
+        choices = {"bins": BIN_RULES, "clip": CLIP_MODES, "cap": CAP_MODES, "prune_pool": PRUNE_POOLS}.get(name)
+        g.add_argument(f"--adonis-{name.replace('_', '-')}", dest=f"adonis_{name}", type=typ, default=None,
+                       choices=choices,
                        help=f"{text} (default: {default})")
 
     for name, text in _ADONIS_SWITCHES.items():

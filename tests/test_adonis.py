@@ -189,3 +189,20 @@ def test_prune_keeps_the_unlearned_and_drops_a_share_of_the_learned():
         AdonisSelector(prune=1.0)
     with pytest.raises(ValueError, match="takes no"):
         AdonisSelector(prune=0.5, balance=True)
+
+
+def test_prune_pool_dense_also_thins_a_dense_bin_above_the_mean():
+    """prune_pool="dense" draws from every dense bin: a crowded bin of losses above the mean is thinned too,
+    while the sparse high losses stay; the default pool ("learned") leaves that bin whole."""
+    gen = torch.Generator().manual_seed(1)
+    low = 0.10 + 0.01 * torch.rand(40, generator=gen)  # dense, below the mean
+    mid = 1.00 + 0.01 * torch.rand(40, generator=gen)  # dense, above the mean (mean ≈ 0.8)
+    sparse = torch.linspace(1.6, 2.2, 20)  # spread over the top bins: each below θ
+    losses = torch.cat([low, mid, sparse])
+    learned = AdonisSelector(history=100, theta=0.12, prune=0.5, omega=-1, sigma=3.0).select(losses)
+    dense = AdonisSelector(history=100, theta=0.12, prune=0.5, omega=-1, sigma=3.0, prune_pool="dense").select(losses)
+    assert learned[40:].all() and int(learned[:40].sum()) == 20
+    assert dense[80:].all() and int(dense[:80].sum()) == 40
+    assert int(dense[40:80].sum()) < 40  # the dense bin above the mean lost samples
+    with pytest.raises(ValueError, match="prune_pool"):
+        AdonisSelector(prune=0.5, prune_pool="all")
