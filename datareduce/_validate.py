@@ -4,24 +4,32 @@ from __future__ import annotations
 import math
 
 
+class UsageError(ValueError):
+    """A value the user gave is not allowed: the front ends print its message as one line and exit 2.
+
+    Any other exception is a bug and keeps its traceback. It subclasses ``ValueError`` so callers that catch
+    or expect ``ValueError`` from a bad parameter keep working.
+    """
+
+
 def check_number(name: str, value, *, low=None, high=None, low_open=False, high_open=False, integer=False):
-    """Return ``value`` if it lies in the stated interval, else raise ``ValueError`` naming it and the range."""
+    """Return ``value`` if it lies in the stated interval, else raise ``UsageError`` naming it and the range."""
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
         kind = "an integer" if integer else "a finite number"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
+        raise UsageError(f"{name} must be {kind}, got {value!r}")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
         lo = "-inf" if low is None else f"{low}"
         hi = "inf" if high is None else f"{high}"
         interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
-        raise ValueError(f"{name}={value!r} is out of range: allowed {interval}")
+        raise UsageError(f"{name}={value!r} is out of range: allowed {interval}")
     return value
 
 
 def check_choice(name: str, value, choices):
-    """Return ``value`` if it is one of ``choices``, else raise ``ValueError`` listing them."""
+    """Return ``value`` if it is one of ``choices``, else raise ``UsageError`` listing them."""
     if value not in choices:
-        raise ValueError(f"{name}={value!r} is not allowed: choose one of {', '.join(map(repr, choices))}")
+        raise UsageError(f"{name}={value!r} is not allowed: choose one of {', '.join(map(repr, choices))}")
     return value
