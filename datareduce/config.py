@@ -15,6 +15,14 @@ from .ids import MODES
 from .random_keep import RandomKeepSelector
 from .selective_backprop import SelectiveBackpropSelector
 
+ADONIS_MODES = ("paper", "recommended")
+# The recommended mode's settings (README, "Which method to use"): ADONIS's histogram decides what is typical, a
+# random share of the typical (dense-bin) samples is left out of each batch and the rest reweighted, the rare
+# losses are always trained, each training forward refreshes the loss cache, and the last 1/8 of the epochs
+# train on everything.
+RECOMMENDED = {"eta": 3, "prune": 0.5, "prune_pool": "dense", "rescale": True, "reuse_train_loss": True}
+RECOMMENDED_ANNEAL = 0.125  # share of the epochs at the end trained on every sample
+
 OFFLINE = ("ssp", "rpc", "rpd")
 ONLINE = ("sb", "stale-sb", "composer-sb", "infobatch", "random-keep", "rs2")
 METHODS = ("full",) + ONLINE + OFFLINE
@@ -44,11 +52,32 @@ class AdonisConfig:
     prune: Optional[float] = None
     prune_pool: str = "learned"
     reuse_train_loss: bool = False
+    mode: str = "paper"  # which preset the fields started from: "paper" (Algorithm 1) or "recommended"
 
     def __post_init__(self):
+        check_choice("adonis mode", self.mode, ADONIS_MODES)
         self.selector(epochs=max(self.anneal, 1))
         if self.rho is not None:
             check_number("rho", self.rho, low=1, integer=True)
+
+    @classmethod
+    def from_mode(cls, mode: str = "paper", epochs: Optional[int] = None, train_losses: bool = True,
+                  **given) -> "AdonisConfig":
+        """The config of ``mode`` with the fields in ``given`` (what the user passed) on top: ``paper`` is
+        Algorithm 1 with Table A2's values; ``recommended`` starts from :data:`RECOMMENDED` and anneals the
+        last ⌈1/8⌉ of ``epochs``. A host whose training step cannot hand back per-sample losses
+        (``train_losses=False``) scores with a forward pass instead of reusing them."""
+        check_choice("adonis mode", mode, ADONIS_MODES)
+        fields = {}
+        if mode == "recommended":
+            if epochs is None:
+                raise ValueError("--adonis-mode recommended trains the last 1/8 of the epochs on every sample: "
+                                 "it needs the run's number of epochs")
+            fields = dict(RECOMMENDED, anneal=max(1, round(RECOMMENDED_ANNEAL * epochs)))
+            if not train_losses:
+                fields["reuse_train_loss"] = False
+        fields.update(given)
+        return cls(mode=mode, **fields)
 
     def selector(self, rank: int = 0, epochs: Optional[int] = None) -> AdonisSelector:
         """A fresh selector; each DDP rank draws with its own seed (seed + rank). ``epochs``: the run's total

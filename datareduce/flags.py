@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from .adonis import BIN_RULES, CAP_MODES, CLIP_MODES, PRUNE_POOLS
-from .config import METHODS, AdonisConfig, EmbedConfig, IDSConfig, ReduceConfig
+from .config import ADONIS_MODES, METHODS, AdonisConfig, EmbedConfig, IDSConfig, ReduceConfig
 from .ids import MODES
 
 _ADONIS = {  # flag suffix -> (type, help); defaults come from AdonisConfig
@@ -51,6 +51,11 @@ def add_reduce_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     a, i = AdonisConfig(), IDSConfig()
     g = parser.add_argument_group("ADONIS (online importance sampling, paper §3.1)")
     g.add_argument("--adonis", action="store_true", help="train with ADONIS (implied by any --adonis-* flag)")
+    g.add_argument("--adonis-mode", choices=ADONIS_MODES, default=None,
+                   help="paper: Algorithm 1 with the paper's values (Table A2); recommended: ADONIS's histogram "
+                        "prunes half of the typical samples of each batch, reweights the rest, always trains the "
+                        "rare ones, reuses training losses and trains the last 1/8 of the epochs in full. Other "
+                        "--adonis-* flags override either (default: paper)")
     for name, (typ, text) in _ADONIS.items():
         default = getattr(a, name)
         choices = {"bins": BIN_RULES, "clip": CLIP_MODES, "cap": CAP_MODES, "prune_pool": PRUNE_POOLS}.get(name)
@@ -110,14 +115,20 @@ def add_reduce_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     return parser
 
 
-def config_from_args(args: argparse.Namespace, seed=None) -> ReduceConfig:
-    """The validated :class:`ReduceConfig` that ``args`` asks for (``seed`` defaults to ``args.seed`` or 0)."""
+def config_from_args(args: argparse.Namespace, seed=None, train_losses: bool = True, epochs=None) -> ReduceConfig:
+    """The validated :class:`ReduceConfig` that ``args`` asks for (``seed`` defaults to ``args.seed`` or 0,
+    ``epochs`` to ``args.epochs``).
+
+    ``train_losses``: whether the host's training step hands back per-sample losses (``--adonis-mode
+    recommended`` reuses them there, and scores with a forward pass elsewhere)."""
     seed = seed if seed is not None else (getattr(args, "seed", None) or 0)
     adonis = None
     given = {k: getattr(args, f"adonis_{k}") for k in (*_ADONIS, *_ADONIS_SWITCHES)
              if getattr(args, f"adonis_{k}") is not None}
-    if args.adonis or given:
-        adonis = AdonisConfig(seed=seed, **given)
+    mode = getattr(args, "adonis_mode", None)
+    if args.adonis or given or mode:
+        adonis = AdonisConfig.from_mode(mode or "paper", epochs=epochs or getattr(args, "epochs", None),
+                                        train_losses=train_losses, seed=seed, **given)
     ids = None
     chosen = {k: getattr(args, f"ids_{k}") for k in _IDS_SELECT if getattr(args, f"ids_{k}") is not None}
     if args.ids or chosen:

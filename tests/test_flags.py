@@ -49,3 +49,29 @@ def test_anneal_variant_builds_with_the_run_length():
     c = parse("--adonis-eta", "3", "--adonis-anneal", "2")
     sel = c.online_selector(epochs=10)
     assert sel.anneal == 2 and sel.in_warmup(8) and not sel.in_warmup(7)
+
+
+def _parse_with_epochs(*argv, train_losses=True):
+    p = argparse.ArgumentParser()
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None)
+    add_reduce_arguments(p)
+    return config_from_args(p.parse_args(list(argv)), train_losses=train_losses)
+
+
+def test_adonis_mode_recommended_is_a_preset_under_the_users_flags():
+    from datareduce.config import RECOMMENDED, AdonisConfig
+
+    rec = _parse_with_epochs("--adonis-mode", "recommended", "--epochs", "30").adonis
+    assert rec.mode == "recommended" and rec.anneal == 4  # 1/8 of 30, rounded
+    assert {k: getattr(rec, k) for k in RECOMMENDED} == RECOMMENDED
+    paper = _parse_with_epochs("--adonis-mode", "paper", "--epochs", "30").adonis
+    assert paper == AdonisConfig()  # the paper's mode is the plain defaults
+    # a flag the user passes is never replaced by the preset
+    mine = _parse_with_epochs("--adonis-mode", "recommended", "--epochs", "30", "--adonis-prune", "0.7",
+                              "--adonis-anneal", "0").adonis
+    assert (mine.prune, mine.anneal, mine.prune_pool) == (0.7, 0, "dense")
+    # a host that cannot hand back training losses scores instead; an explicit request is still the user's
+    assert _parse_with_epochs("--adonis-mode", "recommended", "--epochs", "8", train_losses=False).adonis.reuse_train_loss is False
+    with pytest.raises(ValueError, match="number of epochs"):
+        _parse_with_epochs("--adonis-mode", "recommended")

@@ -315,7 +315,7 @@ def setup(args, dataset, train_sampler) -> VisionReduce:
     """
     if not hasattr(args, "adonis"):
         return VisionReduce(None)
-    cfg = config_from_args(args, seed=getattr(args, "seed", None) or 0)
+    cfg = config_from_args(args, seed=getattr(args, "seed", None) or 0, train_losses=False)
     if cfg.method in UNSUPPORTED or (cfg.adonis is not None and cfg.adonis.rescale):
         what = UNSUPPORTED.get(cfg.method, "--adonis-rescale weights each kept sample's loss")
         raise ValueError(f"{what}, which the reference's train_one_epoch cannot apply: use trainers/classify.py")
