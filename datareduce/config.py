@@ -62,11 +62,12 @@ class AdonisConfig:
 
     @classmethod
     def from_mode(cls, mode: str = "paper", epochs: Optional[int] = None, train_losses: bool = True,
-                  **given) -> "AdonisConfig":
+                  sample_weights: bool = True, **given) -> "AdonisConfig":
         """The config of ``mode`` with the fields in ``given`` (what the user passed) on top: ``paper`` is
         Algorithm 1 with Table A2's values; ``recommended`` starts from :data:`RECOMMENDED` and anneals the
-        last ⌈1/8⌉ of ``epochs``. A host whose training step cannot hand back per-sample losses
-        (``train_losses=False``) scores with a forward pass instead of reusing them."""
+        last 1/8 of ``epochs``. A host whose training step cannot hand back per-sample losses
+        (``train_losses=False``) scores with a forward pass instead of reusing them; one that cannot weight
+        each sample's loss (``sample_weights=False``) trains the kept samples unweighted."""
         check_choice("adonis mode", mode, ADONIS_MODES)
         fields = {}
         if mode == "recommended":
@@ -74,8 +75,8 @@ class AdonisConfig:
                 raise ValueError("--adonis-mode recommended trains the last 1/8 of the epochs on every sample: "
                                  "it needs the run's number of epochs")
             fields = dict(RECOMMENDED, anneal=max(1, round(RECOMMENDED_ANNEAL * epochs)))
-            if not train_losses:
-                fields["reuse_train_loss"] = False
+            fields["reuse_train_loss"] &= train_losses
+            fields["rescale"] &= sample_weights
         fields.update(given)
         return cls(mode=mode, **fields)
 

@@ -115,12 +115,14 @@ def add_reduce_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     return parser
 
 
-def config_from_args(args: argparse.Namespace, seed=None, train_losses: bool = True, epochs=None) -> ReduceConfig:
+def config_from_args(args: argparse.Namespace, seed=None, train_losses: bool = True, sample_weights: bool = True,
+                     epochs=None) -> ReduceConfig:
     """The validated :class:`ReduceConfig` that ``args`` asks for (``seed`` defaults to ``args.seed`` or 0,
     ``epochs`` to ``args.epochs``).
 
-    ``train_losses``: whether the host's training step hands back per-sample losses (``--adonis-mode
-    recommended`` reuses them there, and scores with a forward pass elsewhere)."""
+    ``train_losses`` and ``sample_weights``: whether the host's training step hands back per-sample losses and
+    takes per-sample loss weights (``--adonis-mode recommended`` uses them where it can, see
+    :meth:`AdonisConfig.from_mode`)."""
     seed = seed if seed is not None else (getattr(args, "seed", None) or 0)
     adonis = None
     given = {k: getattr(args, f"adonis_{k}") for k in (*_ADONIS, *_ADONIS_SWITCHES)
@@ -128,7 +130,8 @@ def config_from_args(args: argparse.Namespace, seed=None, train_losses: bool = T
     mode = getattr(args, "adonis_mode", None)
     if args.adonis or given or mode:
         adonis = AdonisConfig.from_mode(mode or "paper", epochs=epochs or getattr(args, "epochs", None),
-                                        train_losses=train_losses, seed=seed, **given)
+                                        train_losses=train_losses, sample_weights=sample_weights, seed=seed,
+                                        **given)
     ids = None
     chosen = {k: getattr(args, f"ids_{k}") for k in _IDS_SELECT if getattr(args, f"ids_{k}") is not None}
     if args.ids or chosen:

@@ -51,12 +51,12 @@ def test_anneal_variant_builds_with_the_run_length():
     assert sel.anneal == 2 and sel.in_warmup(8) and not sel.in_warmup(7)
 
 
-def _parse_with_epochs(*argv, train_losses=True):
+def _parse_with_epochs(*argv, train_losses=True, sample_weights=True):
     p = argparse.ArgumentParser()
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None)
     add_reduce_arguments(p)
-    return config_from_args(p.parse_args(list(argv)), train_losses=train_losses)
+    return config_from_args(p.parse_args(list(argv)), train_losses=train_losses, sample_weights=sample_weights)
 
 
 def test_adonis_mode_recommended_is_a_preset_under_the_users_flags():
@@ -73,5 +73,7 @@ def test_adonis_mode_recommended_is_a_preset_under_the_users_flags():
     assert (mine.prune, mine.anneal, mine.prune_pool) == (0.7, 0, "dense")
     # a host that cannot hand back training losses scores instead; an explicit request is still the user's
     assert _parse_with_epochs("--adonis-mode", "recommended", "--epochs", "8", train_losses=False).adonis.reuse_train_loss is False
+    plain = _parse_with_epochs("--adonis-mode", "recommended", "--epochs", "8", sample_weights=False).adonis
+    assert plain.rescale is False and plain.reuse_train_loss is True
     with pytest.raises(ValueError, match="number of epochs"):
         _parse_with_epochs("--adonis-mode", "recommended")

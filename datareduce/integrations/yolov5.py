@@ -445,6 +445,6 @@ def setup(opt, save_dir, device=None, log: Callable = print, root=None) -> DataR
 
         for k, v in vars(add_reduce_arguments(argparse.ArgumentParser()).parse_args([])).items():
             setattr(opt, k, v)
-    cfg = config_from_args(opt, seed=getattr(opt, "seed", 0) or 0, train_losses=False)
+    cfg = config_from_args(opt, seed=getattr(opt, "seed", 0) or 0, train_losses=False, sample_weights=False)
     return DataReduce(cfg, save_dir, device=device, log=log, root=root, rect=bool(getattr(opt, "rect", False)),
                       quad=bool(getattr(opt, "quad", False)))
