@@ -77,3 +77,18 @@ def test_adonis_mode_recommended_is_a_preset_under_the_users_flags():
     assert plain.rescale is False and plain.reuse_train_loss is True
     with pytest.raises(ValueError, match="number of epochs"):
         _parse_with_epochs("--adonis-mode", "recommended")
+
+
+def test_every_flag_is_in_the_readmes_flag_table():
+    """The README's flag table lists every data-reduction flag, so the docs cannot lag behind the parser."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("## Flags"):]
+    table = table[:table.index("\n## ")]
+    p = add_reduce_arguments(argparse.ArgumentParser())
+    flags = [o for a in p._actions for o in a.option_strings if o.startswith("--") and o != "--help"]
+    import re
+
+    missing = [f for f in flags if not re.search(rf"`{re.escape(f)}[` ]", table)]
+    assert not missing, f"flags missing from README's flag table: {missing}"
