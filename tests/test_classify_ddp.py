@@ -64,3 +64,21 @@ def test_two_process_infobatch_plans_agree(cifar10_small, tmp_path):
         assert steps[0] == steps[1]
         visited = 400 - e["pruned_samples"]
         assert e["forward_samples"] == e["samples_backprop"] == 2 * -(-visited // 2)  # padded to both ranks
+
+
+def test_two_process_recommended_mode(cifar10_small, tmp_path):
+    """--adonis-mode recommended under torchrun: epoch 0 trains everything and its training losses fill both
+    ranks' caches, so epoch 1 prunes without a scoring forward, in lockstep; the last epoch (1/8, at least one)
+    trains everything again."""
+    out = tmp_path / "ddp-recommended"
+    run(["--data-path", cifar10_small, "--epochs", "3", *SMALL, "-b", "8", "--adonis-mode", "recommended",
+         "--device", "cpu", "--output-dir", out], launcher=TORCHRUN, timeout=240)
+    epochs = log(out, "epoch")
+    for e in epochs:
+        steps = e["optimizer_steps_per_rank"]
+        assert steps[0] == steps[1] == e["optimizer_steps"] > 0
+    assert epochs[0]["samples_backprop"] == epochs[0]["forward_samples"]
+    assert epochs[1]["samples_backprop"] < epochs[1]["forward_samples"]  # pruned
+    assert epochs[2]["samples_backprop"] >= epochs[2]["forward_samples"]  # all, plus what epoch 1 carried over
+    assert epochs[1]["samples_scored"] == 0  # every loss came from epoch 0's training steps
+    assert int(np.load(out / "selection_counts.npy").sum()) == sum(e["samples_backprop"] for e in epochs)
