@@ -99,7 +99,8 @@ def cmd_ids(args) -> int:
 def cmd_report(args) -> int:
     from tqdm import tqdm
 
-    from . import report
+    from .report import build
+    from .report.table import DROP_PP
 
     start = time.perf_counter()
     bar = _Bar("Embedding (not cached)")
@@ -108,9 +109,9 @@ def cmd_report(args) -> int:
         tqdm.write(f"  {name} …", file=sys.stderr)
 
     try:
-        rep = report.build(args.run_dirs, args.out, class_name=args.class_name, data_path=args.data_path,
-                           cache_dir=args.cache_dir, baseline=args.baseline, grid=args.grid,
-                           embed_missing=not args.no_embed, progress=step, embed_progress=bar)
+        rep = build(args.run_dirs, args.out, class_name=args.class_name, data_path=args.data_path,
+                    cache_dir=args.cache_dir, baseline=args.baseline, grid=args.grid,
+                    embed_missing=not args.no_embed, progress=step, embed_progress=bar)
     except (ValueError, FileNotFoundError, NotADirectoryError, MissingExtra) as e:  # RunDirError is a ValueError
         bar.close()
         return _fail(str(e))
@@ -120,7 +121,7 @@ def cmd_report(args) -> int:
     metric = rep.runs[0].metric
     headers = ["run", "method", "epochs", f"final {metric}", "train s"]
     if base is not None:
-        headers += ["drop p.p.", "boost", f"boost@-{report.DROP_PP:g}"]
+        headers += ["drop p.p.", "boost", f"boost@-{DROP_PP:g}"]
     headers += ["backprop", "scored", "prep s", "select %"]
 
     def f(v, d=2, suffix=""):

@@ -2,9 +2,9 @@
 trainers print at start-up, with the settings that take effect."""
 import pytest
 
-from datareduce import report
 from datareduce.config import AdonisConfig, IDSConfig, ReduceConfig
 from datareduce.describe import method_name, reduce_line
+from datareduce.report.runs import detect_method, load_run
 
 CONFIGS = {
     "full": ReduceConfig(),
@@ -23,7 +23,7 @@ CONFIGS = {
 def test_method_name_is_what_the_report_reads_from_the_run_record(name):
     cfg = CONFIGS[name]
     assert method_name(cfg) == name
-    assert report._detect_method({"reduce": cfg.describe()}, None, [], None) == (name, "run record (reduce)")
+    assert detect_method({"reduce": cfg.describe()}, None, [], None) == (name, "run record (reduce)")
 
 
 def test_reduce_line_names_the_method_and_its_effective_settings():
@@ -69,7 +69,7 @@ def test_classify_says_what_runs_and_its_summary_names_it(tmp_path):
     assert "Start training (rpd+adonis, 1 process(es), cpu)" in lines
     recs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert recs[-1]["type"] == "summary" and recs[-1]["method"] == "rpd+adonis"
-    assert report.load_run(out).method == "rpd+adonis"
+    assert load_run(out).method == "rpd+adonis"
 
 
 def test_reduce_config_round_trips_through_a_dict():

@@ -14,10 +14,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from datareduce import cli, ids_command, manifest, metrics, records, report
+from datareduce import cli, ids_command, manifest, metrics, records
 from datareduce.config import AdonisConfig, IDSConfig, ReduceConfig
 from datareduce.datasets import IndexedImageFolder
 from datareduce.online import OnlineSelection
+from datareduce.report import build
+from datareduce.report.embeddings import find_cached_embeddings, pca_2d
+from datareduce.report.runs import RunDirError, load_run, load_runs
+from datareduce.report.selection import backprop_share_per_epoch, kept_mask, most_least
+from datareduce.report.table import choose_baseline, metrics_table, timing_ratio
 
 EPOCHS = 3
 BATCH = 32
@@ -148,11 +153,11 @@ def test_report_writes_every_figure_and_an_offline_page(written):
 
 
 def test_table_matches_the_metrics_recomputed_from_the_logs(runs, written, embed_cache):
-    loaded = report.load_runs([runs["full"], runs["adonis"], runs["ids"]])
+    loaded = load_runs([runs["full"], runs["adonis"], runs["ids"]])
     assert [r.method for r in loaded] == ["full", "adonis", "ids"]
-    base = report.choose_baseline(loaded)
+    base = choose_baseline(loaded)
     assert base.name == "full"
-    rows = {row["run"]: row for row in report.metrics_table(loaded, base)}
+    rows = {row["run"]: row for row in metrics_table(loaded, base)}
 
     def trajectory(run_dir):
         eps = [r for r in records.read(run_dir / "log.jsonl") if r["type"] == "epoch"]
@@ -172,24 +177,24 @@ def test_table_matches_the_metrics_recomputed_from_the_logs(runs, written, embed
 
 
 def test_counts_and_selection_rates(runs):
-    adonis = report.load_run(runs["adonis"])
-    ids_run = report.load_run(runs["ids"])
+    adonis = load_run(runs["adonis"])
+    ids_run = load_run(runs["ids"])
     assert adonis.counts.sum() == adonis.total("samples_backprop")
-    kept = report.kept_mask(ids_run.manifest, ids_run.images.keys)
+    kept = kept_mask(ids_run.manifest, ids_run.images.keys)
     assert kept.sum() == 200 and set(ids_run.counts[kept]) == {EPOCHS} and set(ids_run.counts[~kept]) == {0}
-    assert report.backprop_share_per_epoch(ids_run) == [0.5] * EPOCHS
-    most, least = report.most_least(adonis.counts, 16)
+    assert backprop_share_per_epoch(ids_run) == [0.5] * EPOCHS
+    most, least = most_least(adonis.counts, 16)
     assert len(most) == len(least) == 16 and not set(most) & set(least)
     assert adonis.counts[most].min() >= adonis.counts[least].max()
     assert list(adonis.counts[most]) == sorted(adonis.counts[most], reverse=True)
 
 
 def test_pca_matches_the_leading_singular_vectors(embed_cache, runs):
-    ids_run = report.load_run(runs["ids"])
-    emb = report.find_cached_embeddings(ids_run.manifest, [embed_cache])
+    ids_run = load_run(runs["ids"])
+    emb = find_cached_embeddings(ids_run.manifest, [embed_cache])
     assert emb is not None and emb.shape[0] == 400
     emb = emb[::4]  # 100 × 1280: a reference SVD that stays quick on a busy CPU
-    xy = report.pca_2d(emb)
+    xy = pca_2d(emb)
     centred = emb.astype(np.float64) - emb.mean(axis=0)
     u, s, _ = np.linalg.svd(centred, full_matrices=False)
     for k in range(2):
@@ -202,20 +207,20 @@ def copy_run(runs, tmp_path, name="adonis") -> Path:
 
 
 def test_missing_and_foreign_folders(tmp_path):
-    with pytest.raises(report.RunDirError, match="does not exist"):
-        report.load_run(tmp_path / "nope")
+    with pytest.raises(RunDirError, match="does not exist"):
+        load_run(tmp_path / "nope")
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(report.RunDirError, match="not a datareduce run folder: it has no log.jsonl"):
-        report.load_run(tmp_path)
+    with pytest.raises(RunDirError, match="not a datareduce run folder: it has no log.jsonl"):
+        load_run(tmp_path)
     (tmp_path / "log.jsonl").write_text('{"loss": 0.1, "step": 1}\n{"loss": 0.09, "step": 2}\n')
-    with pytest.raises(report.RunDirError, match="line 1 is not a datareduce record"):
-        report.load_run(tmp_path)
+    with pytest.raises(RunDirError, match="line 1 is not a datareduce record"):
+        load_run(tmp_path)
     (tmp_path / "log.jsonl").write_text("")
-    with pytest.raises(report.RunDirError, match="is empty"):
-        report.load_run(tmp_path)
+    with pytest.raises(RunDirError, match="is empty"):
+        load_run(tmp_path)
     (tmp_path / "log.jsonl").write_text('{"type": "run", "args": {}}\n')
-    with pytest.raises(report.RunDirError, match="no epoch records"):
-        report.load_run(tmp_path)
+    with pytest.raises(RunDirError, match="no epoch records"):
+        load_run(tmp_path)
 
 
 def test_corrupt_files(runs, tmp_path):
@@ -223,21 +228,21 @@ def test_corrupt_files(runs, tmp_path):
     log = run / "log.jsonl"
     good = log.read_text()
     log.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00garbage")
-    with pytest.raises(report.RunDirError, match="not UTF-8|not valid JSON"):
-        report.load_run(run)
+    with pytest.raises(RunDirError, match="not UTF-8|not valid JSON"):
+        load_run(run)
     lines = good.splitlines()
     log.write_text("\n".join(lines[:2] + ["{not json"] + lines[2:]) + "\n")
-    with pytest.raises(report.RunDirError, match="line 3 is not valid JSON"):
-        report.load_run(run)
+    with pytest.raises(RunDirError, match="line 3 is not valid JSON"):
+        load_run(run)
     log.write_text(good + '{"type": "epoch", "epo')  # a torn last line (crash while writing) is tolerated
-    assert len(report.load_run(run).epochs) == EPOCHS
+    assert len(load_run(run).epochs) == EPOCHS
     log.write_text(good)
     (run / "selection_counts.npy").write_bytes(b"not an array")
-    with pytest.raises(report.RunDirError, match="selection_counts.npy is not a readable .npy array"):
-        report.load_run(run)
+    with pytest.raises(RunDirError, match="selection_counts.npy is not a readable .npy array"):
+        load_run(run)
     np.save(run / "selection_counts.npy", np.zeros(100, dtype=np.uint16))
-    with pytest.raises(report.RunDirError, match="trained on 100 samples but the dataset at .* has 400"):
-        report.load_run(run)
+    with pytest.raises(RunDirError, match="trained on 100 samples but the dataset at .* has 400"):
+        load_run(run)
 
 
 def test_manifest_of_another_dataset_is_refused(runs, tmp_path):
@@ -246,11 +251,11 @@ def test_manifest_of_another_dataset_is_refused(runs, tmp_path):
     keys = [f"other/{i:04d}.jpg" for i in range(400)]
     manifest.write(run / "manifest.json", manifest.make(keys, [manifest.subset(range(200), keys)], "ids",
                                                         m["params"], m["extractor"]))
-    with pytest.raises(report.RunDirError, match="manifest was made from another dataset"):
-        report.load_run(run)
+    with pytest.raises(RunDirError, match="manifest was made from another dataset"):
+        load_run(run)
     (run / "manifest.json").write_text('{"format": "something else"}')
-    with pytest.raises(report.RunDirError, match="not a datareduce manifest"):
-        report.load_run(run)
+    with pytest.raises(RunDirError, match="not a datareduce manifest"):
+        load_run(run)
 
 
 def test_cli_errors_are_one_clear_line(runs, tmp_path):
@@ -271,7 +276,7 @@ def test_cli_errors_are_one_clear_line(runs, tmp_path):
 
 
 def test_without_a_baseline_the_columns_are_left_out(runs, tmp_path):
-    rep = report.build([runs["adonis"], runs["ids"]], tmp_path / "out", embed_missing=False)
+    rep = build([runs["adonis"], runs["ids"]], tmp_path / "out", embed_missing=False)
     assert rep.baseline is None and "acc_drop" not in rep.table[0]
     assert any("no full-data run" in n for n in rep.notes)
     assert (tmp_path / "out" / "index.html").is_file()
@@ -295,12 +300,12 @@ def test_old_yolo_run_folder_format(coco128_root, tmp_path):
         log.write("epoch", {"epoch": epoch, "train_time_s": 1.0, "samples_backprop": len(kept),
                             "forward_samples": len(kept), "samples_scored": 0, "map50_95": m, "map50": m})
     (run / "args.yaml").write_text(f"task: detect\ndata: {coco128_root / 'data.yaml'}\nepochs: 2\n")
-    r = report.load_run(run)
+    r = load_run(run)
     assert r.detection and r.metric == "map50_95" and r.method == "rpd" and r.manifest_file == "ids_manifest.json"
     assert r.trajectory() == [(2.0, 1.25)]  # validated epochs only, in %
     assert r.images is not None and r.images.keys == keys and r.num_samples == 128
-    assert report.kept_mask(r.manifest, r.images.keys).sum() == len(kept)
-    rep = report.build([run], tmp_path / "out")
+    assert kept_mask(r.manifest, r.images.keys).sum() == len(kept)
+    rep = build([run], tmp_path / "out")
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"index.html", "metric_vs_time.png",
                                                                "selection_rate.png"}
     assert any("no selection_counts.npy" in n for n in rep.notes)
@@ -309,8 +314,8 @@ def test_old_yolo_run_folder_format(coco128_root, tmp_path):
 
 # ------------------------------------------------------------------------------- what the table says
 def test_selector_overhead_comes_from_the_epoch_records(runs, written):
-    loaded = report.load_runs([runs["full"], runs["adonis"], runs["ids"]])
-    rows = {row["run"]: row for row in report.metrics_table(loaded, loaded[0])}
+    loaded = load_runs([runs["full"], runs["adonis"], runs["ids"]])
+    rows = {row["run"]: row for row in metrics_table(loaded, loaded[0])}
     eps = [r for r in records.read(runs["adonis"] / "log.jsonl") if r["type"] == "epoch"]
     expected = 100 * sum(e["select_time_s"] for e in eps) / sum(e["train_time_s"] for e in eps)
     assert 0 < rows["adonis"]["selector_overhead_pct"] == pytest.approx(expected)
@@ -324,12 +329,12 @@ def test_the_report_cites_the_paper_not_a_document_users_lack(written, runs, tmp
     code, stdout, _, out = written
     page = (out / "index.html").read_text(encoding="utf-8")
     assert "SPEC" not in page and "SPEC" not in stdout and "Table A1" in page
-    rep = report.build([runs["adonis"], runs["ids"]], tmp_path / "out", embed_missing=False)
+    rep = build([runs["adonis"], runs["ids"]], tmp_path / "out", embed_missing=False)
     assert not [n for n in rep.notes if "SPEC" in n]
 
 
 def test_class_grids_name_the_run_the_class_was_picked_from(runs, tmp_path):
-    rep = report.build([runs["adonis"], runs["ids"]], tmp_path / "out", embed_missing=False)
+    rep = build([runs["adonis"], runs["ids"]], tmp_path / "out", embed_missing=False)
     captions = {f.file: f.caption for f in rep.figures}
     mine = captions[f"selected_adonis_class-{rep.class_name}.png"]
     theirs = captions[f"selected_ids_class-{rep.class_name}.png"]
@@ -359,9 +364,9 @@ def test_boosts_of_runs_timed_on_a_busy_machine_are_marked_unreliable(tmp_path):
     busy = _synthetic_run(tmp_path / "busy", ReduceConfig(method="random-keep"), [2.0, 0.4, 0.4], full_epochs=(0,))
     calm = _synthetic_run(tmp_path / "calm", ReduceConfig(method="random-keep"), [1.05, 0.4, 0.4], full_epochs=(0,))
     none = _synthetic_run(tmp_path / "none", ReduceConfig(method="sb"), [0.5, 0.4, 0.4], full_epochs=())
-    loaded = report.load_runs([full, busy, calm, none])
-    assert report.timing_ratio(loaded[1], loaded[0]) == (2.0, 1)
-    rows = {row["run"]: row for row in report.metrics_table(loaded, loaded[0])}
+    loaded = load_runs([full, busy, calm, none])
+    assert timing_ratio(loaded[1], loaded[0]) == (2.0, 1)
+    rows = {row["run"]: row for row in metrics_table(loaded, loaded[0])}
     assert rows["busy"]["boost_unreliable"] and rows["busy"]["timing_ratio"] == 2.0
     assert not rows["calm"]["boost_unreliable"] and rows["calm"]["timing_ratio"] == pytest.approx(1.05)
     assert not rows["none"]["boost_unreliable"] and rows["none"]["timing_ratio"] is None  # nothing to compare

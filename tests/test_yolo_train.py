@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from datareduce import manifest, records, report
+from datareduce import manifest, records
+from datareduce.report.runs import load_run
+from datareduce.report.table import selector_overhead_pct
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "trainers"))
@@ -103,7 +105,7 @@ def test_ids_with_gamma_switch_and_adonis(run, coco_small, capfd, caplog):
     held_in = np.array([(k in easy["kept"]) + (k in hard["kept"]) for k in listing])
     assert (counts <= held_in).all()  # an image is trained at most once per epoch whose subset holds it
     # `datareduce report` reads the folder: the manifest, the counts and the images from args.yaml all agree
-    r = report.load_run(trainer.save_dir)
+    r = load_run(trainer.save_dir)
     assert (r.method, r.manifest_file, r.metric, r.notes) == ("ids+adonis", "manifest.json", "map50_95", [])
     assert r.images.keys == listing and r.counts.tolist() == counts.tolist() and r.config["num_train"] == 24
     # say what ran: the start-up line, the kept count, the summary's method, the selector's time for the report
@@ -114,7 +116,7 @@ def test_ids_with_gamma_switch_and_adonis(run, coco_small, capfd, caplog):
            "images" in printed
     assert of("summary", log)[0]["method"] == "ids+adonis"
     assert all(e["select_time_s"] >= 0 and e["score_time_s"] > 0 for e in (first, second))
-    assert report.selector_overhead_pct(r) is not None
+    assert selector_overhead_pct(r) is not None
 
 
 def test_rs2_trains_a_fresh_subset_each_epoch(run, coco_small):
@@ -276,7 +278,7 @@ def test_embedded_default_dataset(run):
     trainer, log = run("name=digits", "fraction=0.1")
     assert trainer.data["names"] == {i: str(i) for i in range(10)} and of("epoch", log)[0]["train_images"] == 32
     counts = selection_counts(trainer, log, images=32)
-    r = report.load_run(trainer.save_dir)  # the report cuts the recorded dataset to the run's fraction too
+    r = load_run(trainer.save_dir)  # the report cuts the recorded dataset to the run's fraction too
     assert len(r.images) == 32 and r.counts.tolist() == counts.tolist() and r.method == "full"
 
 
