@@ -7,8 +7,9 @@
    is scored, ADONIS keeps the samples whose loss falls in a dense bin of the recent-loss histogram (at most α of
    each batch), and the kept samples come out as batches of exactly ``rho`` samples to train on.
 
-Runs on scikit-learn's handwritten digits (1,797 real 8×8 images that ship with scikit-learn; nothing is
-downloaded), a small MLP on the CPU in seconds. ``--full`` trains the same loop without selection, to compare.
+Runs on the trainers' embedded data (scikit-learn's handwritten digits, 1,437 training images upscaled to 32×32
+RGB; nothing is downloaded), a small MLP on the CPU in seconds. ``--full`` trains the same loop without
+selection, to compare.
 
     python examples/plain_loop_adonis.py            # ADONIS
     python examples/plain_loop_adonis.py --full     # every sample, every epoch
@@ -17,10 +18,10 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 import datareduce
+from datareduce.datasets import DigitsDataset
 
 
 def main(argv=None):
@@ -32,17 +33,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
-    digits = load_digits()
-    x = torch.tensor(digits.data / 16.0, dtype=torch.float32)
-    y = torch.tensor(digits.target)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    train, test = order[:1400], order[1400:]
     # (1) the dataset yields (image, label, index)
-    dataset = TensorDataset(x[train], y[train], torch.arange(len(train)))
-    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True,
+    train, test = DigitsDataset(train=True), DigitsDataset(train=False)
+    test_images, test_labels, _ = next(iter(DataLoader(test, batch_size=len(test))))
+    loader = DataLoader(train, batch_size=args.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(args.seed))
 
-    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 64), torch.nn.ReLU(),
+                                torch.nn.Linear(64, 10))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
 
     # (2) per-sample losses of a batch, without gradients
@@ -64,7 +62,7 @@ def main(argv=None):
             optimizer.step()
             backprop += len(labels)
         with torch.no_grad():
-            top1 = (model(x[test]).argmax(1) == y[test]).float().mean().item() * 100
+            top1 = (model(test_images).argmax(1) == test_labels).float().mean().item() * 100
         kept = "" if args.full else f"  kept {loop.stats.as_record()['keep_fraction']:.2f} of the epoch"
         print(f"epoch {epoch:2d}: top-1 {top1:5.1f}%{kept}")
 
