@@ -123,12 +123,155 @@ def test_no_flags_means_identity_hooks(tmp_path, cifar10_small):
     assert not vr.setup(argparse.Namespace(device="cpu"), dataset, sampler).active
 
 
-def test_unsupported_methods_are_refused(tmp_path, cifar10_small):
+def test_runs_that_weight_or_reuse_losses_are_accepted_and_wrap_the_criterion(tmp_path, cifar10_small):
     dataset = train_set(cifar10_small)
-    assert vr.setup(reference_args(tmp_path, "--reduce", "random-keep"), dataset, RandomSampler(dataset)).online
-    for flags in (["--reduce", "infobatch"], ["--adonis-rescale"]):
-        with pytest.raises(ValueError, match="trainers/classify.py"):
-            vr.setup(reference_args(tmp_path, *flags), dataset, RandomSampler(dataset))
+    ce = nn.CrossEntropyLoss(label_smoothing=0.1)
+    for flags in ([], ["--reduce", "random-keep"], ["--adonis-eta", "3"], ["--reduce", "rs2"]):
+        assert vr.setup(reference_args(tmp_path, *flags), dataset, RandomSampler(dataset)).criterion(ce) is ce
+    args = reference_args(tmp_path / "rec", "--adonis-mode", "recommended", epochs=8)
+    sampler = RandomSampler(dataset)
+    rec = vr.setup(args, dataset, sampler)
+    a = rec.cfg.adonis
+    assert a.reuse_train_loss and a.rescale and a.mode == "recommended" and a.anneal == 1
+    criterion, model = rec.criterion(ce), small_net()
+    assert isinstance(criterion, vr.StepLoss)
+    for epoch in (0, 1):
+        batches = reference_epoch(rec, loader_for(dataset, args, sampler), model, criterion, epoch, label_smoothing=0.1)
+    assert {float(x) for b in batches for x in b["w"]} == {1.0, 2.0}  # pruned dense bins: 1 / (1 - 0.5)
+    assert [r["samples_scored"] for r in read_log(tmp_path / "rec")] == [0, 0]  # epoch 0's training losses
+    for flags in (["--reduce", "infobatch"], ["--adonis-rescale"], ["--adonis-reuse-train-loss"]):
+        reduce = vr.setup(reference_args(tmp_path, *flags), dataset, RandomSampler(dataset))
+        with pytest.raises(RuntimeError, match="reduce.criterion"):  # the patch's criterion line is missing
+            reduce.epoch_loader(loader_for(dataset, reduce.args, RandomSampler(dataset)), 0, small_net())
+        with pytest.raises(ValueError, match="nn.CrossEntropyLoss"):
+            reduce.criterion(nn.MSELoss())
+    with pytest.raises(ValueError, match="IDS"):
+        vr.setup(reference_args(tmp_path, "--reduce", "infobatch", "--ids-alpha", "0.5"), dataset,
+                 RandomSampler(dataset))
+    ra = reference_args(tmp_path, "--reduce", "infobatch")
+    ra.distributed, ra.ra_sampler = True, True  # the reference's repeated-augmentation sampler, under DDP
+    with pytest.raises(ValueError, match="--ra-sampler"):
+        vr.setup(ra, dataset, RandomSampler(dataset))
+
+
+@pytest.fixture(scope="module")
+def position_of(cifar10_small):
+    """Training position of each image tensor of :func:`train_set` (to tell which samples a batch holds)."""
+    dataset = train_set(cifar10_small)
+    return {dataset[i][0].numpy().tobytes(): i for i in range(len(dataset))}
+
+
+def reference_epoch(reduce, loader, model, criterion, epoch, position_of=None, label_smoothing=0.0):
+    """What the reference's train_one_epoch does with the epoch loader (``loss = criterion(output, target)``),
+    noting per batch the weights the hooks attached, the per-sample losses computed here and the loss returned."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    model.train()
+    out = []
+    for images, targets in reduce.epoch_loader(loader, epoch, model):
+        step = reduce.step
+        output = model(images)
+        loss = criterion(output, targets)
+        assert reduce.step is None  # the criterion took this batch
+        per = nn.functional.cross_entropy(output.detach(), targets, reduction="none", label_smoothing=label_smoothing)
+        pos = [position_of[x.numpy().tobytes()] for x in images] if position_of else None
+        out.append({"w": None if step is None else step.weights, "per": per, "loss": loss.detach(), "pos": pos})
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return out
+
+
+def test_reusing_training_losses_scores_fewer_samples(tmp_path, cifar10_small, position_of):
+    scored = {}
+    for reuse in (False, True):
+        dataset = train_set(cifar10_small)
+        flags = ["--adonis-eta", "2"] + (["--adonis-reuse-train-loss"] if reuse else [])
+        args = reference_args(tmp_path / str(reuse), *flags, epochs=3)
+        sampler = RandomSampler(dataset)
+        reduce = vr.setup(args, dataset, sampler)
+        criterion = reduce.criterion(nn.CrossEntropyLoss())
+        assert isinstance(criterion, vr.StepLoss) == reuse
+        loader, model = loader_for(dataset, args, sampler), small_net()
+        first = reference_epoch(reduce, loader, model, criterion, 0, position_of)  # ω = 0: every sample trained
+        if reuse:  # the cache holds each sample's loss from the training forward, under its own index
+            pos = torch.tensor([p for b in first for p in b["pos"]])
+            assert sorted(pos.tolist()) == list(range(400))
+            cached = reduce.reducer.loop.selector.cached_losses(pos)
+            assert torch.allclose(cached, torch.cat([b["per"] for b in first]), atol=1e-5)
+        for epoch in (1, 2):
+            reference_epoch(reduce, loader, model, criterion, epoch)
+        scored[reuse] = [r["samples_scored"] for r in read_log(tmp_path / str(reuse))]
+    assert scored[False] == [0, 400, 0]  # η = 2: scored in epoch 1, fresh in epoch 2
+    assert scored[True][:2] == [0, 0] and 0 < scored[True][2] < 400  # epoch 1's kept samples are fresh in 2
+    assert sum(scored[True]) < sum(scored[False])
+
+
+def test_adonis_rescale_weights_the_loss_and_evaluation_stays_the_plain_mean(tmp_path, cifar10_small):
+    dataset = train_set(cifar10_small)
+    args = reference_args(tmp_path, "--adonis-rescale", "--adonis-prune", "0.5", "--adonis-prune-pool", "dense",
+                          "--adonis-omega", "-1", "--label-smoothing", "0.1", epochs=1)
+    sampler = RandomSampler(dataset)
+    reduce = vr.setup(args, dataset, sampler)
+    ce = nn.CrossEntropyLoss(label_smoothing=0.1)
+    criterion = reduce.criterion(ce)
+    mix = v2.MixUp(alpha=0.2, num_classes=10)
+    loader = loader_for(dataset, args, sampler, collate_fn=lambda b: mix(*torch.utils.data.default_collate(b)))
+    model = small_net()
+    batches = reference_epoch(reduce, loader, model, criterion, 0, label_smoothing=0.1)
+    unequal = [b for b in batches if b["w"].max() > b["w"].min() + 1e-3]
+    assert len(unequal) >= len(batches) // 2
+    for b in batches:
+        assert torch.allclose(b["loss"], (b["per"] * b["w"]).mean(), rtol=1e-5)
+    b = unequal[0]
+    assert not torch.allclose(b["loss"], b["per"].mean(), rtol=1e-3)
+    # evaluate(model, criterion, ...) after the epoch: the same object gives the reference's plain mean
+    model.eval()
+    images, targets = next(iter(loader))
+    with torch.inference_mode():
+        output = model(images)
+        assert torch.equal(criterion(output, targets), ce(output, targets))
+        assert torch.allclose(criterion(output, targets), nn.functional.cross_entropy(
+            output, targets, reduction="none", label_smoothing=0.1).mean())
+
+
+def test_infobatch_prunes_with_its_weights_and_training_losses(tmp_path, cifar10_small, position_of):
+    dataset = train_set(cifar10_small)
+    args = reference_args(tmp_path, "--reduce", "infobatch", "--infobatch-delta", "1", epochs=2)
+    sampler = RandomSampler(dataset)
+    reduce = vr.setup(args, dataset, sampler)
+    criterion = reduce.criterion(nn.CrossEntropyLoss())
+    loader, model = loader_for(dataset, args, sampler), small_net()
+    first = reference_epoch(reduce, loader, model, criterion, 0, position_of)
+    score = torch.full((400,), float("nan"))
+    for b in first:
+        score[torch.tensor(b["pos"])] = b["per"]
+        assert torch.equal(b["w"], torch.ones(len(b["per"])))  # equal scores before the first epoch
+    assert not score.isnan().any()  # every sample visited once
+    assert torch.allclose(reduce.reducer.pruner.scores, score, atol=1e-5)  # the training losses, by index
+    second = reference_epoch(reduce, loader, model, criterion, 1, position_of)
+    well = score < score.mean()  # InfoBatch: below the mean loss = well learned
+    visited = torch.tensor([p for b in second for p in b["pos"]])
+    assert len(set(visited.tolist())) == len(visited) == 400 - int(well.sum()) + int(0.5 * int(well.sum()))
+    assert set((~well).nonzero().flatten().tolist()) <= set(visited.tolist())  # only well-learned ones pruned
+    for b in second:
+        assert torch.equal(b["w"], torch.where(well[torch.tensor(b["pos"])], 2.0, 1.0))  # 1 / (1 - 0.5)
+        assert torch.allclose(b["loss"], (b["per"] * b["w"]).mean(), rtol=1e-5)
+    assert any(b["w"].max() > b["w"].min() for b in second)
+    log = read_log(tmp_path)
+    assert [r["pruned_samples"] for r in log] == [0, 400 - len(visited)]
+    assert [r["samples_backprop"] for r in log] == [400, len(visited)]
+
+
+def test_rs2_visits_a_fresh_random_half_each_epoch(tmp_path, cifar10_small, position_of):
+    dataset = train_set(cifar10_small)
+    args = reference_args(tmp_path, "--reduce", "rs2", epochs=2)
+    sampler = RandomSampler(dataset)
+    reduce = vr.setup(args, dataset, sampler)
+    criterion = reduce.criterion(nn.CrossEntropyLoss())
+    loader, model = loader_for(dataset, args, sampler), small_net()
+    seen = [[p for b in reference_epoch(reduce, loader, model, criterion, e, position_of) for p in b["pos"]]
+            for e in (0, 1)]
+    assert [len(s) for s in seen] == [200, 200] and sorted(seen[0] + seen[1]) == list(range(400))
 
 
 def test_ids_keeps_its_subset_in_place_and_switches_at_gamma(tmp_path, cifar10_small, ids_flags):

@@ -1,7 +1,7 @@
 """Hooks that ``patches/vision-classification.patch`` calls from torchvision's classification reference script
 (pytorch/vision ``references/classification/train.py``).
 
-The patch adds the ``--ids-*`` / ``--adonis-*`` / ``--reduce`` flags and four calls; the work is done here, with
+The patch adds the ``--ids-*`` / ``--adonis-*`` / ``--reduce`` flags and five calls; the work is done here, with
 the same pieces ``trainers/classify.py`` uses (:mod:`datareduce.integrations.classification`):
 
 * :func:`setup` (after ``load_data``): IDS — or SSP / RPC / RPD — keeps its subset of the reference's training
@@ -13,6 +13,15 @@ the same pieces ``trainers/classify.py`` uses (:mod:`datareduce.integrations.cla
   scored with per-sample cross-entropy (label smoothing and mixup/cutmix soft targets included), and the
   selected samples are trained in batches of exactly ``rho``. Dataset indices, which the reference's batches do
   not carry, are recorded from the batch sampler (the DataLoader delivers batches in sampler order).
+  InfoBatch and RS2 plan each epoch's visiting order: the loader is rebuilt around a sampler that visits the
+  plan, sharded over the ranks like ``DistributedSampler``.
+* :meth:`VisionReduce.criterion` (after the reference builds its ``CrossEntropyLoss``): for the methods that
+  weight each sample's loss (InfoBatch, ``--adonis-rescale``) or take the training step's per-sample losses
+  (InfoBatch, ``--adonis-reuse-train-loss``), a loss module that, for each batch the epoch loader yielded,
+  computes the per-sample cross-entropy (same label smoothing, soft targets too), hands it to the selection
+  (every rank, every step) and returns the mean of the weighted losses, ``(w·ℓ).mean()``, as
+  ``trainers/classify.py`` does; called outside such a batch (``evaluate``) it is the reference's criterion,
+  the plain mean. For every other run it returns the reference's criterion itself.
 * :meth:`VisionReduce.save_to` / :meth:`VisionReduce.load_from`: the selector state in the reference's checkpoint.
 * One JSON line per epoch in ``<output-dir>/datareduce_log.jsonl`` and one summary line on the console.
 
@@ -33,16 +42,26 @@ import torch
 from torch.utils.data import DataLoader
 
 from .. import distributed, records
+from .._validate import UsageError
 from ..config import OFFLINE, ONLINE, ReduceConfig
 from ..flags import add_reduce_arguments, config_from_args
 from . import classification as tv
 
-__all__ = ["add_arguments", "setup", "VisionReduce", "RecordingBatchSampler", "refresh_sampler"]
+__all__ = ["add_arguments", "setup", "VisionReduce", "StepLoss", "RecordingBatchSampler", "refresh_sampler"]
 
 MANIFEST_NAME = "datareduce_manifest.json"
 LOG_NAME = "datareduce_log.jsonl"
-UNSUPPORTED = {"infobatch": "--reduce infobatch weights each sample's loss",
-               "rs2": "--reduce rs2 gives the sampler a new subset each epoch"}
+UNSUPPORTED: dict = {}  # method -> why the reference's loop cannot run it (none today)
+PLANNED = ("infobatch", "rs2")  # methods whose reducer sets each epoch's visiting order (tv.TrainSampler.set_plan)
+
+
+def _needs_step_losses(cfg: Optional[ReduceConfig]) -> bool:
+    """Whether the training step must weight each sample's loss or hand back the per-sample losses."""
+    if cfg is None:
+        return False
+    if cfg.adonis is not None:
+        return bool(cfg.adonis.rescale or cfg.adonis.reuse_train_loss)
+    return cfg.method == "infobatch"
 
 
 def add_arguments(parser):
@@ -120,6 +139,9 @@ class VisionReduce:
         self.reducer = None
         self.recorder: Optional[RecordingBatchSampler] = None
         self.loader: Optional[DataLoader] = None
+        self.plan_sampler: Optional[tv.TrainSampler] = None  # InfoBatch / RS2: visits each epoch's plan
+        self.loss: Optional[StepLoss] = None  # what :meth:`criterion` returned, when the run needs one
+        self.step: Optional[_Step] = None  # the training batch the loader yielded last, until the loss takes it
         self.pending = None
         self.log = None
         self.resume_epoch = None
@@ -170,6 +192,33 @@ class VisionReduce:
                  f"{manifest['dataset']['num_samples']} training images (from epochs "
                  f"{[s['from_epoch'] for s in subsets]}) in {info['time_s']:.1f}s")
 
+    # ------------------------------------------------------------------------------------ criterion
+    def criterion(self, criterion):
+        """The loss ``train_one_epoch`` (and ``evaluate``) should call: ``criterion`` itself unless this run
+        weights each sample's loss or reuses the training losses; then a :class:`StepLoss` around it."""
+        if not _needs_step_losses(self.cfg):
+            return criterion
+        if not isinstance(criterion, torch.nn.CrossEntropyLoss) or criterion.weight is not None \
+                or criterion.reduction != "mean":
+            raise ValueError("per-sample loss weights and training losses need the reference's criterion, "
+                             f"nn.CrossEntropyLoss(label_smoothing=...) with the mean reduction, not {criterion!r}")
+        self.loss = StepLoss(criterion, self)
+        return self.loss
+
+    def take_step(self) -> Optional["_Step"]:
+        """The training batch the criterion is called for (None outside a reduced training step)."""
+        step, self.step = self.step, None
+        return step
+
+    def after_step(self, step: "_Step", losses: torch.Tensor) -> None:
+        """The training step's per-sample losses to the selection (InfoBatch's scores, or with
+        ``--adonis-reuse-train-loss`` ADONIS's loss cache); both gather every rank's: call on every rank."""
+        loop = getattr(self.reducer, "loop", None)
+        if loop is not None:
+            loop.record_training_losses(step.indices, losses, step.epoch)
+        else:
+            self.reducer.after_step(step.indices, losses)
+
     # ------------------------------------------------------------------------------------ per epoch
     def epoch_loader(self, data_loader, epoch: int, model=None):
         """What ``train_one_epoch`` iterates in ``epoch``: ``data_loader`` itself without online selection (after
@@ -181,10 +230,16 @@ class VisionReduce:
             self.say(f"datareduce: epoch {epoch} trains on {len(self.dataset)} images (subset switch)")
         if not self.online:
             return data_loader
+        if _needs_step_losses(self.cfg) and self.loss is None:
+            raise RuntimeError("this run weights each sample's loss or reuses the training losses: the criterion "
+                               "train_one_epoch calls must be `criterion = reduce.criterion(criterion)` "
+                               "(patches/vision-classification.patch)")
         if self.reducer is None:
             if model is None:
                 raise ValueError("online selection needs the model (pass model_without_ddp)")
             self._start(data_loader, model)
+        if self.plan_sampler is not None:  # InfoBatch / RS2: this epoch's visiting order (len() follows it)
+            self.reducer.prepare_epoch(epoch, self.plan_sampler, epoch == int(self.args.epochs) - 1)
         return _SelectedEpoch(self, epoch)
 
     def _start(self, data_loader, model) -> None:
@@ -193,9 +248,16 @@ class VisionReduce:
                                  amp=bool(getattr(args, "amp", False)))
         self.reducer = tv.build_reducer(cfg, score, int(args.batch_size), int(args.epochs), self.dataset,
                                         distributed.rank())
-        if not self.reducer.online:
+        batch_sampler = data_loader.batch_sampler
+        if cfg.method in PLANNED:
+            self.plan_sampler = tv.TrainSampler(self.dataset, distributed.rank(), distributed.world_size(),
+                                                seed=cfg.seed)
+            batch_sampler = torch.utils.data.BatchSampler(
+                self.plan_sampler, getattr(batch_sampler, "batch_size", None) or int(args.batch_size),
+                bool(getattr(batch_sampler, "drop_last", False)))
+        elif not self.reducer.online:
             raise NotImplementedError(f"online method {cfg.method!r} is not available in the vision patch")
-        self.recorder = RecordingBatchSampler(data_loader.batch_sampler)
+        self.recorder = RecordingBatchSampler(batch_sampler)
         self.loader = _rebuild(data_loader, self.recorder)
         if self.pending is not None:
             tv.restore_reducer(self.reducer, self.pending, distributed.rank(), distributed.world_size(),
@@ -252,21 +314,68 @@ class _SelectedEpoch:
         device = _device(o.args)
         start, steps, trained = time.perf_counter(), 0, 0
         last = self.epoch == int(o.args.epochs) - 1
-        for (images, targets, _), weights in o.reducer.batches(_Indexed(o, device), self.epoch, last):
-            if weights is not None:
-                raise RuntimeError(f"{o.reducer.name} weights each sample's loss, which the reference's loop cannot "
-                                   "apply: use trainers/classify.py for it")
-            steps += 1
-            trained += len(targets)
-            yield images, targets
+        o.step = None
+        try:
+            for (images, targets, indices), weights in o.reducer.batches(_Indexed(o, device), self.epoch, last):
+                if o.loss is not None:  # for the criterion's call on this batch
+                    o.step = _Step(weights, indices, len(targets), self.epoch)
+                elif weights is not None:
+                    raise RuntimeError(f"{o.reducer.name} weights each sample's loss, but no criterion from "
+                                       "reduce.criterion() applies the weights")
+                steps += 1
+                trained += len(targets)
+                yield images, targets
+                if o.step is not None:
+                    raise RuntimeError("train_one_epoch trained a batch without calling the criterion that "
+                                       "reduce.criterion() returned: its loss weights and losses were not applied")
+        finally:
+            o.step = None
         rec = {"epoch": self.epoch, "method": o.reducer.name, **o.reducer.epoch_record(),
                "train_batches": steps, "samples_backprop": int(tv.all_sum([trained])[0]),
                "loop_time_s": time.perf_counter() - start}
+        rec.setdefault("samples_selected", rec.get("forward_samples"))  # InfoBatch, RS2: every visited sample
         o._record("epoch", rec)
         keep = rec.get("keep_fraction")
         o.say(f"datareduce: epoch {self.epoch} {rec['method']} kept {rec.get('samples_selected')}/"
               f"{rec.get('forward_samples')} samples ({keep if keep is None else round(keep, 3)}), scored "
               f"{rec.get('samples_scored')}, trained {rec['samples_backprop']} in {steps} steps (this rank)")
+
+
+class _Step:
+    """One training batch as the criterion needs it: loss weights (or None), full-set indices, size, epoch."""
+
+    __slots__ = ("weights", "indices", "size", "epoch")
+
+    def __init__(self, weights, indices, size: int, epoch: int):
+        self.weights, self.indices, self.size, self.epoch = weights, indices, size, epoch
+
+
+class StepLoss(torch.nn.Module):
+    """The criterion of a run that weights each sample's loss or reuses the training losses.
+
+    Called for a training batch of the epoch loader: per-sample cross-entropy (the wrapped
+    ``CrossEntropyLoss``'s label smoothing; mixup/cutmix soft targets work), handed to the selection, and the
+    mean of the weighted losses returned (``(w·ℓ).mean()``: InfoBatch's and ADONIS's weights keep the batch
+    loss an unbiased estimate of the full batch's). Called at any other time (``evaluate``): the wrapped
+    criterion, i.e. the plain mean.
+    """
+
+    def __init__(self, criterion: torch.nn.CrossEntropyLoss, owner: VisionReduce):
+        super().__init__()
+        self.criterion = criterion
+        self.owner = owner
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        step = self.owner.take_step()
+        if step is None:
+            return self.criterion(output, target)
+        losses = tv.per_sample_loss(output, target, float(self.criterion.label_smoothing))
+        if losses.numel() != step.size:
+            raise RuntimeError(f"the criterion got {losses.numel()} samples for a training batch of {step.size}")
+        weights = step.weights
+        loss = losses.mean() if weights is None else (losses * weights.to(losses.device, losses.dtype)).mean()
+        self.owner.after_step(step, losses.detach())
+        return loss
 
 
 class _Indexed:
@@ -315,11 +424,15 @@ def setup(args, dataset, train_sampler) -> VisionReduce:
     """
     if not hasattr(args, "adonis"):
         return VisionReduce(None)
-    cfg = config_from_args(args, seed=getattr(args, "seed", None) or 0, train_losses=False)
-    if cfg.method in UNSUPPORTED or (cfg.adonis is not None and cfg.adonis.rescale):
-        what = UNSUPPORTED.get(cfg.method, "--adonis-rescale weights each kept sample's loss")
-        raise ValueError(f"{what}, which the reference's train_one_epoch cannot apply: use trainers/classify.py")
-    cfg.refuse_train_loss_reuse("the reference's train_one_epoch")
+    cfg = config_from_args(args, seed=getattr(args, "seed", None) or 0, train_losses=True)
+    if cfg.method in UNSUPPORTED:
+        raise UsageError(f"{UNSUPPORTED[cfg.method]}, which the reference's train_one_epoch cannot apply: use "
+                         "trainers/classify.py")
+    if cfg.method in PLANNED:
+        tv.check_supported(cfg)  # not with IDS
+        if getattr(args, "distributed", False) and getattr(args, "ra_sampler", False):
+            raise UsageError(f"--reduce {cfg.method} visits its own plan each epoch, which replaces the "
+                             "--ra-sampler's repeated augmentation: drop one of them")
     red = VisionReduce(cfg, args, dataset, train_sampler)
     red.select()
     return red
