@@ -5,10 +5,11 @@ import math
 
 
 class UsageError(ValueError):
-    """A value the user gave is not allowed: the front ends print its message as one line and exit 2.
+    """Bad input: a value, a combination of flags or a file the user gave that cannot be used.
 
-    Any other exception is a bug and keeps its traceback. It subclasses ``ValueError`` so callers that catch
-    or expect ``ValueError`` from a bad parameter keep working.
+    The front ends (the trainers, ``datareduce``) print its message as one line and exit 2; any other exception
+    is a bug and keeps its traceback. It subclasses ``ValueError``, so code that catches or expects
+    ``ValueError`` from a bad parameter keeps working.
     """
 
 

@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from ._validate import UsageError
+
 
 def _umask() -> int:
     """The process umask, read from /proc where it can be (os.umask can only be read by setting it)."""
@@ -21,7 +23,7 @@ def _umask() -> int:
     return mask
 
 
-class UnwritableError(ValueError):
+class UnwritableError(UsageError):
     """A folder a run would write to cannot be written (bad input: reported in one line, before any work)."""
 
 

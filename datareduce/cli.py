@@ -15,6 +15,7 @@ import argparse
 import sys
 import time
 
+from ._validate import UsageError
 from .extras import MissingExtra
 
 EXIT_BAD_INPUT = 2
@@ -65,7 +66,7 @@ def cmd_ids(args) -> int:
             prototypes=args.prototypes, extractor=args.extractor, weights=args.weights, image_size=args.image_size,
             cache_dir=args.cache_dir, seed=args.seed, batch_size=args.batch_size, workers=args.workers,
             device=args.device, progress=bar, skip_bad_images=args.skip_bad_images)
-    except (ValueError, FileNotFoundError, IsADirectoryError, ImportError) as e:
+    except (UsageError, FileNotFoundError, IsADirectoryError, MissingExtra) as e:
         bar.close()
         return _fail(str(e))
     bar.close()
@@ -112,7 +113,7 @@ def cmd_report(args) -> int:
         rep = build(args.run_dirs, args.out, class_name=args.class_name, data_path=args.data_path,
                     cache_dir=args.cache_dir, baseline=args.baseline, grid=args.grid,
                     embed_missing=not args.no_embed, progress=step, embed_progress=bar)
-    except (ValueError, FileNotFoundError, NotADirectoryError, MissingExtra) as e:  # RunDirError is a ValueError
+    except (UsageError, FileNotFoundError, NotADirectoryError, MissingExtra) as e:  # RunDirError is a UsageError
         bar.close()
         return _fail(str(e))
     bar.close()

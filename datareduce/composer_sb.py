@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import check_number
+from ._validate import UsageError, check_number
 
 
 class ComposerSBSelector:
@@ -20,7 +20,7 @@ class ComposerSBSelector:
         self.start = check_number("start", start, low=0, high=1)
         self.end = check_number("end", end, low=0, high=1)
         if self.end < self.start:
-            raise ValueError(f"end={end!r} must not be before start={start!r}")
+            raise UsageError(f"end={end!r} must not be before start={start!r}")
         self.interrupt = check_number("interrupt", interrupt, low=0, integer=True)
         self.seed = check_number("seed", seed, integer=True)
         self.generator = torch.Generator().manual_seed(self.seed)

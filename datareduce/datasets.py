@@ -35,6 +35,8 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 from torchvision.transforms.functional import InterpolationMode
 
+from ._validate import UsageError
+
 __all__ = [
     "MEAN_STD", "PRESETS", "DataSplits", "DigitsDataset", "IndexedImageFolder", "IndexedCIFAR10",
     "IndexedCIFAR100", "load_datasets", "build_transforms", "detect_preset", "DIGITS_SIZE", "BadImageError",
@@ -72,7 +74,7 @@ class IndexedMixin:
         return image, target, int(self.sample_ids[i])
 
 
-class BadImageError(ValueError):
+class BadImageError(UsageError):
     """An image file that cannot be read; the one-line message names the file(s).
 
     Raised in a DataLoader worker, torch re-raises it in the main process as ``BadImageError(text)`` where text is
@@ -216,7 +218,7 @@ def build_transforms(preset: str, train_crop_size: int = 224, val_resize_size: i
     ``cifar10``, ``svhn``), as in the torchvision reference; ``random_erase`` is a probability.
     """
     if preset not in PRESETS or preset == "auto":
-        raise ValueError(f"unknown transform preset {preset!r}: choose one of {', '.join(PRESETS[1:])}")
+        raise UsageError(f"unknown transform preset {preset!r}: choose one of {', '.join(PRESETS[1:])}")
     mean, std = MEAN_STD[preset]
     interp = InterpolationMode(interpolation)
     if preset == "digits":
@@ -255,7 +257,7 @@ def _auto_augment(name: str, interp, magnitude: int, severity: int, tensor: bool
         try:
             policy = T.AutoAugmentPolicy(name)
         except ValueError:
-            raise ValueError(f"unknown --auto-augment policy {name!r}: choose ra, ta_wide, augmix, imagenet, "
+            raise UsageError(f"unknown --auto-augment policy {name!r}: choose ra, ta_wide, augmix, imagenet, "
                              "cifar10 or svhn") from None
         aug = T.AutoAugment(policy=policy, interpolation=interp)
     if tensor:  # the auto-augment ops want uint8 tensors
@@ -398,7 +400,7 @@ def load_datasets(root=None, preset: str = "auto", check_images: bool = False, s
     ``transform_kwargs`` go to :func:`build_transforms`.
     """
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+        raise UsageError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     if root is None:
         chosen = "digits" if preset == "auto" else preset
         tr, ev = build_transforms(chosen, **transform_kwargs)
@@ -428,7 +430,7 @@ def load_datasets(root=None, preset: str = "auto", check_images: bool = False, s
     train = IndexedImageFolder(train_dir)  # the listing; the transforms follow from the first image's size
     val = IndexedImageFolder(val_dir)
     if val.classes != train.classes:
-        raise ValueError(f"{val_dir} has other classes than {train_dir}: "
+        raise UsageError(f"{val_dir} has other classes than {train_dir}: "
                          f"{sorted(set(val.classes) ^ set(train.classes))[:5]} …")
     skipped = check_image_files([train, val], skip=skip_bad_images) if check_images else []
     if check_images:

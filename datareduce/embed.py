@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ._validate import UsageError
 from .atomic import write_npy, write_text
 from .extractors import Extractor, build_extractor
 
@@ -121,9 +122,9 @@ def _check_args(cache_dir, fingerprint, batch_size, num_workers):
     if fingerprint is not None and not isinstance(fingerprint, str):
         raise TypeError(f"fingerprint must be a string, got {type(fingerprint).__name__}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"num_workers must be a non-negative integer, got {num_workers!r}")
+        raise UsageError(f"num_workers must be a non-negative integer, got {num_workers!r}")
 
 
 def _run(images, ex: Extractor, indices, batch_size: int, num_workers: int, progress: Progress,

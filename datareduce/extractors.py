@@ -35,6 +35,8 @@ import torchvision
 from torch import nn
 from torchvision import transforms as T
 
+from ._validate import UsageError
+
 __all__ = ["Extractor", "build_extractor", "list_extractors", "strip_classifier", "file_sha256", "module_sha256",
            "EFFICIENTNET_LITE0", "FAST_IMAGE_SIZE", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -131,12 +133,12 @@ def list_extractors() -> list:
     return [EFFICIENTNET_LITE0] + list_models()
 
 
-def _unknown(name: str) -> ValueError:
+def _unknown(name: str) -> UsageError:
     names = list_extractors()
     close = difflib.get_close_matches(name, names, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     examples = ", ".join([EFFICIENTNET_LITE0, "resnet18", "resnet50", "mobilenet_v2", "resnet18_cifar"])
-    return ValueError(
+    return UsageError(
         f"unknown feature extractor {name!r}.{hint} Choose one of {examples}, any torchvision classification "
         f"model (torchvision.models.list_models(module=torchvision.models)), an nn.Module, or a checkpoint "
         f"file together with arch=<its architecture name>."
@@ -253,7 +255,7 @@ def _load_checkpoint(path: Path):
             with torch.serialization.safe_globals([argparse.Namespace]):
                 return torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # noqa: BLE001
-            raise ValueError(
+            raise UsageError(
                 f"cannot read {path} as weights: {first}. Only tensors and plain containers are loaded "
                 "(weights_only=True); save model.state_dict() instead of the whole model, or pass the model "
                 "itself as an nn.Module."
@@ -268,7 +270,7 @@ def _state_dict_from(obj, path: Path) -> dict:
                 obj = obj[k]
                 break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path} holds no state dict (expected a dict of tensors, or a checkpoint with one "
+        raise UsageError(f"{path} holds no state dict (expected a dict of tensors, or a checkpoint with one "
                          "under 'model', 'state_dict' or 'model_state_dict')")
     out = {}
     for k, v in obj.items():
@@ -285,7 +287,7 @@ def _load_features_state(model: nn.Module, head: str, state: dict, path: Path, a
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise ValueError(f"weights file {path} does not fit architecture {arch!r}: {e}") from None
+        raise UsageError(f"weights file {path} does not fit architecture {arch!r}: {e}") from None
 
 
 # --------------------------------------------------------------------------------------- efficientnet-lite0
@@ -342,13 +344,13 @@ def _hub_weights(arch: str, weights: str):
     try:
         enum_cls = torchvision.models.get_model_weights(arch)
     except (ValueError, KeyError):
-        raise ValueError(f"{arch!r} has no torchvision pretrained weights; weights={weights!r} cannot be "
+        raise UsageError(f"{arch!r} has no torchvision pretrained weights; weights={weights!r} cannot be "
                          f"resolved. {_HINT}") from None
     member = weights.split(".", 1)[1] if weights.startswith(enum_cls.__name__ + ".") else weights
     try:
         enum = enum_cls[member]
     except KeyError:
-        raise ValueError(
+        raise UsageError(
             f"weights {weights!r} are neither a file on disk nor a torchvision weights name of {arch!r} "
             f"(known: {', '.join(enum_cls.__members__)}). {_HINT}"
         ) from None
@@ -403,7 +405,7 @@ def _torchvision(arch: str, weights, size: Optional[int]):
         weights_id = f"{path.name}:sha256={file_sha256(path)}"
     else:
         if arch not in tv_names:
-            raise ValueError(f"{arch!r} has no pretrained weights named {weights!r}: pass a local weights file "
+            raise UsageError(f"{arch!r} has no pretrained weights named {weights!r}: pass a local weights file "
                              f"(a state dict or checkpoint) instead. {_HINT}")
         enum, cached = _hub_weights(arch, str(weights))
         if not cached.is_file():
@@ -475,9 +477,9 @@ def build_extractor(
         path = Path(key_name).expanduser()
         if arch is not None or (path.suffix in (".pth", ".pt", ".bin", ".ckpt", ".tar") and path.is_file()):
             if weights is not None:
-                raise ValueError(f"pass either a checkpoint file as the extractor ({key_name!r}) or weights=, not both")
+                raise UsageError(f"pass either a checkpoint file as the extractor ({key_name!r}) or weights=, not both")
             if arch is None:
-                raise ValueError(f"{key_name!r} is a checkpoint file: also pass arch=<its architecture name> "
+                raise UsageError(f"{key_name!r} is a checkpoint file: also pass arch=<its architecture name> "
                                  "(e.g. arch='resnet18_cifar')")
             name, weights = arch, key_name
         else:

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ._validate import check_choice, check_number
+from ._validate import UsageError, check_choice, check_number
 
 MODES = ("easy", "hard")
 
@@ -72,7 +72,7 @@ def select(embeddings, labels=None, alpha=0.8, mode="easy", prototypes=1, seed=0
     for label, members in groups(lab, len(emb)):
         if len(members) < prototypes:
             what = "the dataset" if label is None else f"class {label.item() if hasattr(label, 'item') else label!r}"
-            raise ValueError(f"{what} has {len(members)} sample(s), fewer than prototypes={prototypes}")
+            raise UsageError(f"{what} has {len(members)} sample(s), fewer than prototypes={prototypes}")
         dist, nearest = centroid_distances(emb[members], prototypes, seed)
         order = ranked(dist, mode)
         kept.append(members[order[: math.ceil(alpha * len(members))]])

@@ -21,7 +21,7 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from . import manifest as manifest_mod
-from ._validate import check_choice, check_number
+from ._validate import UsageError, check_choice, check_number
 from .atomic import check_writable_dir
 from .config import OFFLINE, EmbedConfig, IDSConfig, ReduceConfig
 
@@ -55,7 +55,7 @@ class SelectionResult:
 def config_for(method: str = "ids", alpha: float = 0.8, mode: str = "easy", gamma: Optional[int] = None,
                prototypes: int = 1, extractor: str = "efficientnet-lite0", weights: Optional[str] = None,
                image_size: Optional[int] = None, cache_dir: Optional[str] = None, seed: int = 0) -> ReduceConfig:
-    """The validated :class:`~datareduce.config.ReduceConfig` for a selection (raises ``ValueError`` with the
+    """The validated :class:`~datareduce.config.ReduceConfig` for a selection (raises ``UsageError`` with the
     parameter's name and allowed range, before anything is read)."""
     check_choice("method", method, METHODS)
     check_number("alpha", alpha, low=0, high=1, low_open=True)
@@ -68,7 +68,7 @@ def config_for(method: str = "ids", alpha: float = 0.8, mode: str = "easy", gamm
         ids = IDSConfig(alpha=alpha, mode=mode, gamma=gamma, prototypes=prototypes, seed=seed)
         return ReduceConfig(method="full", ids=ids, embed=embed, seed=seed)
     if gamma is not None or prototypes != 1 or mode != "easy":
-        raise ValueError(f"--gamma, --prototypes and --mode apply to --method ids only, not to {method}")
+        raise UsageError(f"--gamma, --prototypes and --mode apply to --method ids only, not to {method}")
     return ReduceConfig(method=method, alpha=alpha, embed=embed, seed=seed)
 
 

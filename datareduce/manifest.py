@@ -11,12 +11,13 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from ._validate import UsageError
 from .atomic import write_text
 
 FORMAT = "datareduce.manifest/1"
 
 
-class ManifestMismatch(ValueError):
+class ManifestMismatch(UsageError):
     """A manifest that does not belong to the dataset it is used with."""
 
 
@@ -71,9 +72,9 @@ def read(path) -> dict:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"manifest {path} is not valid JSON: {e}") from None
+        raise UsageError(f"manifest {path} is not valid JSON: {e}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a datareduce manifest (expected format {FORMAT!r})")
+        raise UsageError(f"{path} is not a datareduce manifest (expected format {FORMAT!r})")
     return manifest
 
 

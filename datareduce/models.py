@@ -21,6 +21,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from ._validate import UsageError
+
 __all__ = ["get_model", "list_models", "ResNet20"]
 
 
@@ -112,11 +114,11 @@ def list_models() -> List[str]:
     return sorted(_OURS) + sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-def _unknown(name: str) -> ValueError:
+def _unknown(name: str) -> UsageError:
     names = list_models()
     close = difflib.get_close_matches(name, names, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    return ValueError(
+    return UsageError(
         f"unknown model {name!r}.{hint} Choose one of: {', '.join(sorted(_OURS))} "
         f"or any torchvision classification model ({', '.join(names[len(_OURS):len(_OURS) + 6])}, …)."
     )
@@ -127,7 +129,7 @@ def _load_weights_file(model: nn.Module, path: Path) -> None:
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):
-        raise ValueError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
+        raise UsageError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
     model.load_state_dict(state)
 
 
@@ -136,7 +138,7 @@ def _torchvision_weights(name: str, weights: str):
     try:
         enum = torchvision.models.get_weight(weights)
     except (ValueError, KeyError, AttributeError) as exc:
-        raise ValueError(
+        raise UsageError(
             f"weights {weights!r} for model {name!r} are neither a file on disk nor a torchvision weights name "
             f"(e.g. ResNet18_Weights.IMAGENET1K_V1)"
         ) from exc
@@ -153,7 +155,8 @@ def get_model(name: str, num_classes: int, weights: Optional[str] = None) -> nn.
     """Build model ``name`` with a ``num_classes``-way classifier.
 
     ``weights``: None (random init), a path to a local weights file, or a torchvision weights name found in
-    the torch hub cache. Raises ``ValueError`` for an unknown name, ``FileNotFoundError`` for missing weights.
+    the torch hub cache. Raises ``UsageError`` (a ``ValueError``) for an unknown name, ``FileNotFoundError`` for
+    missing weights.
     """
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")

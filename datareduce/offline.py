@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from . import baselines, ids, manifest
+from ._validate import UsageError
 from .config import EmbedConfig, IDSConfig, ReduceConfig
 from .paths import embeddings_dir
 
@@ -81,7 +82,7 @@ def build_manifest(cfg: ReduceConfig, keys: Sequence[str], embeddings: Optional[
         kept = baselines.ssp(embeddings, labels, alpha=cfg.alpha, seed=cfg.seed)
     elif cfg.method == "rpc":
         if labels is None:
-            raise ValueError("--reduce rpc keeps a share of each class: it needs one class per sample "
+            raise UsageError("--reduce rpc keeps a share of each class: it needs one class per sample "
                              "(use rpd for detection)")
         kept = baselines.random_per_class(labels, alpha=cfg.alpha, seed=cfg.seed)
     elif cfg.method == "rpd":

@@ -1,10 +1,12 @@
 """Bad input fails fast, with a clear message, before anything is written."""
 import importlib.util
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from test_classify_helpers import REPO, run
+from test_classify_helpers import REPO, SCRIPT, env, run
 from datareduce import manifest as manifest_mod
 from datareduce.datasets import DigitsDataset
 
@@ -87,9 +89,30 @@ def test_cuda_without_gpu(classify, tmp_path):
     _fails(classify, ["--device", "cuda"], ValueError, "CUDA is not available", tmp_path / "o")
 
 
-def test_command_line_reports_the_error(tmp_path):
-    proc = run(["--model", "resnet9000", "--output-dir", tmp_path / "o"], check=False, timeout=60)
+@pytest.mark.parametrize("flags,message", [
+    (["--model", "resnet9000"], "unknown model 'resnet9000'"),
+    (["--reduce", "sb", "--adonis-eta", "3"], "--reduce sb and ADONIS both select online: use one of them"),
+])
+def test_command_line_reports_the_error(tmp_path, flags, message):
+    proc = run([*flags, "--output-dir", tmp_path / "o"], check=False, timeout=60)
     assert proc.returncode == 2
-    assert "classify.py: error: unknown model 'resnet9000'" in proc.stderr
+    assert f"classify.py: error: {message}" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_an_internal_error_keeps_its_traceback(tmp_path):
+    """A ValueError from inside the trainer (a bug injected into a step that runs after the input is checked) is not
+    passed off as bad input: Python prints its traceback and exits with 1."""
+    program = ("import runpy, sys\n"
+               "from datareduce.integrations import classification\n"
+               "def broken(cfg):\n"
+               "    raise ValueError('injected bug')\n"
+               "classification.check_supported = broken\n"
+               f"sys.argv = [{str(SCRIPT)!r}, *sys.argv[1:]]\n"
+               f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", program, "--output-dir", str(tmp_path / "o"), "--epochs", "1"],
+                          cwd=REPO, env=env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback (most recent call last)" in proc.stderr and "ValueError: injected bug" in proc.stderr
+    assert "classify.py: error" not in proc.stderr

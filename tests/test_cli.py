@@ -135,6 +135,22 @@ def test_missing_or_empty_data_path(tmp_path, capsys):
     assert code == 2 and "is a folder" in err
 
 
+@pytest.mark.parametrize("command, internal", [
+    (["ids", "--data-path", "unused", "--out", "m.json"], "datareduce.ids_command.run"),
+    (["report", "unused", "--out", "out"], "datareduce.report.command.load_runs"),
+])
+def test_an_internal_error_is_not_reported_as_bad_input(monkeypatch, tmp_path, command, internal):
+    """A ValueError that is not a UsageError (a bug, injected here) leaves main with its traceback, not exit 2."""
+    def broken(*args, **kwargs):
+        raise ValueError("injected bug")
+
+    monkeypatch.setattr(internal, broken)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="injected bug") as caught:
+        cli.main(command)
+    assert type(caught.value) is ValueError
+
+
 def test_console_script_reports_bad_alpha_with_exit_code_2(cifar10_small, tmp_path):
     """The installed entry point (python -m datareduce.cli is the same main) exits 2 with one clear line."""
     proc = subprocess.run([sys.executable, "-m", "datareduce.cli", "ids", "--data-path", str(cifar10_small),

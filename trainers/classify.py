@@ -37,9 +37,11 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datareduce import records
+from datareduce._validate import UsageError
 from datareduce.atomic import UnwritableError, check_writable_dir
 from datareduce.datasets import PRESETS, load_datasets, skipped_message
 from datareduce.describe import method_name, reduce_line
+from datareduce.extras import MissingExtra
 from datareduce.flags import add_reduce_arguments, apply_config_file, config_from_args, read_config_file
 from datareduce.integrations import classification as tv
 from datareduce.models import get_model
@@ -135,7 +137,7 @@ def build_optimizer(model, args):
                                    eps=0.0316, alpha=0.9)
     if opt_name == "adamw":
         return torch.optim.AdamW(parameters, lr=args.lr, weight_decay=args.weight_decay)
-    raise ValueError(f"invalid optimizer {args.opt!r}: only SGD, SGD_nesterov, RMSprop and AdamW are supported")
+    raise UsageError(f"invalid optimizer {args.opt!r}: only SGD, SGD_nesterov, RMSprop and AdamW are supported")
 
 
 def build_lr_scheduler(optimizer, args):
@@ -146,7 +148,7 @@ def build_lr_scheduler(optimizer, args):
         main_sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.lr_step_size, gamma=args.lr_gamma)
     elif name == "multisteplr":
         if not args.lr_milestones:
-            raise ValueError("--lr-scheduler multisteplr needs --lr-milestones (e.g. 60 120 160)")
+            raise UsageError("--lr-scheduler multisteplr needs --lr-milestones (e.g. 60 120 160)")
         main_sched = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.lr_milestones,
                                                           gamma=args.lr_gamma)
     elif name == "cosineannealinglr":
@@ -155,7 +157,7 @@ def build_lr_scheduler(optimizer, args):
     elif name == "exponentiallr":
         main_sched = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.lr_gamma)
     else:
-        raise ValueError(f"invalid lr scheduler {args.lr_scheduler!r}: only StepLR, MultiStepLR, "
+        raise UsageError(f"invalid lr scheduler {args.lr_scheduler!r}: only StepLR, MultiStepLR, "
                          "CosineAnnealingLR and ExponentialLR are supported")
     if args.lr_warmup_epochs <= 0:
         return main_sched
@@ -166,7 +168,7 @@ def build_lr_scheduler(optimizer, args):
         warmup = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=args.lr_warmup_decay,
                                                      total_iters=args.lr_warmup_epochs)
     else:
-        raise ValueError(f"invalid warmup method {args.lr_warmup_method!r}: only linear and constant")
+        raise UsageError(f"invalid warmup method {args.lr_warmup_method!r}: only linear and constant")
     return torch.optim.lr_scheduler.SequentialLR(optimizer, schedulers=[warmup, main_sched],
                                                  milestones=[args.lr_warmup_epochs])
 
@@ -257,7 +259,7 @@ def resume_settings(args, checkpoint, check=True) -> None:
     if changed:
         was, now = _reduce_settings(started), _reduce_settings(args)
         parts = ", ".join(f"{flag} {_shown(started, key, was)} → {_shown(args, key, now)}" for key, flag in changed)
-        raise ValueError(f"--resume {args.resume}: the run was started with other settings ({parts}); a resumed "
+        raise UsageError(f"--resume {args.resume}: the run was started with other settings ({parts}); a resumed "
                          "run continues with its own: drop these flags, or start a new run (another --output-dir) "
                          "to change them")
 
@@ -309,7 +311,7 @@ def check_output_dir(args, dist) -> bool:
             problem = str(exc)
     problem, replace = tv.broadcast_object((problem, replace))  # rank 0 looked: the same answer everywhere
     if problem:
-        raise ValueError(problem)
+        raise UsageError(problem)
     return replace
 
 
@@ -380,7 +382,10 @@ def main(args):
     if args.output_dir is None:
         args.output_dir = str(Path(args.resume).parent) if args.resume else default_output_dir(dist)
     replace = False if args.test_only else check_output_dir(args, dist)
-    reduce_cfg = config_from_args(args, seed=args.seed)
+    try:
+        reduce_cfg = config_from_args(args, seed=args.seed)
+    except ValueError as exc:  # building the config only checks the flags: whatever it refuses, the user gave
+        raise UsageError(str(exc)) from exc
     tv.check_supported(reduce_cfg)
     if not args.test_only:
         say(reduce_line(reduce_cfg, rho=args.batch_size))  # what runs, with its effective settings
@@ -534,7 +539,7 @@ def main(args):
                    "train_time_s") if record.get(k) is not None))
         if diverged:  # keep the last good checkpoint: this epoch's model is not worth continuing from
             tv.barrier()
-            raise ValueError(diverged_message(epoch, record["train_loss"], lr, getattr(args, "_checkpoint", None)))
+            raise UsageError(diverged_message(epoch, record["train_loss"], lr, getattr(args, "_checkpoint", None)))
         if dist.main:
             checkpoint_state = {
                 "model": model_without_ddp.state_dict(), "optimizer": optimizer.state_dict(),
@@ -722,7 +727,7 @@ if __name__ == "__main__":
         main(args)
     except KeyboardInterrupt:
         sys.exit(interrupted(args))
-    except (ValueError, FileNotFoundError, ImportError) as exc:
+    except (UsageError, FileNotFoundError, MissingExtra) as exc:  # bad input; anything else keeps its traceback
         if os.environ.get("DATAREDUCE_TRACEBACK"):
             raise
         print(f"classify.py: error: {exc}", file=sys.stderr)

@@ -37,6 +37,7 @@ from .. import distributed as ddp_ops
 from ..distributed import all_sum, barrier, broadcast_object, gather_objects
 from .. import manifest as manifest_mod
 from .. import offline
+from .._validate import UsageError
 from ..atomic import write_torch
 from ..config import ReduceConfig
 from ..online import OnlineSelection
@@ -72,7 +73,7 @@ def resolve_device(requested: Optional[str]) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(requested)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {requested}: CUDA is not available on this machine; use --device cpu")
+        raise UsageError(f"--device {requested}: CUDA is not available on this machine; use --device cpu")
     return dev
 
 
@@ -664,7 +665,7 @@ class RS2Reducer(FullReducer):
 def check_supported(cfg: ReduceConfig) -> None:
     """Refuse, before any work, the combinations this loop cannot run."""
     if cfg.method in ("infobatch", "rs2") and cfg.ids is not None:
-        raise ValueError(f"--reduce {cfg.method} draws from the whole training set each epoch; combining it with "
+        raise UsageError(f"--reduce {cfg.method} draws from the whole training set each epoch; combining it with "
                          "IDS is not supported (use one of them)")
 
 
@@ -821,7 +822,7 @@ def load_checkpoint(path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - UnpicklingError and friends
-        raise ValueError(f"--resume {path}: not a checkpoint of this trainer ({exc})") from None
+        raise UsageError(f"--resume {path}: not a checkpoint of this trainer ({exc})") from None
 
 
 def restore_reducer(reducer: _Reducer, states: list, rank: int, world_size: int, device) -> None:

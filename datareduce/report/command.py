@@ -6,6 +6,7 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
+from .._validate import UsageError
 from ..atomic import write_bytes, write_text
 from .canvas import png_bytes
 from .embeddings import manifest_extractor_key, run_embeddings
@@ -34,7 +35,7 @@ def _pick_class(runs: Sequence[Run], class_name: Optional[str]):
         for r in with_images:
             if class_name not in r.images.class_names:
                 close = ", ".join(r.images.class_names[:20])
-                raise ValueError(f"--class {class_name!r} is not a class of {r.name}'s dataset: its classes are "
+                raise UsageError(f"--class {class_name!r} is not a class of {r.name}'s dataset: its classes are "
                                  f"{close}{' …' if len(r.images.class_names) > 20 else ''}")
         return class_name, None
     varied = [r for r in with_images if r.counts.min() != r.counts.max()] or with_images
@@ -67,7 +68,7 @@ def build(run_dirs: Sequence, out, class_name: Optional[str] = None, data_path=N
     embeddings that are not cached (``embed_missing=False`` skips those figures instead).
     """
     if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
-        raise ValueError(f"grid must be a positive integer (images per grid), got {grid!r}")
+        raise UsageError(f"grid must be a positive integer (images per grid), got {grid!r}")
     from ..extras import require
 
     require("matplotlib", "report", "datareduce report (its figures)")  # before any work
@@ -75,7 +76,7 @@ def build(run_dirs: Sequence, out, class_name: Optional[str] = None, data_path=N
     base = choose_baseline(runs, baseline)
     metrics_in = {r.metric for r in runs}
     if len(metrics_in) > 1:
-        raise ValueError(f"the runs measure different things ({', '.join(sorted(metrics_in))}): report "
+        raise UsageError(f"the runs measure different things ({', '.join(sorted(metrics_in))}): report "
                          "classification and detection runs separately")
     chosen, picked_from = _pick_class(runs, class_name)
     out = Path(out).expanduser()

@@ -7,6 +7,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from .._validate import UsageError
+from ..extras import MissingExtra
 from ..paths import embeddings_dir
 from .runs import Run
 
@@ -98,7 +100,7 @@ def run_embeddings(run: Run, cache_dir=None, compute: bool = True, progress=None
 
     try:
         ex = build_extractor(name, image_size=size)
-    except (ValueError, FileNotFoundError, ImportError) as e:
+    except (UsageError, FileNotFoundError, MissingExtra) as e:
         return None, f"embeddings are not cached and the extractor {name!r} cannot be rebuilt here ({e})"
     if ex.key != key:
         return None, (f"embeddings are not cached and the run's extractor ({key[:120]}…) used other weights or "

@@ -8,6 +8,7 @@ from typing import Optional
 import numpy as np
 
 from .. import manifest as manifest_mod
+from .._validate import UsageError
 
 
 class Images:
@@ -154,5 +155,5 @@ def open_detection_images(data, manifest: Optional[dict], fraction=1.0) -> Image
         images = Images.from_files(train_fraction(files, fraction), root, str(path))
         if manifest is None or manifest_mod.dataset_fingerprint(images.keys) == manifest["dataset"]["fingerprint"]:
             return images
-    raise ValueError(f"the training images of {path} do not match the run's manifest (fingerprint "
+    raise UsageError(f"the training images of {path} do not match the run's manifest (fingerprint "
                      f"{manifest['dataset']['fingerprint'][:20]}…, {manifest['dataset']['num_samples']} images)")

@@ -9,6 +9,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from .. import manifest as manifest_mod
+from .._validate import UsageError
 from ..records import LOG_NAME
 from .images import Images, open_detection_images, open_images
 
@@ -19,7 +20,7 @@ METRICS = ("top1", "map50_95", "map50")  # the first one an epoch record has is 
 METRIC_LABEL = {"top1": "top-1 accuracy (%)", "map50_95": "mAP50-95 (%)", "map50": "mAP50 (%)"}
 
 
-class RunDirError(ValueError):
+class RunDirError(UsageError):
     """A folder that is not a readable datareduce run: missing, corrupt or written by something else."""
 
 
@@ -304,7 +305,7 @@ def _attach_images(run: Run, data_path) -> None:
             images = open_detection_images(data_path, run.manifest, _ultralytics_args(run).get("fraction", 1.0))
         else:
             images = open_images(None if data_path is None else str(data_path))
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, UsageError) as e:
         if given:
             raise RunDirError(f"--data-path {data_path}: {e}") from None
         run.notes.append(f"cannot open the dataset {data_path} recorded by the run ({e}): images are not shown")
@@ -337,9 +338,9 @@ def _unique_names(paths: Sequence[Path]) -> List[str]:
 def load_runs(run_dirs: Sequence, data_path=None) -> List[Run]:
     """Every run folder, read and checked (the first bad one raises :class:`RunDirError`)."""
     if not run_dirs:
-        raise ValueError("give at least one run folder")
+        raise UsageError("give at least one run folder")
     paths = [Path(p).expanduser() for p in run_dirs]
     resolved = [p.resolve() for p in paths]
     if len(set(resolved)) != len(resolved):
-        raise ValueError("the same run folder is given twice")
+        raise UsageError("the same run folder is given twice")
     return [load_run(p, data_path, name) for p, name in zip(paths, _unique_names(paths))]

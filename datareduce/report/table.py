@@ -7,6 +7,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from .. import metrics as metrics_mod
+from .._validate import UsageError
 from .runs import Run
 
 DROP_PP = 5.0  # the accuracy drop (percentage points) of the "boost to a drop" column
@@ -20,7 +21,7 @@ def choose_baseline(runs: Sequence[Run], baseline: Optional[str] = None) -> Opti
         for r in runs:
             if baseline in (r.name, str(r.path)) or Path(baseline).expanduser().resolve() == r.path.resolve():
                 return r
-        raise ValueError(f"--baseline {baseline!r} is none of the runs given: {', '.join(r.name for r in runs)}")
+        raise UsageError(f"--baseline {baseline!r} is none of the runs given: {', '.join(r.name for r in runs)}")
     return next((r for r in runs if r.is_full), None)
 
 
