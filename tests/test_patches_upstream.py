@@ -224,7 +224,7 @@ def test_vision_patched_train_runs_one_epoch_with_ids_and_adonis(vision_copy, ci
     out = run([sys.executable, str(vision_copy / "train.py"), "--data-path", str(data), "--model", "resnet18",
                "--device", "cpu", "-b", "16", "--epochs", "1", "-j", "0", "--lr", "0.05", "--train-crop-size", "32",
                "--val-resize-size", "32", "--val-crop-size", "32", "--output-dir", str(out_dir),
-               "--ids-alpha", "0.8", "--adonis-eta", "3", *IDS_FAST], cwd=tmp_path, env=env_for(tmp_path))
+               "--ids-alpha", "0.8", "--adonis-eta", "3", "--adonis-omega", "-1", *IDS_FAST], cwd=tmp_path, env=env_for(tmp_path))
     assert "datareduce: ids keeps [320] of 400 training images" in out
     assert re.search(r"datareduce: epoch 0 adonis kept \d+/320 samples", out), out[-3000:]
     assert "Acc@1" in out and (out_dir / "checkpoint.pth").is_file()
