@@ -10,7 +10,7 @@ import warnings
 
 import torch
 
-from ._validate import check_choice, check_number
+from ._validate import UsageError, check_choice, check_number
 from .loss_selector import LossHistorySelector, as_losses
 
 BIN_RULES = ("sturges", "sqrt", "rice")
@@ -152,10 +152,10 @@ class AdonisSelector(LossHistorySelector):
                                                              high_open=True)
         self.prune_pool = check_choice("prune_pool", prune_pool, PRUNE_POOLS)
         if self.prune is not None and (self.balance or self.floor or cap != "batch"):
-            raise ValueError("prune keeps every sample but a share of the well-learned ones: it takes no "
+            raise UsageError("prune keeps every sample but a share of the well-learned ones: it takes no "
                              "balance, floor or cap (α is not used)")
         if self.balance and self.cap != "batch":
-            raise ValueError(f"balance caps each class at ⌈α·n_c⌉ of the batch: it needs cap='batch', not {cap!r}")
+            raise UsageError(f"balance caps each class at ⌈α·n_c⌉ of the batch: it needs cap='batch', not {cap!r}")
         self.last_weights = None
 
     def in_warmup(self, epoch) -> bool:

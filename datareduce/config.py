@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-from ._validate import check_choice, check_number
+from ._validate import UsageError, check_choice, check_number
 from .adonis import AdonisSelector
 from .composer_sb import ComposerSBSelector
 from .ids import MODES
@@ -72,7 +72,7 @@ class AdonisConfig:
         fields = {}
         if mode == "recommended":
             if epochs is None:
-                raise ValueError("--adonis-mode recommended trains the last 1/8 of the epochs on every sample: "
+                raise UsageError("--adonis-mode recommended trains the last 1/8 of the epochs on every sample: "
                                  "it needs the run's number of epochs")
             fields = dict(RECOMMENDED, anneal=max(1, round(RECOMMENDED_ANNEAL * epochs)))
             fields["reuse_train_loss"] &= train_losses
@@ -163,9 +163,9 @@ class ReduceConfig:
         check_number("reduce alpha", self.alpha, low=0, high=1, low_open=True)
         check_number("rs2 fraction", self.rs2_fraction, low=0, high=1, low_open=True)
         if self.ids is not None and self.method in OFFLINE:
-            raise ValueError(f"--reduce {self.method} and IDS both choose an offline subset: use one of them")
+            raise UsageError(f"--reduce {self.method} and IDS both choose an offline subset: use one of them")
         if self.adonis is not None and self.method in ONLINE:
-            raise ValueError(f"--reduce {self.method} and ADONIS both select online: use one of them")
+            raise UsageError(f"--reduce {self.method} and ADONIS both select online: use one of them")
         if self.adonis is None:
             self.online_selector()  # validates the baseline's parameters (AdonisConfig validates itself)
 
@@ -191,9 +191,9 @@ class ReduceConfig:
 
     def refuse_train_loss_reuse(self, host: str) -> None:
         """Refuse ``--adonis-reuse-train-loss`` in a ``host`` whose loop does not hand back the training step's
-        per-sample losses (only ``trainers/classify.py`` does)."""
+        per-sample losses (``trainers/classify.py`` and the torchvision reference's hooks do)."""
         if self.adonis is not None and self.adonis.reuse_train_loss:
-            raise ValueError(f"--adonis-reuse-train-loss needs the training step's per-sample losses, which {host} "
+            raise UsageError(f"--adonis-reuse-train-loss needs the training step's per-sample losses, which {host} "
                              "does not hand back: use trainers/classify.py")
 
     def to_dict(self) -> dict:
