@@ -14,7 +14,7 @@ RGB; nothing is downloaded), a small MLP on the CPU in well under a minute. ``--
 every sample, to compare.
 
     python examples/plain_loop_ids.py --alpha 0.5
-    python examples/plain_loop_ids.py --alpha 0.5 --manifest ids.json   # then: trainers/classify.py --ids-manifest ids.json
+    python examples/plain_loop_ids.py --alpha 0.5 --manifest ids.json   # then --ids-manifest ids.json
     python examples/plain_loop_ids.py --full
 """
 import argparse
