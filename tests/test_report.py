@@ -380,3 +380,7 @@ def test_boosts_of_runs_timed_on_a_busy_machine_are_marked_unreliable(tmp_path):
     assert busy_line.count("x ⚠") == 2  # train boost and boost to −5 p.p.
     page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     assert page.count("⚠</span>") == 2
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "⚠ marks a run whose full-data epochs" in page
+    quiet = cli_report(full, calm, none, "--out", tmp_path / "quiet")
+    assert quiet[0] == 0 and "⚠ marks" not in (tmp_path / "quiet" / "index.html").read_text()  # nothing to point at

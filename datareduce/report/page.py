@@ -88,12 +88,13 @@ def render_html(report: Report) -> str:
     parts.append("<h2>Metrics (the columns of the paper's Table A1)</h2>")
     if base is not None:
         parts.append(f"<p class=muted>Against the full-data run <b>{e(base.name)}</b>. Acc. drop = baseline final − "
-                     f"run final ({e(mlabel)}); train boost = baseline training-loop time / run's, same epochs; "
+                     f"run final, {e(mlabel)}; train boost = baseline training-loop time / run's, same epochs; "
                      f"boost to {DROP_PP:g} p.p. drop = baseline time to its final value / run's time to reach "
                      f"baseline final − {DROP_PP:g} (– when never reached). Offline preprocessing (IDS embedding "
-                     "and selection) is reported apart, as the paper does. ⚠: the run's full-data epochs took "
-                     "another time than the same epochs of the baseline, so its boosts are unreliable (see the "
-                     "notes).</p>")
+                     "and selection) is reported apart, as the paper does."
+                     + (" ⚠ marks a run whose full-data epochs took another time than the same epochs of the "
+                        "baseline: its boosts are unreliable (see the notes)."
+                        if any(row.get("boost_unreliable") for row in report.table) else "") + "</p>")
     parts.append("<p class=muted>Selector overhead = the time the selector and the accumulator took "
                  "(<code>select_time_s</code> in the epoch records) over the training-loop time; the scoring "
                  "forwards are counted apart (– for runs without online selection).</p>")
