@@ -27,10 +27,12 @@ def _g(v) -> str:
 
 
 def _adonis(a: AdonisConfig, rho) -> str:
-    text = "ADONIS " + " ".join(f"{sym}={_g(getattr(a, name))}" for sym, name in _ADONIS_SHOWN)
+    symbols = [(sym, name) for sym, name in _ADONIS_SHOWN if not (name == "alpha" and a.prune is not None)]
+    text = ("ADONIS, recommended mode: " if a.mode == "recommended" else "ADONIS ")
+    text += " ".join(f"{sym}={_g(getattr(a, name))}" for sym, name in symbols)
     text += f" ρ={a.rho if a.rho is not None else rho if rho is not None else 'the batch size'}"
     default = AdonisConfig()
-    shown = {name for _, name in _ADONIS_SHOWN} | {"rho", "seed"}
+    shown = {name for _, name in _ADONIS_SHOWN} | {"rho", "seed", "mode"}
     variants = []
     for f in fields(a):
         value = getattr(a, f.name)
