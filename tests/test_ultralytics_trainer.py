@@ -1,17 +1,27 @@
-"""Pieces of the YOLO trainer: batch slicing for the accumulator, state-free scoring, loader bound, settings."""
+"""Pieces of the YOLO trainer: batch slicing for the accumulator, state-free scoring, loader bound, settings bound
+to the class, the Ultralytics methods it overrides."""
+import inspect
+import json
+
 import pytest
 import torch
 
-from datareduce.config import AdonisConfig, IDSConfig, ReduceConfig
-from datareduce.integrations.ultralytics import (ReducedTrainLoader, TrainerSettings, YoloBatchOps,
-                                                 batch_statistics_only, read_settings, write_settings)
-from datareduce.integrations.ultralytics_loss import PerImageDetectionLoss
-from datareduce.online import OnlineSelection
-from ultralytics.cfg import get_cfg
-from ultralytics.data import build_yolo_dataset
-from ultralytics.data.dataset import YOLODataset
-from ultralytics.nn.tasks import DetectionModel
-from ultralytics.utils import YAML
+from datareduce.integrations.ultralytics_env import ensure_offline
+
+ensure_offline()  # before Ultralytics is imported (importing our glue changes nothing by itself)
+from datareduce._validate import UsageError  # noqa: E402
+from datareduce.config import AdonisConfig, IDSConfig, ReduceConfig  # noqa: E402
+from datareduce.integrations.ultralytics import (PRIVATE_OVERRIDES, DataReduceDetectionTrainer,  # noqa: E402
+                                                 ReducedTrainLoader, TrainerSettings, YoloBatchOps,
+                                                 batch_statistics_only)
+from datareduce.integrations.ultralytics_loss import PerImageDetectionLoss  # noqa: E402
+from datareduce.online import OnlineSelection  # noqa: E402
+from ultralytics.cfg import get_cfg  # noqa: E402
+from ultralytics.data import build_yolo_dataset  # noqa: E402
+from ultralytics.data.dataset import YOLODataset  # noqa: E402
+from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402
+from ultralytics.nn.tasks import DetectionModel  # noqa: E402
+from ultralytics.utils import YAML  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -85,11 +95,37 @@ def test_loader_length_bounds_selected_batches(dataset):
         assert trained == [files.index(f) for b in batches for f in b["im_file"]] and len(set(trained)) == len(trained)
 
 
-def test_settings_survive_the_sidecar(tmp_path, monkeypatch):
-    monkeypatch.delenv("DATAREDUCE_CONFIG", raising=False)
-    assert read_settings() == TrainerSettings()
-    settings = TrainerSettings(ReduceConfig(ids=IDSConfig(alpha=0.7, gamma=3), adonis=AdonisConfig(eta=3)), 0.98)
-    write_settings(settings, tmp_path / "s.json")
-    assert read_settings() == settings
-    with pytest.raises(ValueError, match="lr_gamma"):
-        TrainerSettings(lr_gamma=1.5)
+def test_settings_are_bound_to_a_trainer_class():
+    """with_settings: flags by their names (the selectors seeded by Ultralytics' seed), or a whole ReduceConfig;
+    checked at once; the class itself and other bound classes are left alone."""
+    bound = DataReduceDetectionTrainer.with_settings(adonis_eta=3, ids_alpha=0.7, ids_gamma=3, lr_gamma=0.98)
+    assert issubclass(bound, DataReduceDetectionTrainer) and bound.__name__ == "DataReduceDetectionTrainer"
+    settings = bound.settings_for(seed=4)
+    assert (settings.reduce.adonis.eta, settings.reduce.adonis.seed, settings.reduce.ids.alpha) == (3, 4, 0.7)
+    assert settings.reduce.ids.gamma == 3 and settings.lr_gamma == 0.98 and settings.reduce.method == "full"
+    assert TrainerSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    config = ReduceConfig(ids=IDSConfig(alpha=0.7, gamma=3), adonis=AdonisConfig(eta=3, seed=7))
+    assert DataReduceDetectionTrainer.with_settings(config).settings_for(seed=0) == TrainerSettings(config)
+    assert DataReduceDetectionTrainer.settings_for(seed=4) == TrainerSettings()  # unbound: full data
+    assert bound.settings_for(seed=4) == settings  # binding another class changed nothing here
+    for kwargs, message in (({"adonis_etaa": 3}, "adonis_etaa"), ({"ids_alpha": 1.5}, "ids alpha=1.5"),
+                            ({"lr_gamma": 1.5}, "lr_gamma"), ({"config": config, "adonis_eta": 2}, "not both"),
+                            ({"reduce": "rs3"}, "rs3")):
+        with pytest.raises(UsageError, match=message):
+            DataReduceDetectionTrainer.with_settings(**kwargs)
+
+
+def test_overridden_ultralytics_methods_are_listed_and_still_match():
+    """Every private BaseTrainer method we override is in PRIVATE_OVERRIDES, and every Ultralytics method we
+    override still has the signature we wrote ours for."""
+    ours = {name for name, value in vars(DataReduceDetectionTrainer).items() if callable(value)}
+    private = {name for name in ours if name.startswith("_") and not name.startswith("__")}
+    assert private == set(PRIVATE_OVERRIDES)
+    overridden = {name for name in ours if hasattr(DetectionTrainer, name) and name != "__init__"}
+    assert private <= overridden and {"build_dataset", "get_dataloader", "resume_training"} <= overridden
+    def parameters(method):  # names, kinds and defaults (annotations aside)
+        return [(p.name, p.kind, p.default) for p in inspect.signature(method).parameters.values()]
+
+    for name in overridden:
+        ours, upstream = getattr(DataReduceDetectionTrainer, name), getattr(DetectionTrainer, name)
+        assert parameters(ours) == parameters(upstream), name

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from datareduce import manifest, records
+from datareduce._validate import UsageError
 from datareduce.report.runs import load_run
 from datareduce.report.table import selector_overhead_pct
 
@@ -37,16 +38,17 @@ def coco_small(coco128_root, tmp_path_factory):
     return root
 
 
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    """Train in-process with the given arguments; returns the trainer and its log records."""
-    monkeypatch.delenv("DATAREDUCE_CONFIG", raising=False)  # the trainer sets it; drop it after the test
+def train_in(folder, *argv):
+    """Train in-process with the given arguments into ``folder``; returns the trainer and its log records."""
+    args = yolo_train.parse_args([*TINY, f"project={folder}", "--cache-dir", str(folder / "cache"), *argv])
+    trainer = yolo_train.train(args)
+    return trainer, records.read(trainer.save_dir / "log.jsonl")
 
-    def train(*argv):
-        args = yolo_train.parse_args([*TINY, f"project={tmp_path}", "--cache-dir", str(tmp_path / "cache"), *argv])
-        trainer = yolo_train.train(args)
-        return trainer, records.read(trainer.save_dir / "log.jsonl")
-    return train
+
+@pytest.fixture
+def run(tmp_path):
+    """Train in-process with the given arguments; returns the trainer and its log records."""
+    return lambda *argv: train_in(tmp_path, *argv)
 
 
 def of(kind, log):
@@ -208,31 +210,95 @@ def test_composer_sb_cuts_active_batches(run, coco_small):
     assert counts.sum() == 40 and set(counts.tolist()) <= {1, 2}
 
 
-def test_adonis_on_a_small_set_steps_the_optimizer_every_epoch(run, coco_small):
+@pytest.fixture(scope="module")
+def adonis_small(coco_small, tmp_path_factory):
+    """ADONIS η 2, ρ 4, θ 0.05 on 24 images for 2 epochs (epoch 0 a warm-up on every image), without and with
+    --adonis-reuse-train-loss: {False: (trainer, log), True: (trainer, log)}."""
+    folder = tmp_path_factory.mktemp("adonis-small")
+    flags = (f"data={coco_small}", "epochs=2", "val=False", "--adonis-theta", "0.05", "--adonis-rho", "4",
+             "--adonis-eta", "2")
+    return {False: train_in(folder, *flags, "name=scored"),
+            True: train_in(folder, *flags, "name=reused", "--adonis-reuse-train-loss")}
+
+
+def test_adonis_on_a_small_set_steps_the_optimizer_every_epoch(adonis_small):
     """ADONIS with rho 4 on 24 images: a few batches an epoch, far from the nbs=64 images Ultralytics accumulates
     before stepping. Every epoch that back-propagates images steps the optimizer at least once (it used to make
     0 steps: the gradients of the epoch, or of the whole run, were never applied)."""
-    trainer, log = run(f"data={coco_small}", "name=adonis-small", "epochs=2", "--adonis-theta", "0.05",
-                       "--adonis-rho", "4", "--adonis-omega", "-1")
+    trainer, log = adonis_small[False]
     epochs = of("epoch", log)
+    assert epochs[1]["samples_selected"] < 24  # epoch 1 selects (epoch 0 is the warm-up)
     assert all(e["samples_backprop"] > 0 for e in epochs)
     assert all(e["optimizer_steps"] >= 1 for e in epochs), [(e["train_batches"], e["optimizer_steps"]) for e in epochs]
     assert of("summary", log)[0]["optimizer_steps"] == sum(e["optimizer_steps"] for e in epochs)
 
 
+def test_adonis_reuses_training_losses(adonis_small):
+    """--adonis-reuse-train-loss: the training steps' per-image losses fill the loss cache, so epoch 1 (η 2) scores
+    no image where the same run without it scores all 24; the cache holds the training forward's losses."""
+    from ultralytics.utils.torch_utils import unwrap_model
+
+    (_, scored_log), (trainer, log) = adonis_small[False], adonis_small[True]
+    assert of("run", log)[0]["reduce"]["adonis"]["reuse_train_loss"] is True
+    (scored0, scored1), (reused0, reused1) = of("epoch", scored_log), of("epoch", log)
+    assert scored0["samples_scored"] == reused0["samples_scored"] == 0  # the warm-up trains all 24, scores none
+    assert reused0["samples_backprop"] == 24 and reused1["forward_samples"] == 24
+    assert scored1["samples_scored"] == 24 and reused1["samples_scored"] == 0
+    assert 0 < reused1["samples_selected"] < 24 and reused1["mean_loss_all"] > 0  # selected on the cached losses
+    assert of("summary", log)[0]["samples_scored"] == 0 < of("summary", scored_log)[0]["samples_scored"]
+
+    # the cache: every image has epoch 0's training loss, or epoch 1's if it trained again in epoch 1
+    cache = trainer.online.selector.cache
+    trained_last = torch.cat(trainer.train_loader.trained).unique()
+    assert torch.isfinite(cache.loss[:24]).all()
+    assert set(cache.epoch[:24].tolist()) <= {0, 1} and (cache.epoch[:24] == 1).nonzero().flatten().tolist() == \
+        trained_last.tolist()
+
+    # one more real training step: the losses its forward computed are what the cache then holds
+    model = unwrap_model(trainer.model).train()
+    assert model.criterion is trainer.weighted_loss
+    batch = next(iter(trainer.train_loader.loader))  # 8 raw images of the training loader
+    positions = trainer.image_indices(batch)
+    scored = trainer.score(batch)  # what a scoring forward of the same images gives (no grad, no state change)
+    assert not torch.allclose(cache.get(positions), scored, rtol=1e-3)  # the cache held older losses
+    loss, _ = model(trainer.preprocess_batch(dict(batch)))  # the training forward, through the training criterion
+    loss.sum().backward()
+    trainer.run_callbacks("on_train_batch_end")
+    torch.testing.assert_close(cache.get(positions), scored, rtol=1e-4, atol=1e-5)
+    assert (cache.epoch[positions] == trainer.epoch).all()
+
+
+DDP_WORKER = """
+import json, sys
+from ultralytics.utils import DEFAULT_CFG_DICT
+from ultralytics.utils.patches import torch_load
+
+state = torch_load(sys.argv[1], map_location="cpu")  # what Ultralytics' DDP worker script does with the file
+cfg = DEFAULT_CFG_DICT.copy()
+cfg.update(save_dir="")
+trainer = state["trainer"](cfg=cfg, overrides=state["args"], _callbacks=state["callbacks"])
+ours = [c.__name__ for cs in trainer.callbacks.values() for c in cs if c.__module__.startswith("datareduce")]
+print(json.dumps({"settings": trainer.settings.to_dict(), "callbacks": ours}))
+"""
+
+
 def test_adonis_through_the_python_api(coco_small, tmp_path, monkeypatch):
-    """YOLO(...).train(trainer=...) with the settings in the sidecar JSON, as Ultralytics' DDP workers read them."""
-    from datareduce.config import AdonisConfig, ReduceConfig
-    from datareduce.integrations.ultralytics import DataReduceDetectionTrainer, TrainerSettings, write_settings
+    """YOLO(...).train(trainer=DataReduceDetectionTrainer.with_settings(...)): the settings travel with the class
+    (no sidecar, no environment variable), seeded by Ultralytics' seed=; the file Ultralytics writes for its DDP
+    workers rebuilds, in a fresh process, a trainer with the same settings and our callbacks once each."""
+    from datareduce.integrations.ultralytics import CALLBACKS, DataReduceDetectionTrainer
     from datareduce.integrations.ultralytics_data import resolve_data_yaml
     from ultralytics import YOLO
     from ultralytics.cfg import parse_key_value_pair
+    from ultralytics.utils import dist
 
-    monkeypatch.delenv("DATAREDUCE_CONFIG", raising=False)
-    write_settings(TrainerSettings(ReduceConfig(adonis=AdonisConfig(alpha=0.5, theta=0.05, omega=-1))), tmp_path / "s.json")
+    trainer = DataReduceDetectionTrainer.with_settings(adonis_alpha=0.5, adonis_theta=0.05, adonis_omega=-1)
     model = YOLO("yolov5n.yaml")
-    model.train(trainer=DataReduceDetectionTrainer, data=str(resolve_data_yaml(coco_small, tmp_path)),
-                project=str(tmp_path), name="api", **dict(map(parse_key_value_pair, TINY)))
+    model.train(trainer=trainer, data=str(resolve_data_yaml(coco_small, tmp_path)), project=str(tmp_path),
+                name="api", seed=3, **dict(map(parse_key_value_pair, TINY)))
+    assert "DATAREDUCE_CONFIG" not in os.environ
+    settings = model.trainer.settings
+    assert (settings.reduce.adonis.alpha, settings.reduce.adonis.seed) == (0.5, 3)
     log = records.read(model.trainer.save_dir / "log.jsonl")
     (epoch,) = of("epoch", log)
     assert epoch["samples_scored"] == 24 and epoch["samples_selected"] <= 12
@@ -240,6 +306,15 @@ def test_adonis_through_the_python_api(coco_small, tmp_path, monkeypatch):
     counts = selection_counts(model.trainer, log)
     assert set(counts.tolist()) == {0, 1}  # ADONIS trained some images and skipped others
     assert of("run", log)[0]["reduce"]["adonis"]["alpha"] == 0.5
+
+    monkeypatch.setattr(dist, "USER_CONFIG_DIR", tmp_path)  # where Ultralytics writes its DDP files
+    state_file = Path(dist.generate_ddp_file(model.trainer)).with_suffix(".pt")
+    env = dict(os.environ, YOLO_CONFIG_DIR=str(tmp_path / "worker-config"))
+    done = subprocess.run([sys.executable, "-c", DDP_WORKER, str(state_file)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    worker = json.loads(done.stdout.strip().splitlines()[-1])
+    assert worker["settings"] == settings.to_dict() and sorted(worker["callbacks"]) == sorted(CALLBACKS)
 
 
 class Interrupted(Exception):
@@ -297,16 +372,38 @@ def test_coco_json_input(coco128_root, tmp_path):
     (["data=/nonexistent/coco.yaml"], "never downloaded"),
     (["--reduce", "rpc"], "not available for YOLO detection"),
     (["--reduce", "infobatch", "--ids-alpha", "0.5"], "combining it with IDS is not supported"),
+    (["--reduce", "rs2", "--adonis-eta", "2"], "--reduce rs2 and ADONIS both select online"),
+    (["epoch=3"], "'epoch' is not a valid YOLO argument"),  # Ultralytics' own checks, before any work
+    (["epochs=2.5"], "'epochs=2.5' is of invalid type float"),
 ])
-def test_bad_input_fails_fast(argv, message, coco_small, tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv("DATAREDUCE_CONFIG", raising=False)
+def test_bad_input_fails_fast(argv, message, coco_small, tmp_path, capsys):
     data = [] if any(a.startswith("data=") for a in argv) else [f"data={coco_small}"]
     assert yolo_train.main([*argv, *data, f"project={tmp_path}", "--cache-dir", str(tmp_path)]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and message in err.strip().splitlines()[-1]
+    assert err.strip().splitlines()[-1].startswith("yolo_train.py: error: ")
 
 
-def test_manifest_from_another_dataset_is_refused(coco_small, tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv("DATAREDUCE_CONFIG", raising=False)
+@pytest.mark.parametrize("error, exit_code", [(ValueError("a ValueError from inside"), None),
+                                              (TypeError("a TypeError from inside"), None),
+                                              (UsageError("a user's mistake"), 2)])
+def test_internal_errors_keep_their_traceback(error, exit_code, coco_small, tmp_path, capsys, monkeypatch):
+    """Only bad input becomes one line and exit 2: an error injected deep in the data preparation, as a bug
+    would raise it, reaches the caller as it is (its traceback printed by Python), unless it is a UsageError."""
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(yolo_train.yd, "resolve_data_yaml", broken)
+    argv = [f"data={coco_small}", f"project={tmp_path}", "--cache-dir", str(tmp_path), *TINY]
+    if exit_code is None:
+        with pytest.raises(type(error), match=str(error)):
+            yolo_train.main(argv)
+    else:
+        assert yolo_train.main(argv) == exit_code
+        assert capsys.readouterr().err.strip() == f"yolo_train.py: error: {error}"
+
+
+def test_manifest_from_another_dataset_is_refused(coco_small, tmp_path, capsys):
     other = [f"images/train/{i:012d}.jpg" for i in range(24)]
     path = manifest.write(tmp_path / "m.json", manifest.make(other, [manifest.subset(range(12), other)], "ids", {}))
     argv = ["--ids-manifest", str(path), f"data={coco_small}", f"project={tmp_path}", *TINY]

@@ -22,11 +22,8 @@ was back-propagated (uint16, summed over DDP ranks, kept across ``resume=``). Ul
 a resumed run continues from).
 """
 import argparse
-import hashlib
-import json
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 try:
@@ -34,20 +31,29 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datareduce.flags import add_reduce_arguments, apply_config_file, config_from_args
+from datareduce._validate import UsageError
 from datareduce.describe import reduce_line
 from datareduce.extras import MissingExtra
+from datareduce.flags import add_reduce_arguments, apply_config_file
+from datareduce.paths import cache_root
 
 try:  # the [yolo] extra: Ultralytics (AGPL-3.0), checked to be a tested release before it is imported
-    from datareduce.integrations.ultralytics import DataReduceDetectionTrainer, TrainerSettings, write_settings
+    from datareduce.integrations.ultralytics_env import check_ultralytics, ensure_offline
+
+    check_ultralytics()
+    ensure_offline()  # Ultralytics looks for the network when it is imported: its offline switches go first
+    from datareduce.integrations.ultralytics import DataReduceDetectionTrainer, TrainerSettings
     from datareduce.integrations import ultralytics_data as yd
-    from datareduce.integrations.ultralytics_env import cache_root
-    from ultralytics.cfg import parse_key_value_pair
+    from ultralytics.cfg import get_cfg, parse_key_value_pair
 except MissingExtra as exc:
     if __name__ != "__main__":
         raise
     print(f"yolo_train.py: error: {exc}", file=sys.stderr)
     sys.exit(2)
+
+# What bad input raises (UsageError: our checks, and Ultralytics' own of its arguments, see check_overrides; a file
+# the user named that is not there; a missing extra): one line and exit 2. Anything else is a bug: its traceback.
+USER_ERRORS = (UsageError, FileNotFoundError, MissingExtra)
 
 EMBEDDED = {"model": "yolov5n.yaml", "imgsz": 160, "epochs": 10}  # defaults for the embedded digits set
 DEFAULTS = {"model": "yolov5n.yaml", "project": "runs/detect"}  # from scratch: no weights to download
@@ -79,7 +85,8 @@ def parse_args(argv=None):
     _, overrides = apply_config_file(parser, argv)  # config keys that are not our flags go to Ultralytics
     args = parser.parse_intermixed_args(argv)
     for pair in args.overrides:
-        if "=" not in pair:
+        key, _, value = pair.partition("=")
+        if not key.strip() or not value.strip():
             parser.error(f"{pair!r}: Ultralytics arguments are key=value (our own options start with --)")
         key, value = parse_key_value_pair(pair)
         overrides[key] = value
@@ -92,7 +99,7 @@ def prepare_data(args, overrides):
     cache = Path(args.cache_dir).expanduser()
     if args.coco_json:
         if not args.coco_images:
-            raise ValueError("--coco-json needs --coco-images (the folder holding its images)")
+            raise UsageError("--coco-json needs --coco-images (the folder holding its images)")
         return yd.coco_to_yolo(args.coco_json, args.coco_images, cache / "coco",
                                args.coco_val_json, args.coco_val_images)
     if "data" in overrides:
@@ -100,6 +107,14 @@ def prepare_data(args, overrides):
     for key, value in EMBEDDED.items():
         overrides.setdefault(key, value)
     return yd.make_digits_detection(cache / "datasets")
+
+
+def check_overrides(overrides) -> None:
+    """Ultralytics' own checks of its arguments (known keys, value types and ranges), before any work."""
+    try:
+        get_cfg(overrides=overrides)
+    except (SyntaxError, TypeError, ValueError) as exc:  # raised here, they are about the arguments given
+        raise UsageError("; ".join(line.strip() for line in str(exc).splitlines() if line.strip())) from exc
 
 
 def check_run_folder(overrides) -> None:
@@ -119,7 +134,7 @@ def check_run_folder(overrides) -> None:
         last = save_dir / "weights" / "last.pt"
         how = f"pass resume={last} to continue it, or another name= for a new run" if last.exists() else \
             "choose another name= for a new run"
-        raise ValueError(f"{save_dir} already holds a run (log.jsonl) that exist_ok=True would train over; {how}")
+        raise UsageError(f"{save_dir} already holds a run (log.jsonl) that exist_ok=True would train over; {how}")
 
 
 def check_weights(overrides) -> None:
@@ -157,10 +172,12 @@ def check_project(overrides) -> None:
 def train(args) -> DataReduceDetectionTrainer:
     """Train as ``args`` say; returns the trainer (its run folder holds ``log.jsonl``)."""
     overrides = dict(args.overrides)
-    check_run_folder(overrides)  # before any work
+    check_overrides(overrides)  # before any work
+    check_run_folder(overrides)
     check_weights(overrides)
     check_project(overrides)
-    settings = TrainerSettings(reduce=config_from_args(args, seed=overrides.get("seed", 0)), lr_gamma=args.lr_gamma)
+    flags = {name: getattr(args, name) for name in TrainerSettings.flag_names()}
+    trainer_class = DataReduceDetectionTrainer.with_settings(lr_gamma=args.lr_gamma, **flags)
     resume = overrides.get("resume")  # a resumed run keeps its checkpoint's data, model and project
     if not resume or "data" in overrides or args.coco_json:
         overrides["data"] = str(prepare_data(args, overrides))
@@ -169,11 +186,8 @@ def train(args) -> DataReduceDetectionTrainer:
             overrides.setdefault(key, value)
     if "project" in overrides:  # Ultralytics resolves a relative one against its own settings, not the cwd
         overrides["project"] = str(Path(overrides["project"]).expanduser().resolve())
-    text = json.dumps(asdict(settings), sort_keys=True)
-    write_settings(settings, Path(args.cache_dir).expanduser() / "settings" /
-                   f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.json")
-    trainer = DataReduceDetectionTrainer(overrides=overrides)
-    print(reduce_line(settings.reduce, rho=rho_of(trainer)))  # what runs, with its effective settings
+    trainer = trainer_class(overrides=overrides)
+    print(reduce_line(trainer.settings.reduce, rho=rho_of(trainer)))  # what runs, with its effective settings
     trainer.train()
     return trainer
 
@@ -188,7 +202,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         trainer = train(args)
-    except (ValueError, FileNotFoundError, SyntaxError, MissingExtra) as exc:  # bad input: say what, no traceback
+    except USER_ERRORS as exc:  # bad input: say what, no traceback
         if os.environ.get("DATAREDUCE_TRACEBACK"):
             raise
         print(f"yolo_train.py: error: {exc}", file=sys.stderr)

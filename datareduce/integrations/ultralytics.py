@@ -4,7 +4,9 @@ IDS embeds whole training images, ranks them by distance to one dataset-wide cen
 restricts Ultralytics' ``YOLODataset`` to the kept images before its DataLoader is built (switching from the
 easy to the hard subset at epoch γ). ADONIS wraps the training loader: each raw batch is scored with the model
 being trained (one detection loss per image), the selected images are queued, and the trainer receives batches of
-exactly ``rho`` images. RS2 and InfoBatch restrict the dataset to each epoch's subset (InfoBatch weights the
+exactly ``rho`` images; with ``reuse_train_loss`` each training step's per-image losses (the training criterion's,
+:class:`WeightedDetectionLoss`) refresh the loss cache, so a trained image needs no scoring forward for η epochs.
+RS2 and InfoBatch restrict the dataset to each epoch's subset (InfoBatch weights the
 per-image loss of its kept well-learned images, :class:`WeightedDetectionLoss`, and scores images by their training
 loss); Composer-SB cuts each active batch to its kept images (:class:`ComposerSelection`).
 
@@ -14,16 +16,21 @@ record per epoch, a closing ``summary``), ``manifest.json`` (the offline subset)
 many times each image of the full training listing was back-propagated, summed over DDP ranks, written at every
 epoch end and carried over a resume), next to Ultralytics' own ``args.yaml``, ``results.csv`` and ``weights/``.
 
-Settings travel in a sidecar JSON named by the environment variable ``DATAREDUCE_CONFIG`` (see
-:func:`write_settings`): Ultralytics' DDP subprocess rebuilds the trainer from its class with only its own
-arguments, so neither unknown override keys nor attributes set on the instance would reach it.
+Our settings are bound to a trainer class (:meth:`DataReduceDetectionTrainer.with_settings`, keywords named as the
+trainer's flags): Ultralytics builds the trainer from its class, and its DDP subprocess rebuilds it from the class
+alone (pickled by value, with the settings) and Ultralytics' own arguments, so neither unknown override keys nor
+attributes set on an instance would reach it.
 
     >>> from ultralytics import YOLO
-    >>> write_settings(TrainerSettings(ReduceConfig(ids=IDSConfig(alpha=0.8))), "run.json")
-    >>> YOLO("yolov5n.yaml").train(trainer=DataReduceDetectionTrainer, data="coco128/data.yaml", project="/abs/runs")
+    >>> trainer = DataReduceDetectionTrainer.with_settings(ids_alpha=0.8, adonis_eta=3)
+    >>> YOLO("yolov5n.yaml").train(trainer=trainer, data="coco128/data.yaml", project="/abs/runs", seed=0)
+
+Importing this module changes nothing (no environment variable, setting, file or patch): the trainer switches
+Ultralytics' network paths off when it is built (:func:`~.ultralytics_env.ensure_offline`).
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -37,23 +44,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from .ultralytics_env import check_ultralytics, ensure_offline, no_amp_download
+from .ultralytics_env import ULTRALYTICS_MIN, check_ultralytics, ensure_offline, no_amp_download
 
-check_ultralytics()  # the [yolo] extra is installed, at a tested release (else one line naming the pip command)
-ensure_offline()  # before Ultralytics is imported: it looks for the network at import time
+check_ultralytics()  # a check only: the [yolo] extra is installed at a tested release (else one line naming pip)
 
+from ultralytics.cfg import get_cfg  # noqa: E402
 from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402
 from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, LOGGER, RANK  # noqa: E402
 from ultralytics.utils.patches import override_configs  # noqa: E402
 from ultralytics.utils.torch_utils import autocast, init_seeds, unwrap_model  # noqa: E402
 
 from .. import manifest, offline, records  # noqa: E402
-from .._validate import check_number  # noqa: E402
-from ..atomic import write_text, write_torch  # noqa: E402
+from .._validate import UsageError, check_number  # noqa: E402
+from ..atomic import write_torch  # noqa: E402
 from ..config import ReduceConfig  # noqa: E402
 from ..describe import method_name  # noqa: E402
 from ..distributed import all_sum, gather_1d, gather_losses  # noqa: E402
 from ..embed import build_extractor  # noqa: E402
+from ..flags import add_reduce_arguments, config_from_args  # noqa: E402
 from ..infobatch import InfoBatchPruner  # noqa: E402
 from ..online import EpochSelectionStats, OnlineSelection  # noqa: E402
 from ..rs2 import RS2Subsets  # noqa: E402
@@ -61,12 +69,21 @@ from ..selection_counts import SelectionCounts  # noqa: E402
 from .ultralytics_data import restrict_dataset  # noqa: E402
 from .ultralytics_loss import PerImageDetectionLoss  # noqa: E402
 
-SETTINGS_ENV = "DATAREDUCE_CONFIG"
 # rpc needs one class per image
 SUPPORTED = ("full", "sb", "stale-sb", "random-keep", "rpd", "ssp", "rs2", "composer-sb", "infobatch")
 BOX_KEYS = ("cls", "bboxes")  # per-box entries of a detection batch (besides batch_idx)
 MANIFEST_FILE = "manifest.json"  # the run folder's names, as trainers/classify.py writes them
 COUNTS_FILE = "selection_counts.npy"
+# The private BaseTrainer methods DataReduceDetectionTrainer overrides, as they read in Ultralytics 8.4.190 (the
+# tested range starts there, ULTRALYTICS_MIN), and what each override adds. Re-read them upstream before widening the
+# range; tests/test_ultralytics_trainer.py checks that this list is complete and that their signatures still match.
+PRIVATE_OVERRIDES = {
+    "_build_train_pipeline": "gradient accumulation recomputed for ADONIS / SB batches of rho images",
+    "_close_dataloader_mosaic": "η-reuse starts once mosaic is off (an image then looks alike every epoch)",
+    "_setup_scheduler": "the paper's exponential schedule when lr_gamma is set",
+    "_setup_train": "the AMP check kept from downloading its weights",
+}
+assert ULTRALYTICS_MIN == "8.4.190", "re-read PRIVATE_OVERRIDES upstream, then update the release named above"
 
 
 @dataclass(frozen=True)
@@ -81,25 +98,32 @@ class TrainerSettings:
         if self.lr_gamma is not None:
             check_number("lr_gamma", self.lr_gamma, low=0, high=1, low_open=True)
 
+    def to_dict(self) -> dict:
+        """JSON-ready (the inverse of :meth:`from_dict`)."""
+        return {"reduce": self.reduce.to_dict(), "lr_gamma": self.lr_gamma}
 
-def write_settings(settings: TrainerSettings, path) -> Path:
-    """Save ``settings`` as the sidecar JSON ``path`` and point ``DATAREDUCE_CONFIG`` at it (DDP workers inherit it)."""
-    path = Path(path).resolve()
-    record = {"reduce": settings.reduce.to_dict(), "lr_gamma": settings.lr_gamma}
-    write_text(path, json.dumps(record, sort_keys=True, indent=1) + "\n")
-    os.environ[SETTINGS_ENV] = str(path)
-    return path
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainerSettings":
+        return cls(reduce=ReduceConfig.from_dict(d["reduce"]), lr_gamma=d.get("lr_gamma"))
 
+    @staticmethod
+    def flag_names() -> tuple:
+        """The keywords :meth:`from_flags` takes: the data-reduction flags' names without their dashes."""
+        return tuple(vars(add_reduce_arguments(argparse.ArgumentParser(add_help=False)).parse_args([])))
 
-def read_settings() -> TrainerSettings:
-    """The settings named by ``DATAREDUCE_CONFIG``; plain training (method ``full``) when it is unset."""
-    path = os.environ.get(SETTINGS_ENV)
-    if not path:
-        return TrainerSettings()
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{SETTINGS_ENV}={path}: settings file not found")
-    d = json.loads(Path(path).read_text(encoding="utf-8"))
-    return TrainerSettings(reduce=ReduceConfig.from_dict(d["reduce"]), lr_gamma=d["lr_gamma"])
+    @classmethod
+    def from_flags(cls, seed: int = 0, lr_gamma: Optional[float] = None, **flags) -> "TrainerSettings":
+        """The settings that ``trainers/yolo_train.py``'s flags give, each flag named without its dashes:
+        ``adonis_eta=3`` is ``--adonis-eta 3``, ``reduce="rs2"`` is ``--reduce rs2``, ``adonis_reuse_train_loss=True``
+        the switch. ``seed`` seeds the selectors (the trainer passes Ultralytics' ``seed``). Bad values raise
+        :class:`~datareduce._validate.UsageError`."""
+        args = add_reduce_arguments(argparse.ArgumentParser(add_help=False)).parse_args([])
+        unknown = sorted(set(flags) - set(vars(args)))
+        if unknown:
+            raise UsageError(f"unknown data-reduction setting(s) {', '.join(unknown)}: use the trainer's flag names "
+                             "without their dashes (adonis_eta=3, ids_alpha=0.8, reduce='rs2')")
+        vars(args).update(flags)
+        return cls(config_from_args(args, seed=seed), lr_gamma)
 
 
 class YoloBatchOps:
@@ -150,7 +174,8 @@ class YoloBatchOps:
 
 class ReuseGate:
     """A selector whose η-reuse (or SB staleness) can be switched off: then every image is scored and no loss is
-    cached. Used while mosaic is on, when an image is a new composite every epoch."""
+    cached (neither another rank's nor a training forward's). Used while mosaic is on, when an image is a new
+    composite every epoch."""
 
     def __init__(self, selector):
         self.selector = selector
@@ -166,6 +191,10 @@ class ReuseGate:
 
     def select(self, losses, indices=None, epoch=None, **kwargs) -> torch.Tensor:
         return self.selector.select(losses, indices if self.reuse else None, epoch, **kwargs)
+
+    def remember(self, indices, losses, epoch: int) -> None:
+        if self.reuse:
+            self.selector.remember(indices, losses, epoch)
 
 
 class ReducedTrainLoader:
@@ -254,11 +283,13 @@ class ComposerSelection:
 class WeightedDetectionLoss:
     """The model's ``v8DetectionLoss`` with one loss weight per image (InfoBatch's 1/(1−r) on kept well-learned
     images): the batch loss is ``B · Σ_i w_i · numerator_i / max(Σ_i score_sum_i, 1)`` (box, cls, dfl), the stock
-    loss's normalisation, so all ``w_i = 1`` gives back the stock loss. ``weights_of(batch)`` gives the weights;
-    each call keeps the batch's per-image losses (:class:`PerImageDetectionLoss`, unweighted) in ``seen`` with the
-    batch, for InfoBatch's scores. Installed as the training model's ``criterion`` (after the EMA copy is made)."""
+    loss's normalisation, so all ``w_i = 1`` gives back the stock loss. ``weights_of(batch)`` gives the weights
+    (None: all 1, the stock loss). With ``index_fn``, each call keeps the batch's per-image losses
+    (:class:`PerImageDetectionLoss`, unweighted: the score ADONIS ranks by) in ``seen`` with the images' positions,
+    for InfoBatch's scores and ADONIS's reuse of training losses. Installed as the training model's ``criterion``
+    (after the EMA copy is made)."""
 
-    def __init__(self, model: nn.Module, weights_of, index_fn):
+    def __init__(self, model: nn.Module, weights_of=None, index_fn=None):
         current = getattr(model, "criterion", None)
         self.per_image = current.per_image if isinstance(current, WeightedDetectionLoss) else \
             PerImageDetectionLoss(model)  # over the stock criterion, also when the model already holds a wrapper
@@ -269,8 +300,10 @@ class WeightedDetectionLoss:
 
     def __call__(self, preds, batch: dict):
         numerators, score_sums = self.per_image.terms(preds, batch)
-        weights = self.weights_of(batch).to(device=numerators.device, dtype=numerators.dtype)
-        loss = (numerators * weights[:, None]).sum(0) / score_sums.sum().clamp(min=1)
+        weighted = numerators
+        if self.weights_of is not None:
+            weighted = numerators * self.weights_of(batch).to(device=numerators.device, dtype=numerators.dtype)[:, None]
+        loss = weighted.sum(0) / score_sums.sum().clamp(min=1)
         if self.index_fn is not None:
             self.seen.append((self.index_fn(batch), (numerators.sum(1) / score_sums.clamp(min=1)).detach()))
         return loss * numerators.shape[0], dict(zip(self.loss_names, loss.detach()))
@@ -306,43 +339,122 @@ def _jsonable(value) -> bool:
         return False
 
 
+# Our per-epoch bookkeeping as Ultralytics callbacks (in firing order), registered by the trainer with add_callback.
+# Module-level functions: Ultralytics' DDP subprocess receives the parent's callbacks pickled, and these pickle by
+# reference, so the rebuilt trainer recognises them as its own and does not register them twice.
+def on_pretrain_routine_end(trainer):
+    trainer.end_pretrain()
+
+
+def on_train_epoch_start(trainer):
+    trainer.start_epoch_reduction()
+
+
+def on_train_batch_end(trainer):
+    trainer.end_batch()
+
+
+def on_train_epoch_end(trainer):
+    trainer.end_training_epoch()
+
+
+def on_fit_epoch_end(trainer):
+    trainer.end_epoch()
+
+
+def on_train_end(trainer):
+    trainer.log_summary()
+
+
+CALLBACKS = {f.__name__: f for f in (on_pretrain_routine_end, on_train_epoch_start, on_train_batch_end,
+                                     on_train_epoch_end, on_fit_epoch_end, on_train_end)}
+
+
 class DataReduceDetectionTrainer(DetectionTrainer):
     """``DetectionTrainer`` that trains on an IDS (or RPD/SSP) subset and/or with ADONIS (or SB) selection, or
     with RS2, InfoBatch or Composer-SB.
 
-    Settings come from :func:`read_settings`; with none set it trains exactly like the stock trainer (plus the
-    per-epoch log), except that an epoch that back-propagated images never ends without an optimizer step
-    (:meth:`step_pending_gradients`). Only the detection task is supported.
+    The settings are bound to the class (:meth:`with_settings`); the class itself trains exactly like the stock
+    trainer (plus the per-epoch log), except that an epoch that back-propagated images never ends without an
+    optimizer step (:meth:`step_pending_gradients`). Only the detection task is supported.
     """
 
+    bound_settings: Optional[dict] = None  # what with_settings bound (plain values: DDP pickles it with the class)
+
+    @classmethod
+    def with_settings(cls, config: Optional[ReduceConfig] = None, *, lr_gamma: Optional[float] = None,
+                      **flags) -> type:
+        """This trainer class with our settings bound to it, for ``YOLO(...).train(trainer=...)``.
+
+        Either ``flags``, named as ``trainers/yolo_train.py``'s flags without their dashes (``adonis_eta=3``,
+        ``ids_alpha=0.8``, ``reduce="infobatch"``, ``adonis_reuse_train_loss=True``; the selectors are then seeded
+        with Ultralytics' ``seed=``), or a whole :class:`~datareduce.config.ReduceConfig` as ``config`` (used as
+        it is). ``lr_gamma``: lr × gamma per epoch instead of Ultralytics' linear decay. The values are checked
+        here (:class:`~datareduce._validate.UsageError`). The settings are class attributes, so Ultralytics' DDP
+        subprocess, which rebuilds the trainer from its pickled class, trains with them too.
+
+            >>> YOLO("yolov5n.yaml").train(trainer=DataReduceDetectionTrainer.with_settings(adonis_eta=3), data=...)
+        """
+        if config is not None and flags:
+            raise UsageError(f"pass either a ReduceConfig or flags ({', '.join(sorted(flags))}), not both")
+        if config is not None:
+            if not isinstance(config, ReduceConfig):
+                raise UsageError(f"config must be a ReduceConfig, not {type(config).__name__}")
+            bound = TrainerSettings(config, lr_gamma).to_dict()
+        else:
+            flags = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in flags.items()}
+            TrainerSettings.from_flags(lr_gamma=lr_gamma, **flags)  # checked now, not at train()
+            bound = {"flags": flags, "lr_gamma": lr_gamma}
+
+        class Bound(cls):
+            bound_settings = bound
+
+        Bound.__name__, Bound.__doc__ = cls.__name__, cls.__doc__
+        Bound.__qualname__ = f"{cls.__qualname__}.with_settings.<locals>.{cls.__name__}"  # says where it was made
+        return Bound
+
+    @classmethod
+    def settings_for(cls, seed: int = 0) -> TrainerSettings:
+        """The bound settings (``seed``: Ultralytics' seed, for settings bound as flags); none bound: full data."""
+        bound = cls.bound_settings
+        if bound is None:
+            return TrainerSettings()
+        if "flags" in bound:
+            return TrainerSettings.from_flags(seed=seed, lr_gamma=bound["lr_gamma"], **bound["flags"])
+        return TrainerSettings.from_dict(bound)
+
     def __init__(self, cfg=DEFAULT_CFG, overrides=None, _callbacks=None):
-        ensure_offline()
-        self.settings = read_settings()
+        ensure_offline()  # before any Ultralytics network path: online flags off, a local font, env for DDP workers
+        self.settings = self.settings_for(seed=get_cfg(cfg, overrides).seed)
         self.reduce = self.settings.reduce
         if self.reduce.method not in SUPPORTED:
-            raise ValueError(f"--reduce {self.reduce.method} is not available for YOLO detection "
+            raise UsageError(f"--reduce {self.reduce.method} is not available for YOLO detection "
                              f"(choose one of {', '.join(SUPPORTED)}, or IDS / ADONIS)")
         adonis = self.reduce.adonis
         if adonis is not None and (adonis.balance or adonis.rescale):
-            raise ValueError("the ADONIS balance and rescale variants need one class and one loss weight per "
+            raise UsageError("the ADONIS balance and rescale variants need one class and one loss weight per "
                              "sample: not available for detection")
-        self.reduce.refuse_train_loss_reuse("the Ultralytics trainer")
+        # ADONIS reuse of training losses: each step's per-image losses (the training criterion's) refresh the cache
+        self.reuse_train_losses = adonis is not None and adonis.reuse_train_loss
         super().__init__(cfg, overrides, _callbacks)
         if self.args.task != "detect":
-            raise ValueError(f"DataReduceDetectionTrainer trains detection models, not task={self.args.task!r}")
+            raise UsageError(f"DataReduceDetectionTrainer trains detection models, not task={self.args.task!r}")
         self.offline = self.reduce.ids is not None or self.reduce.method in ("rpd", "ssp")
         if self.offline and self.args.rect:
-            raise ValueError("IDS / RPD / SSP subsets need rect=False (rect batches are shaped over the full set)")
+            raise UsageError("IDS / RPD / SSP subsets need rect=False (rect batches are shaped over the full set)")
         if self.reduce.method == "infobatch" and self.reduce.ids is not None:
-            raise ValueError("--reduce infobatch draws from the whole training set each epoch; combining it with IDS "
+            raise UsageError("--reduce infobatch draws from the whole training set each epoch; combining it with IDS "
                              "is not supported (use one of them)")
         if self.reduce.method == "infobatch" and self.args.rect:
-            raise ValueError("--reduce infobatch trains a per-epoch subset: it needs rect=False")
+            raise UsageError("--reduce infobatch trains a per-epoch subset: it needs rect=False")
+        for event, callback in CALLBACKS.items():  # once: a DDP worker receives them with the parent's callbacks
+            if callback not in self.callbacks[event]:
+                self.add_callback(event, callback)
         self.subsets = None  # the manifest of the offline subsets, made on the first train dataset build
         self.rs2 = None  # RS2: the per-epoch random subsets of the full training listing
         self.infobatch = None  # InfoBatch: the pruner (scores of the full training listing, this epoch's weights)
         self.infobatch_pruned = 0  # images the current epoch's plan pruned
-        self.weighted_loss = None  # InfoBatch: the training model's criterion (WeightedDetectionLoss)
+        self.weighted_loss = None  # InfoBatch, ADONIS reusing training losses: the training model's criterion
         self.full_index = None  # resolved image path -> position in the full training listing
         self.loaded_subset = None  # which manifest subset the current train dataset holds
         self.online = None
@@ -461,7 +573,8 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         elif selector is not None:
             self.selector = ReuseGate(selector)
             rho = (self.reduce.adonis.rho if self.reduce.adonis is not None else None) or batch_size
-            self.online = OnlineSelection(self.selector, self.score, rho, YoloBatchOps, self.image_indices)
+            self.online = OnlineSelection(self.selector, self.score, rho, YoloBatchOps, self.image_indices,
+                                          reuse_train_losses=self.reuse_train_losses)
         if self.selection_counts is None:
             self.selection_counts = SelectionCounts(len(self.full_index))
         return ReducedTrainLoader(loader, self.max_batches(loader), self.online, self.image_indices)
@@ -486,7 +599,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
     def score(self, batch) -> torch.Tensor:
         """Per-image detection losses of a raw batch under the current model: no grad, no state change."""
         model = unwrap_model(self.model)
-        if self.per_image_loss is None:
+        if self.per_image_loss is None:  # over the stock criterion (install_training_loss sets it when it wraps it)
             self.per_image_loss = PerImageDetectionLoss(model)
         amp = torch.bfloat16 if self.args.amp == "bf16" else self.amp
         with torch.no_grad(), batch_statistics_only(model), autocast(amp, device=self.device.type):
@@ -561,34 +674,38 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         self.batches_since_step, self.stepped = 0, False
 
     # ------------------------------------------------------------------ per-epoch bookkeeping
-    def run_callbacks(self, event: str):
-        """Our bookkeeping runs here rather than as registered callbacks, which DDP would pickle with the trainer."""
-        hook = {"on_pretrain_routine_end": self.end_pretrain, "on_train_epoch_start": self.start_epoch_reduction,
-                "on_train_batch_end": self.count_batch, "on_train_epoch_end": self.end_training_epoch,
-                "on_fit_epoch_end": self.end_epoch, "on_train_end": self.log_summary}.get(event)
-        if hook is not None:
-            hook()
-        super().run_callbacks(event)
-
     def end_pretrain(self):
-        """After the stock setup (and resume): InfoBatch's weighted criterion goes in, then the log opens."""
-        self.install_weighted_loss()
+        """After the stock setup (and resume): the training criterion goes in, then the log opens."""
+        self.install_training_loss()
         self.open_log()
 
-    def install_weighted_loss(self):
-        """InfoBatch: the training model's criterion becomes a :class:`WeightedDetectionLoss` with this epoch's
-        weights of the pruner, which keeps the training forward's per-image losses for the pruner's scores. Set
+    def install_training_loss(self):
+        """InfoBatch, and ADONIS reusing training losses: the training model's criterion becomes a
+        :class:`WeightedDetectionLoss` that keeps each training forward's per-image losses (InfoBatch: with this
+        epoch's weights of the pruner, for its scores; ADONIS: unweighted, the stock loss, for the loss cache). Set
         after the EMA copy is made (and rebuilt on resume), so the EMA, the validator and the checkpoints keep the
         stock criterion."""
-        if self.infobatch is None:
+        if self.infobatch is None and not self.reuse_train_losses:
             return
         model = unwrap_model(self.model)
         if isinstance(getattr(model, "criterion", None), WeightedDetectionLoss):
             return
-        pruner, index_fn = self.infobatch, self.image_indices
-        self.weighted_loss = WeightedDetectionLoss(model, lambda batch: pruner.loss_weights(index_fn(batch)),
-                                                   index_fn)
+        weights_of = None
+        if self.infobatch is not None:
+            pruner, index_fn = self.infobatch, self.image_indices
+            weights_of = lambda batch: pruner.loss_weights(index_fn(batch))  # noqa: E731
+        self.weighted_loss = WeightedDetectionLoss(model, weights_of, self.image_indices)
+        self.per_image_loss = self.weighted_loss.per_image  # scoring: the same per-image loss, stock criterion
         model.criterion = self.weighted_loss
+
+    def end_batch(self):
+        """After each training batch: count it towards the next optimizer step, and (ADONIS reusing training
+        losses) hand its per-image training losses to the loss cache. Every rank runs this: the cache gathers every
+        rank's losses (while mosaic is on, the selector caches none, :class:`ReuseGate`)."""
+        self.count_batch()
+        if self.reuse_train_losses and self.weighted_loss is not None:
+            positions, losses = self.weighted_loss.take_seen()
+            self.online.record_training_losses(positions, losses, self.epoch)
 
     def open_log(self):
         """Start ``log.jsonl`` on the main rank with the ``run`` record (a resumed run keeps its log's, and drops
@@ -710,7 +827,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         if ckpt is None or not self.resume:
             return
         path = self.selection_state_file()
-        state = torch.load(path, weights_only=False) if path.is_file() else None
+        state = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
         if state is None or state["epoch"] != self.start_epoch - 1:
             LOGGER.warning(f"{path}: no selection state of epoch {self.start_epoch}; selection and selection counts "
                            "start afresh")

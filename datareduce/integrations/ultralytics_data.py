@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._validate import UsageError
+
 
 def restrict_dataset(dataset, keep, cache=None):
     """Shrink ``dataset`` (a ``YOLODataset`` built without image caching) in place to the image paths in ``keep``.
@@ -67,7 +69,7 @@ def resolve_data_yaml(data, out_dir) -> Path:
     for split in ("train", "val"):
         parts = cfg.get(split)
         if not parts:
-            raise ValueError(f"data YAML {src} has no '{split}:' entry")
+            raise UsageError(f"data YAML {src} has no '{split}:' entry")
         for part in parts if isinstance(parts, list) else [parts]:
             if not (root / part).exists():
                 raise FileNotFoundError(f"data YAML {src}: {split} images {root / part} not found")

@@ -2,7 +2,9 @@
 
 Ultralytics reads ``YOLO_OFFLINE`` and ``YOLO_CONFIG_DIR`` when it is imported, downloads ``Arial.ttf`` on every
 detection dataset check unless a font already sits in its config dir, and on CUDA downloads ``yolo26n.pt`` to
-check AMP. :func:`ensure_offline` sets all of that up; the trainer calls it itself, so no shell setup is needed.
+check AMP. :func:`ensure_offline` sets all of that up and :func:`no_amp_download` guards the AMP check. Nothing
+here runs at import: ``trainers/yolo_train.py`` calls :func:`ensure_offline` before it imports Ultralytics, and
+``DataReduceDetectionTrainer`` calls both when it is built and set up, so no shell setup is needed.
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ from ..paths import cache_root  # noqa: F401  (re-exported for the trainer)
 
 FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")  # the two names Ultralytics' check_font asks for
 # The Ultralytics releases the trainer is tested with (pyproject.toml's [yolo] extra says the same; a test checks).
-# DataReduceDetectionTrainer overrides private DetectionTrainer methods (_build_train_pipeline,
-# _close_dataloader_mosaic, _setup_scheduler, _setup_train) as they read in 8.4.190.
+# DataReduceDetectionTrainer overrides private BaseTrainer methods as they read in ULTRALYTICS_MIN: they are listed in
+# datareduce/integrations/ultralytics.py, PRIVATE_OVERRIDES.
 ULTRALYTICS_MIN, ULTRALYTICS_BELOW = "8.4.190", "8.5"
 ULTRALYTICS_RANGE = f">={ULTRALYTICS_MIN},<{ULTRALYTICS_BELOW}"
 UNTESTED_ENV = "DATAREDUCE_UNTESTED_ULTRALYTICS"  # =1: an untested release only warns
