@@ -18,7 +18,6 @@ pytestmark = pytest.mark.slow
 
 def _train(tmp_path, *argv):
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", YOLO_OFFLINE="1", YOLO_AUTOINSTALL="0")
-    env.pop("DATAREDUCE_CONFIG", None)
     cmd = [sys.executable, str(SCRIPT), *TINY, f"project={tmp_path / 'runs'}", "--cache-dir", str(tmp_path / "cache"),
            *map(str, argv)]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -66,7 +65,6 @@ def test_sigkill_mid_epoch_then_resume_repeats_the_uninterrupted_run(coco_small,
     epoch_s = max(r["train_time_s"] for r in records.read(runs / "whole" / records.LOG_NAME) if r["type"] == "epoch")
 
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", YOLO_OFFLINE="1", YOLO_AUTOINSTALL="0")
-    env.pop("DATAREDUCE_CONFIG", None)
     cmd = [sys.executable, str(SCRIPT), *TINY[1:], f"project={runs}", "--cache-dir", str(tmp_path / "cache"),
            *flags, "name=killed"]
     killed = runs / "killed"

@@ -16,7 +16,6 @@ SCRIPT = REPO / "trainers" / "yolo_train.py"
 
 def _train(cwd, *argv):
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", YOLO_OFFLINE="1", YOLO_AUTOINSTALL="0")
-    env.pop("DATAREDUCE_CONFIG", None)
     return subprocess.run([sys.executable, str(SCRIPT), *map(str, argv), "--cache-dir", str(cwd / "cache")], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=300)
 
