@@ -191,10 +191,10 @@ class ReduceConfig:
 
     def refuse_train_loss_reuse(self, host: str) -> None:
         """Refuse ``--adonis-reuse-train-loss`` in a ``host`` whose loop does not hand back the training step's
-        per-sample losses (``trainers/classify.py`` and the torchvision reference's hooks do)."""
+        per-sample losses (both trainers and the torchvision reference's hooks do)."""
         if self.adonis is not None and self.adonis.reuse_train_loss:
             raise UsageError(f"--adonis-reuse-train-loss needs the training step's per-sample losses, which {host} "
-                             "does not hand back: use trainers/classify.py")
+                             "does not hand back: use trainers/yolo_train.py or trainers/classify.py")
 
     def to_dict(self) -> dict:
         """Every field, JSON-ready (the inverse of :meth:`from_dict`)."""

@@ -112,18 +112,20 @@ class TrainerSettings:
         return tuple(vars(add_reduce_arguments(argparse.ArgumentParser(add_help=False)).parse_args([])))
 
     @classmethod
-    def from_flags(cls, seed: int = 0, lr_gamma: Optional[float] = None, **flags) -> "TrainerSettings":
+    def from_flags(cls, seed: int = 0, lr_gamma: Optional[float] = None, epochs: Optional[int] = None,
+                   **flags) -> "TrainerSettings":
         """The settings that ``trainers/yolo_train.py``'s flags give, each flag named without its dashes:
         ``adonis_eta=3`` is ``--adonis-eta 3``, ``reduce="rs2"`` is ``--reduce rs2``, ``adonis_reuse_train_loss=True``
-        the switch. ``seed`` seeds the selectors (the trainer passes Ultralytics' ``seed``). Bad values raise
-        :class:`~datareduce._validate.UsageError`."""
+        the switch. ``seed`` seeds the selectors (the trainer passes Ultralytics' ``seed``), ``epochs`` is the
+        run's (``adonis_mode="recommended"`` anneals its last 1/8; detection weights no image, so that mode trains
+        the kept images unweighted). Bad values raise :class:`~datareduce._validate.UsageError`."""
         args = add_reduce_arguments(argparse.ArgumentParser(add_help=False)).parse_args([])
         unknown = sorted(set(flags) - set(vars(args)))
         if unknown:
             raise UsageError(f"unknown data-reduction setting(s) {', '.join(unknown)}: use the trainer's flag names "
                              "without their dashes (adonis_eta=3, ids_alpha=0.8, reduce='rs2')")
         vars(args).update(flags)
-        return cls(config_from_args(args, seed=seed), lr_gamma)
+        return cls(config_from_args(args, seed=seed, sample_weights=False, epochs=epochs), lr_gamma)
 
 
 class YoloBatchOps:
@@ -403,7 +405,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             bound = TrainerSettings(config, lr_gamma).to_dict()
         else:
             flags = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in flags.items()}
-            TrainerSettings.from_flags(lr_gamma=lr_gamma, **flags)  # checked now, not at train()
+            TrainerSettings.from_flags(lr_gamma=lr_gamma, epochs=1, **flags)  # checked now (the run's epochs later)
             bound = {"flags": flags, "lr_gamma": lr_gamma}
 
         class Bound(cls):
@@ -414,18 +416,20 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         return Bound
 
     @classmethod
-    def settings_for(cls, seed: int = 0) -> TrainerSettings:
-        """The bound settings (``seed``: Ultralytics' seed, for settings bound as flags); none bound: full data."""
+    def settings_for(cls, seed: int = 0, epochs: Optional[int] = None) -> TrainerSettings:
+        """The bound settings (``seed`` and ``epochs``: Ultralytics', for settings bound as flags); none bound:
+        full data."""
         bound = cls.bound_settings
         if bound is None:
             return TrainerSettings()
         if "flags" in bound:
-            return TrainerSettings.from_flags(seed=seed, lr_gamma=bound["lr_gamma"], **bound["flags"])
+            return TrainerSettings.from_flags(seed=seed, lr_gamma=bound["lr_gamma"], epochs=epochs, **bound["flags"])
         return TrainerSettings.from_dict(bound)
 
     def __init__(self, cfg=DEFAULT_CFG, overrides=None, _callbacks=None):
         ensure_offline()  # before any Ultralytics network path: online flags off, a local font, env for DDP workers
-        self.settings = self.settings_for(seed=get_cfg(cfg, overrides).seed)
+        asked = get_cfg(cfg, overrides)
+        self.settings = self.settings_for(seed=asked.seed, epochs=asked.epochs)
         self.reduce = self.settings.reduce
         if self.reduce.method not in SUPPORTED:
             raise UsageError(f"--reduce {self.reduce.method} is not available for YOLO detection "
@@ -437,6 +441,9 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         # ADONIS reuse of training losses: each step's per-image losses (the training criterion's) refresh the cache
         self.reuse_train_losses = adonis is not None and adonis.reuse_train_loss
         super().__init__(cfg, overrides, _callbacks)
+        if self.args.epochs != asked.epochs:  # resume= took the checkpoint's epochs
+            self.settings = self.settings_for(seed=asked.seed, epochs=self.args.epochs)
+            self.reduce = self.settings.reduce
         if self.args.task != "detect":
             raise UsageError(f"DataReduceDetectionTrainer trains detection models, not task={self.args.task!r}")
         self.offline = self.reduce.ids is not None or self.reduce.method in ("rpd", "ssp")
