@@ -3,9 +3,9 @@
 :func:`run` validates every parameter first (nothing is read or embedded for a bad α), lists the dataset,
 embeds it when the method needs embeddings (cached on disk, keyed by the dataset listing and the extractor),
 selects, and returns the manifest with a per-class summary and the time spent. It prints nothing; the
-console face (:mod:`datareduce.cli`) shows the progress bar and the tables. The manifest is built by the same
-function the classification trainer uses (:func:`datareduce.integrations.classification.build_offline_manifest`),
-so a manifest written here is exactly the one ``trainers/classify.py --ids-manifest`` accepts for that data.
+console face (:mod:`datareduce.cli`) shows the progress bar and the tables. The manifest is built by
+:func:`datareduce.offline.build_manifest`, the function the classification trainer builds its own with, so a
+manifest written here is exactly the one ``trainers/classify.py --ids-manifest`` accepts for that data.
 
 Sample ids in the manifest are the image paths relative to the folder that holds the class folders
 (``<class>/<file>``): for ``DIR/train/<class>/*`` that folder is ``DIR/train``, for ``DIR/<class>/*`` it is

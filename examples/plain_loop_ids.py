@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Subset
 from datareduce import EmbedConfig, IDSConfig, ReduceConfig, manifest, offline
 from datareduce.datasets import DigitsDataset
 from datareduce.embed import build_extractor, embed
-from datareduce.integrations.classification import raw_images
+from datareduce.integrations.classification.training_set import raw_images
 
 
 def main(argv=None):

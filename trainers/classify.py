@@ -41,10 +41,23 @@ from datareduce._validate import UsageError
 from datareduce.atomic import UnwritableError, check_writable_dir
 from datareduce.datasets import PRESETS, load_datasets, skipped_message
 from datareduce.describe import method_name, reduce_line
+from datareduce.distributed import barrier, broadcast_object
 from datareduce.extras import MissingExtra
 from datareduce.flags import add_reduce_arguments, apply_config_file, config_from_args, read_config_file
-from datareduce.integrations import classification as tv
+from datareduce.integrations.classification.checkpoint import (load_checkpoint, reducer_states, restore_reducer,
+                                                               save_checkpoint)
+from datareduce.integrations.classification.evaluation import evaluate
+from datareduce.integrations.classification.launch import init_distributed, resolve_device
+from datareduce.integrations.classification.offline_subset import (SubsetSchedule, build_extractor_for,
+                                                                   build_offline_manifest, check_manifest)
+from datareduce.integrations.classification.reducer_choice import build_reducer, check_supported
+from datareduce.integrations.classification.samplers import ShardSampler, TrainSampler
+from datareduce.integrations.classification.scoring import make_score_fn
+from datareduce.integrations.classification.seeding import rng_state, seed_epoch
+from datareduce.integrations.classification.training import job_epoch_record, train_one_epoch
+from datareduce.integrations.classification.training_set import full_size
 from datareduce.models import get_model
+from datareduce.selection_counts import SelectionCounts
 
 EMBEDDED = {"model": "resnet20", "epochs": 10, "workers": 0}  # defaults for the embedded digits data
 REFERENCE = {"model": "resnet18", "epochs": 90, "workers": 16}  # the torchvision reference's
@@ -70,8 +83,8 @@ def load_data(args, dist):
     if splits.skipped and dist.main:
         total = len(splits.train) + len(splits.val) + len(splits.skipped)
         print(f"classify.py: warning: {skipped_message(splits.skipped, total)}", file=sys.stderr)
-    train_sampler = tv.TrainSampler(splits.train, dist.rank, dist.world_size, seed=args.seed)
-    val_sampler = tv.ShardSampler(splits.val, dist.rank, dist.world_size)
+    train_sampler = TrainSampler(splits.train, dist.rank, dist.world_size, seed=args.seed)
+    val_sampler = ShardSampler(splits.val, dist.rank, dist.world_size)
     return splits, train_sampler, val_sampler
 
 
@@ -188,7 +201,7 @@ def resolve_defaults(args, splits):
 
 def default_output_dir(dist):
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S") if dist.main else None
-    return str(Path("runs") / "classify" / tv.broadcast_object(stamp))
+    return str(Path("runs") / "classify" / broadcast_object(stamp))
 
 
 def saved_args(args) -> dict:
@@ -309,7 +322,7 @@ def check_output_dir(args, dist) -> bool:
             check_writable_dir(out, f"--output-dir {out}")
         except UnwritableError as exc:
             problem = str(exc)
-    problem, replace = tv.broadcast_object((problem, replace))  # rank 0 looked: the same answer everywhere
+    problem, replace = broadcast_object((problem, replace))  # rank 0 looked: the same answer everywhere
     if problem:
         raise UsageError(problem)
     return replace
@@ -362,12 +375,12 @@ def interrupted(args) -> int:
 
 def main(args):
     wall_start = time.perf_counter()
-    checkpoint = tv.load_checkpoint(args.resume) if args.resume else None
+    checkpoint = load_checkpoint(args.resume) if args.resume else None
     if checkpoint is not None:
         resume_settings(args, checkpoint, check=not args.test_only)
         args._checkpoint = (str(args.resume), checkpoint["epoch"])
-    device = tv.resolve_device(args.device)
-    dist, device = tv.init_distributed(device, args.dist_url)
+    device = resolve_device(args.device)
+    dist, device = init_distributed(device, args.dist_url)
     say = print if dist.main else (lambda *a, **k: None)
     if args.use_deterministic_algorithms:
         torch.backends.cudnn.benchmark = False
@@ -386,7 +399,7 @@ def main(args):
         reduce_cfg = config_from_args(args, seed=args.seed)
     except ValueError as exc:  # building the config only checks the flags: whatever it refuses, the user gave
         raise UsageError(str(exc)) from exc
-    tv.check_supported(reduce_cfg)
+    check_supported(reduce_cfg)
     if not args.test_only:
         say(reduce_line(reduce_cfg, rho=args.batch_size))  # what runs, with its effective settings
     say("Loading data")
@@ -402,7 +415,7 @@ def main(args):
             model.load_state_dict(checkpoint["model"])
         model.to(device)
         _, data_loader_test = make_loaders(splits, train_sampler, val_sampler, args, device)
-        say(json.dumps(tv.evaluate(model, data_loader_test, device, num_classes, amp=args.amp)))
+        say(json.dumps(evaluate(model, data_loader_test, device, num_classes, amp=args.amp)))
         return
 
     # Offline subset (IDS, SSP, RPC, RPD): a manifest, made now, reused from --ids-manifest or the checkpoint.
@@ -411,25 +424,25 @@ def main(args):
         manifest = checkpoint["manifest"]
     elif reduce_cfg.ids is not None and reduce_cfg.ids.manifest:
         t0 = time.perf_counter()
-        manifest = tv.check_manifest(reduce_cfg.ids.manifest, splits.train)
+        manifest = check_manifest(reduce_cfg.ids.manifest, splits.train)
         ids_info = {"source": reduce_cfg.ids.manifest, "time_s": time.perf_counter() - t0}
     elif reduce_cfg.ids is not None or reduce_cfg.method in ("ssp", "rpc", "rpd"):
         t0 = time.perf_counter()
         extractor = None
         if reduce_cfg.ids is not None or reduce_cfg.method == "ssp":
-            extractor = tv.build_extractor_for(reduce_cfg, device)
-            say(f"Embedding {tv.full_size(splits.train)} training images with {extractor.name}")
+            extractor = build_extractor_for(reduce_cfg, device)
+            say(f"Embedding {full_size(splits.train)} training images with {extractor.name}")
         bar = tqdm(desc="Embedding", unit="img", disable=not dist.main or extractor is None, leave=False)
 
         def progress(done, total):  # this rank's share of the images
             bar.total = total
             bar.update(done - bar.n)
 
-        manifest, ids_info = tv.build_offline_manifest(splits.train, reduce_cfg, extractor,
-                                                       progress=progress, workers=args.workers)
+        manifest, ids_info = build_offline_manifest(splits.train, reduce_cfg, extractor,
+                                                    progress=progress, workers=args.workers)
         bar.close()
         ids_info["time_s"] = time.perf_counter() - t0
-    subsets = tv.SubsetSchedule(manifest, splits.train)
+    subsets = SubsetSchedule(manifest, splits.train)
 
     # From here on we write.
     out_dir = Path(args.output_dir)
@@ -485,10 +498,10 @@ def main(args):
             model_without_ddp, device=device,
             multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(1.0 - alpha), use_buffers=True)
 
-    score_fn = tv.make_score_fn(model_without_ddp, args.label_smoothing, bn=args.score_bn, amp=args.amp)
-    reducer = tv.build_reducer(reduce_cfg, score_fn, args.batch_size, args.epochs, splits.train, dist.rank,
-                               collate_fn=data_loader.collate_fn, device=device)
-    counts = tv.SelectionCounts(tv.full_size(splits.train))
+    score_fn = make_score_fn(model_without_ddp, args.label_smoothing, bn=args.score_bn, amp=args.amp)
+    reducer = build_reducer(reduce_cfg, score_fn, args.batch_size, args.epochs, splits.train, dist.rank,
+                            collate_fn=data_loader.collate_fn, device=device)
+    counts = SelectionCounts(full_size(splits.train))
 
     cumulative = 0.0
     if checkpoint is not None:
@@ -500,60 +513,60 @@ def main(args):
             model_ema.load_state_dict(checkpoint["model_ema"])
         if scaler is not None and "scaler" in checkpoint:
             scaler.load_state_dict(checkpoint["scaler"])
-        tv.restore_reducer(reducer, checkpoint.get("reducer", []), dist.rank, dist.world_size, device)
+        restore_reducer(reducer, checkpoint.get("reducer", []), dist.rank, dist.world_size, device)
         counts.counts = checkpoint["selection_counts"].numpy().copy()
         cumulative = checkpoint.get("cumulative_train_time_s", 0.0)
 
     say(f"Start training ({method_name(reduce_cfg)}, {dist.world_size} process(es), {device})")
     epochs_run = 0
     for epoch in range(args.start_epoch, args.epochs):
-        tv.seed_epoch(args.seed, epoch, dist.rank)
+        seed_epoch(args.seed, epoch, dist.rank)
         subsets.apply(splits.train, epoch)
         train_sampler.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
         nonfinite_before = _nonfinite_so_far(reducer)
-        stats = tv.train_one_epoch(model, optimizer, data_loader, device, epoch, args, reducer, scaler, model_ema,
-                                   counts, last=epoch == args.epochs - 1, show_progress=dist.main)
+        stats = train_one_epoch(model, optimizer, data_loader, device, epoch, args, reducer, scaler, model_ema,
+                                counts, last=epoch == args.epochs - 1, show_progress=dist.main)
         lr_scheduler.step()
         counts.end_epoch()
         t0 = time.perf_counter()
-        metrics = tv.evaluate(model_without_ddp, data_loader_test, device, num_classes, amp=args.amp)
+        metrics = evaluate(model_without_ddp, data_loader_test, device, num_classes, amp=args.amp)
         if model_ema is not None:
-            ema = tv.evaluate(model_ema, data_loader_test, device, num_classes, amp=args.amp)
+            ema = evaluate(model_ema, data_loader_test, device, num_classes, amp=args.amp)
             metrics.update({f"ema_{k}": v for k, v in ema.items()})
         eval_time = time.perf_counter() - t0
 
         # One record for the whole job: the slowest rank's loop time, counts summed over ranks.
-        record = {"epoch": epoch, "lr": lr, **tv.job_epoch_record(stats, reducer)}
+        record = {"epoch": epoch, "lr": lr, **job_epoch_record(stats, reducer)}
         if "nonfinite_losses" in record:  # this epoch's, not the selector's running count
             record["nonfinite_losses"] = _nonfinite_so_far(reducer) - nonfinite_before
         diverged = not args.allow_nonfinite and not _finite(record.get("train_loss"))
         cumulative += record["train_time_s"]
         record.update(cumulative_train_time_s=cumulative, train_samples=len(splits.train), eval_time_s=eval_time,
                       **metrics)
-        states = tv.reducer_states(reducer)
+        states = reducer_states(reducer)
         if dist.main:
             log.write("epoch", record)
             print(f"Epoch {epoch}: " + "  ".join(_fmt(k, record.get(k)) for k in
                   ("top1", "top5", "train_loss", "keep_fraction", "samples_backprop", "optimizer_steps",
                    "train_time_s") if record.get(k) is not None))
         if diverged:  # keep the last good checkpoint: this epoch's model is not worth continuing from
-            tv.barrier()
+            barrier()
             raise UsageError(diverged_message(epoch, record["train_loss"], lr, getattr(args, "_checkpoint", None)))
         if dist.main:
             checkpoint_state = {
                 "model": model_without_ddp.state_dict(), "optimizer": optimizer.state_dict(),
                 "lr_scheduler": lr_scheduler.state_dict(), "epoch": epoch, "args": saved_args(args),
                 "reducer": states, "manifest": manifest, "selection_counts": torch.from_numpy(counts.counts),
-                "cumulative_train_time_s": cumulative, "rng": tv.rng_state()}
+                "cumulative_train_time_s": cumulative, "rng": rng_state()}
             if model_ema is not None:
                 checkpoint_state["model_ema"] = model_ema.state_dict()
             if scaler is not None:
                 checkpoint_state["scaler"] = scaler.state_dict()
             counts.save(out_dir / "selection_counts.npy")
-            tv.save_checkpoint(checkpoint_state, out_dir / CHECKPOINT)
+            save_checkpoint(checkpoint_state, out_dir / CHECKPOINT)
         args._checkpoint = (str(out_dir / CHECKPOINT), epoch)  # what a Ctrl-C or divergence points to
-        tv.barrier()
+        barrier()
         epochs_run += 1
         if args.stop_after and epochs_run >= args.stop_after and epoch < args.epochs - 1:
             say(f"Stopping after {epochs_run} epoch(s) as asked (--stop-after); continue with "

@@ -45,14 +45,19 @@ from .. import distributed, records
 from .._validate import UsageError
 from ..config import OFFLINE, ONLINE, ReduceConfig
 from ..flags import add_reduce_arguments, config_from_args
-from . import classification as tv
+from .classification.checkpoint import reducer_states, restore_reducer
+from .classification.loss import per_sample_loss
+from .classification.offline_subset import SubsetSchedule, build_extractor_for, build_offline_manifest, check_manifest
+from .classification.reducer_choice import build_reducer, check_supported
+from .classification.samplers import TrainSampler
+from .classification.scoring import make_score_fn
 
 __all__ = ["add_arguments", "setup", "VisionReduce", "StepLoss", "RecordingBatchSampler", "refresh_sampler"]
 
 MANIFEST_NAME = "datareduce_manifest.json"
 LOG_NAME = "datareduce_log.jsonl"
 UNSUPPORTED: dict = {}  # method -> why the reference's loop cannot run it (none today)
-PLANNED = ("infobatch", "rs2")  # methods whose reducer sets each epoch's visiting order (tv.TrainSampler.set_plan)
+PLANNED = ("infobatch", "rs2")  # methods whose reducer sets each epoch's visiting order (TrainSampler.set_plan)
 
 
 def _needs_step_losses(cfg: Optional[ReduceConfig]) -> bool:
@@ -135,11 +140,11 @@ class VisionReduce:
         self.args = args
         self.dataset = dataset
         self.sampler = train_sampler
-        self.schedule: Optional[tv.SubsetSchedule] = None
+        self.schedule: Optional[SubsetSchedule] = None
         self.reducer = None
         self.recorder: Optional[RecordingBatchSampler] = None
         self.loader: Optional[DataLoader] = None
-        self.plan_sampler: Optional[tv.TrainSampler] = None  # InfoBatch / RS2: visits each epoch's plan
+        self.plan_sampler: Optional[TrainSampler] = None  # InfoBatch / RS2: visits each epoch's plan
         self.loss: Optional[StepLoss] = None  # what :meth:`criterion` returned, when the run needs one
         self.step: Optional[_Step] = None  # the training batch the loader yielded last, until the loss takes it
         self.pending = None
@@ -166,16 +171,16 @@ class VisionReduce:
         device = _device(args)
         with _keyed(dataset):
             if cfg.ids is not None and cfg.ids.manifest:
-                manifest, info = tv.check_manifest(cfg.ids.manifest, dataset), {"source": cfg.ids.manifest}
+                manifest, info = check_manifest(cfg.ids.manifest, dataset), {"source": cfg.ids.manifest}
             else:
                 embeds = cfg.ids is not None or cfg.method == "ssp"
-                extractor = tv.build_extractor_for(cfg, device) if embeds else None
+                extractor = build_extractor_for(cfg, device) if embeds else None
                 if extractor is not None:
                     self.say(f"datareduce: embedding {len(dataset.samples)} training images with {extractor.name}")
-                manifest, info = tv.build_offline_manifest(dataset, cfg, extractor, workers=int(args.workers))
+                manifest, info = build_offline_manifest(dataset, cfg, extractor, workers=int(args.workers))
             if not hasattr(dataset, "sample_ids"):  # full-set index of each kept sample (the ADONIS cache key)
                 dataset.sample_ids = np.arange(len(dataset.samples), dtype=np.int64)
-            self.schedule = tv.SubsetSchedule(manifest, dataset)
+            self.schedule = SubsetSchedule(manifest, dataset)
         self.schedule.apply(dataset, int(getattr(args, "start_epoch", 0)))
         refresh_sampler(self.sampler, dataset)
         info["time_s"] = time.perf_counter() - start
@@ -244,14 +249,14 @@ class VisionReduce:
 
     def _start(self, data_loader, model) -> None:
         args, cfg = self.args, self.cfg
-        score = tv.make_score_fn(tv_unwrap(model), float(getattr(args, "label_smoothing", 0.0)), bn="batch",
-                                 amp=bool(getattr(args, "amp", False)))
-        self.reducer = tv.build_reducer(cfg, score, int(args.batch_size), int(args.epochs), self.dataset,
-                                        distributed.rank())
+        score = make_score_fn(_bare_module(model), float(getattr(args, "label_smoothing", 0.0)), bn="batch",
+                              amp=bool(getattr(args, "amp", False)))
+        self.reducer = build_reducer(cfg, score, int(args.batch_size), int(args.epochs), self.dataset,
+                                     distributed.rank())
         batch_sampler = data_loader.batch_sampler
         if cfg.method in PLANNED:
-            self.plan_sampler = tv.TrainSampler(self.dataset, distributed.rank(), distributed.world_size(),
-                                                seed=cfg.seed)
+            self.plan_sampler = TrainSampler(self.dataset, distributed.rank(), distributed.world_size(),
+                                             seed=cfg.seed)
             batch_sampler = torch.utils.data.BatchSampler(
                 self.plan_sampler, getattr(batch_sampler, "batch_size", None) or int(args.batch_size),
                 bool(getattr(batch_sampler, "drop_last", False)))
@@ -260,8 +265,8 @@ class VisionReduce:
         self.recorder = RecordingBatchSampler(batch_sampler)
         self.loader = _rebuild(data_loader, self.recorder)
         if self.pending is not None:
-            tv.restore_reducer(self.reducer, self.pending, distributed.rank(), distributed.world_size(),
-                               _device(args))
+            restore_reducer(self.reducer, self.pending, distributed.rank(), distributed.world_size(),
+                            _device(args))
             self.pending = None
 
     def max_batches(self) -> int:
@@ -277,7 +282,7 @@ class VisionReduce:
     def save_to(self, checkpoint: dict) -> None:
         """Add the selector state (every rank's) to the reference's checkpoint; call it on every rank."""
         if self.reducer is not None:
-            checkpoint["datareduce"] = tv.reducer_states(self.reducer)
+            checkpoint["datareduce"] = reducer_states(self.reducer)
 
     def load_from(self, checkpoint: dict) -> None:
         """Restore the selector state from a checkpoint written with :meth:`save_to` (on ``--resume``)."""
@@ -290,7 +295,7 @@ class VisionReduce:
         if self.reducer is None:
             self.pending = states
         else:
-            tv.restore_reducer(self.reducer, states, distributed.rank(), distributed.world_size(), _device(self.args))
+            restore_reducer(self.reducer, states, distributed.rank(), distributed.world_size(), _device(self.args))
 
     def _record(self, kind: str, rec: dict) -> None:
         if self.rank != 0 or not getattr(self.args, "output_dir", None):
@@ -331,7 +336,7 @@ class _SelectedEpoch:
         finally:
             o.step = None
         rec = {"epoch": self.epoch, "method": o.reducer.name, **o.reducer.epoch_record(),
-               "train_batches": steps, "samples_backprop": int(tv.all_sum([trained])[0]),
+               "train_batches": steps, "samples_backprop": int(distributed.all_sum([trained])[0]),
                "loop_time_s": time.perf_counter() - start}
         rec.setdefault("samples_selected", rec.get("forward_samples"))  # InfoBatch, RS2: every visited sample
         o._record("epoch", rec)
@@ -369,7 +374,7 @@ class StepLoss(torch.nn.Module):
         step = self.owner.take_step()
         if step is None:
             return self.criterion(output, target)
-        losses = tv.per_sample_loss(output, target, float(self.criterion.label_smoothing))
+        losses = per_sample_loss(output, target, float(self.criterion.label_smoothing))
         if losses.numel() != step.size:
             raise RuntimeError(f"the criterion got {losses.numel()} samples for a training batch of {step.size}")
         weights = step.weights
@@ -412,7 +417,7 @@ def _device(args) -> torch.device:
     return torch.device(getattr(args, "device", "cpu") or "cpu")
 
 
-def tv_unwrap(model):
+def _bare_module(model):
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
@@ -429,7 +434,7 @@ def setup(args, dataset, train_sampler) -> VisionReduce:
         raise UsageError(f"{UNSUPPORTED[cfg.method]}, which the reference's train_one_epoch cannot apply: use "
                          "trainers/classify.py")
     if cfg.method in PLANNED:
-        tv.check_supported(cfg)  # not with IDS
+        check_supported(cfg)  # not with IDS
         if getattr(args, "distributed", False) and getattr(args, "ra_sampler", False):
             raise UsageError(f"--reduce {cfg.method} visits its own plan each epoch, which replaces the "
                              "--ra-sampler's repeated augmentation: drop one of them")

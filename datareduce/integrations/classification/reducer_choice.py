@@ -1,0 +1,52 @@
+"""Which reducer a run gets from its config (``--reduce`` / ``--adonis-*``), and the combinations refused up front.
+
+The one place that maps a method to its reducer, so the trainer and the torchvision-reference hooks agree.
+"""
+from __future__ import annotations
+
+from ..._validate import UsageError
+from ...config import ReduceConfig
+from .composer_reducer import ComposerReducer
+from .infobatch_reducer import InfoBatchReducer
+from .online_reducer import OnlineReducer
+from .reducer import FullReducer, Reducer
+from .rs2_reducer import RS2Reducer
+from .training_set import full_labels
+
+
+def check_supported(cfg: ReduceConfig) -> None:
+    """Refuse, before any work, the combinations this loop cannot run."""
+    if cfg.method in ("infobatch", "rs2") and cfg.ids is not None:
+        raise UsageError(f"--reduce {cfg.method} draws from the whole training set each epoch; combining it with "
+                         "IDS is not supported (use one of them)")
+
+
+def build_reducer(cfg: ReduceConfig, score_fn, batch_size: int, epochs: int, dataset, rank: int = 0,
+                  collate_fn=None, device=None) -> Reducer:
+    """The reducer for this run's ``--reduce`` / ``--adonis`` choice (offline methods train as full data).
+    ``collate_fn`` and ``device`` (the train loader's) let online selection load samples by index."""
+    labels = full_labels(dataset)
+    ncls = len(dataset.classes)
+    if cfg.adonis is not None or cfg.method in ("sb", "stale-sb", "random-keep"):
+        rho = (cfg.adonis.rho if cfg.adonis is not None else None) or batch_size
+        name = "adonis" if cfg.adonis is not None else cfg.method
+        reuse = cfg.adonis is not None and cfg.adonis.reuse_train_loss
+        return OnlineReducer(cfg.online_selector(rank, epochs=epochs), score_fn, rho, name, labels, ncls,
+                             batch_size=batch_size, plan=not cfg.load_all, reuse_train_losses=reuse,
+                             collate_fn=collate_fn, device=device)
+    if cfg.method == "composer-sb":
+        return ComposerReducer(cfg.online_selector(rank, epochs=epochs), score_fn, epochs, labels, ncls)
+    if cfg.method == "infobatch":
+        check_supported(cfg)
+        from ...infobatch import InfoBatchPruner
+
+        return InfoBatchReducer(InfoBatchPruner(len(dataset), epochs, ratio=cfg.infobatch_ratio,
+                                                delta=cfg.infobatch_delta, seed=cfg.seed))
+    if cfg.method == "rs2":
+        check_supported(cfg)
+        from ...rs2 import RS2Subsets
+
+        return RS2Reducer(RS2Subsets(len(dataset), cfg.rs2_fraction, seed=cfg.seed))
+    red = FullReducer()
+    red.name = cfg.method if cfg.ids is None else "ids"
+    return red
