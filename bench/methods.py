@@ -45,7 +45,7 @@ def classification_methods(epochs: int) -> dict:
         "adonis-eta3-prune": ["--adonis-eta", "3", "--adonis-prune", "0.5", "--adonis-rescale",
                               "--adonis-anneal", str(max(1, round(0.125 * epochs)))],
         # the same idea drawing the pruned share from every dense bin, each training loss refreshing the cache
-        # (no scoring forward for a trained sample): the candidates for the recommended mode
+        # (no scoring forward for a trained sample): the candidates for the prune mode (--adonis-mode prune is dense0.5)
         **{f"adonis-eta3-prune-dense{p:g}-reuse": [
             "--adonis-eta", "3", "--adonis-prune", str(p), "--adonis-prune-pool", "dense", "--adonis-rescale",
             "--adonis-reuse-train-loss", "--adonis-anneal", str(max(1, round(0.125 * epochs)))] for p in (0.5, 0.7)},

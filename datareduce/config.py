@@ -15,13 +15,13 @@ from .ids import MODES
 from .random_keep import RandomKeepSelector
 from .selective_backprop import SelectiveBackpropSelector
 
-ADONIS_MODES = ("paper", "recommended")
-# The recommended mode's settings (README, "Which method to use"): ADONIS's histogram decides what is typical, a
+ADONIS_MODES = ("paper", "prune")
+# The prune mode's settings (README, "Which method to use"): ADONIS's histogram decides what is typical, a
 # random share of the typical (dense-bin) samples is left out of each batch and the rest reweighted, the rare
 # losses are always trained, each training forward refreshes the loss cache, and the last 1/8 of the epochs
 # train on everything.
-RECOMMENDED = {"eta": 3, "prune": 0.5, "prune_pool": "dense", "rescale": True, "reuse_train_loss": True}
-RECOMMENDED_ANNEAL = 0.125  # share of the epochs at the end trained on every sample
+PRUNE_MODE = {"eta": 3, "prune": 0.5, "prune_pool": "dense", "rescale": True, "reuse_train_loss": True}
+PRUNE_MODE_ANNEAL = 0.125  # share of the epochs at the end trained on every sample
 
 OFFLINE = ("ssp", "rpc", "rpd")
 ONLINE = ("sb", "stale-sb", "composer-sb", "infobatch", "random-keep", "rs2")
@@ -52,7 +52,7 @@ class AdonisConfig:
     prune: Optional[float] = None
     prune_pool: str = "learned"
     reuse_train_loss: bool = False
-    mode: str = "paper"  # which preset the fields started from: "paper" (Algorithm 1) or "recommended"
+    mode: str = "paper"  # which preset the fields started from: "paper" (Algorithm 1) or "prune"
 
     def __post_init__(self):
         check_choice("adonis mode", self.mode, ADONIS_MODES)
@@ -64,17 +64,17 @@ class AdonisConfig:
     def from_mode(cls, mode: str = "paper", epochs: Optional[int] = None, train_losses: bool = True,
                   sample_weights: bool = True, **given) -> "AdonisConfig":
         """The config of ``mode`` with the fields in ``given`` (what the user passed) on top: ``paper`` is
-        Algorithm 1 with Table A2's values; ``recommended`` starts from :data:`RECOMMENDED` and anneals the
+        Algorithm 1 with Table A2's values; ``prune`` starts from :data:`PRUNE_MODE` and anneals the
         last 1/8 of ``epochs``. A host whose training step cannot hand back per-sample losses
         (``train_losses=False``) scores with a forward pass instead of reusing them; one that cannot weight
         each sample's loss (``sample_weights=False``) trains the kept samples unweighted."""
         check_choice("adonis mode", mode, ADONIS_MODES)
         fields = {}
-        if mode == "recommended":
+        if mode == "prune":
             if epochs is None:
-                raise UsageError("--adonis-mode recommended trains the last 1/8 of the epochs on every sample: "
+                raise UsageError("--adonis-mode prune trains the last 1/8 of the epochs on every sample: "
                                  "it needs the run's number of epochs")
-            fields = dict(RECOMMENDED, anneal=max(1, round(RECOMMENDED_ANNEAL * epochs)))
+            fields = dict(PRUNE_MODE, anneal=max(1, round(PRUNE_MODE_ANNEAL * epochs)))
             fields["reuse_train_loss"] &= train_losses
             fields["rescale"] &= sample_weights
         fields.update(given)

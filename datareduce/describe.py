@@ -28,7 +28,7 @@ def _g(v) -> str:
 
 def _adonis(a: AdonisConfig, rho) -> str:
     symbols = [(sym, name) for sym, name in _ADONIS_SHOWN if not (name == "alpha" and a.prune is not None)]
-    text = ("ADONIS, recommended mode: " if a.mode == "recommended" else "ADONIS ")
+    text = ("ADONIS, prune mode: " if a.mode == "prune" else "ADONIS ")
     text += " ".join(f"{sym}={_g(getattr(a, name))}" for sym, name in symbols)
     text += f" ρ={a.rho if a.rho is not None else rho if rho is not None else 'the batch size'}"
     default = AdonisConfig()

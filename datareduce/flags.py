@@ -52,7 +52,7 @@ def add_reduce_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     g = parser.add_argument_group("ADONIS (online importance sampling, paper §3.1)")
     g.add_argument("--adonis", action="store_true", help="train with ADONIS (implied by any --adonis-* flag)")
     g.add_argument("--adonis-mode", choices=ADONIS_MODES, default=None,
-                   help="paper: Algorithm 1 with the paper's values (Table A2); recommended: ADONIS's histogram "
+                   help="paper: Algorithm 1 with the paper's values (Table A2); prune: ADONIS's histogram "
                         "prunes half of the typical samples of each batch, reweights the rest, always trains the "
                         "rare ones, reuses training losses and trains the last 1/8 of the epochs in full. Other "
                         "--adonis-* flags override either (default: paper)")
@@ -121,7 +121,7 @@ def config_from_args(args: argparse.Namespace, seed=None, train_losses: bool = T
     ``epochs`` to ``args.epochs``).
 
     ``train_losses`` and ``sample_weights``: whether the host's training step hands back per-sample losses and
-    takes per-sample loss weights (``--adonis-mode recommended`` uses them where it can, see
+    takes per-sample loss weights (``--adonis-mode prune`` uses them where it can, see
     :meth:`AdonisConfig.from_mode`)."""
     seed = seed if seed is not None else (getattr(args, "seed", None) or 0)
     adonis = None

@@ -66,12 +66,12 @@ def test_two_process_infobatch_plans_agree(cifar10_small, tmp_path):
         assert e["forward_samples"] == e["samples_backprop"] == 2 * -(-visited // 2)  # padded to both ranks
 
 
-def test_two_process_recommended_mode(cifar10_small, tmp_path):
-    """--adonis-mode recommended under torchrun: epoch 0 trains everything and its training losses fill both
+def test_two_process_prune_mode(cifar10_small, tmp_path):
+    """--adonis-mode prune under torchrun: epoch 0 trains everything and its training losses fill both
     ranks' caches, so epoch 1 prunes without a scoring forward, in lockstep; the last epoch (1/8, at least one)
     trains everything again."""
-    out = tmp_path / "ddp-recommended"
-    run(["--data-path", cifar10_small, "--epochs", "3", *SMALL, "-b", "8", "--adonis-mode", "recommended",
+    out = tmp_path / "ddp-prune"
+    run(["--data-path", cifar10_small, "--epochs", "3", *SMALL, "-b", "8", "--adonis-mode", "prune",
          "--device", "cpu", "--output-dir", out], launcher=TORCHRUN, timeout=240)
     epochs = log(out, "epoch")
     for e in epochs:

@@ -89,11 +89,11 @@ def test_reduce_config_round_trips_through_a_dict():
         ReduceConfig.from_dict({**ReduceConfig().to_dict(), "rs2_fraction": 2.0})
 
 
-def test_the_start_up_line_names_the_recommended_mode_and_drops_the_unused_alpha():
+def test_the_start_up_line_names_the_prune_mode_and_drops_the_unused_alpha():
     from datareduce.config import AdonisConfig, ReduceConfig
     from datareduce.describe import reduce_line
 
-    line = reduce_line(ReduceConfig(adonis=AdonisConfig.from_mode("recommended", epochs=16)), rho=64)
-    assert line.startswith("datareduce: ADONIS, recommended mode: η=3 ") and "α=" not in line  # prune uses no α
+    line = reduce_line(ReduceConfig(adonis=AdonisConfig.from_mode("prune", epochs=16)), rho=64)
+    assert line.startswith("datareduce: ADONIS, prune mode: η=3 ") and "α=" not in line  # prune uses no α
     assert "prune=0.5" in line and "anneal=2" in line and "mode=" not in line
     assert "α=0.3" in reduce_line(ReduceConfig(adonis=AdonisConfig(eta=3)), rho=64)

@@ -59,24 +59,24 @@ def _parse_with_epochs(*argv, train_losses=True, sample_weights=True):
     return config_from_args(p.parse_args(list(argv)), train_losses=train_losses, sample_weights=sample_weights)
 
 
-def test_adonis_mode_recommended_is_a_preset_under_the_users_flags():
-    from datareduce.config import RECOMMENDED, AdonisConfig
+def test_adonis_mode_prune_is_a_preset_under_the_users_flags():
+    from datareduce.config import PRUNE_MODE, AdonisConfig
 
-    rec = _parse_with_epochs("--adonis-mode", "recommended", "--epochs", "30").adonis
-    assert rec.mode == "recommended" and rec.anneal == 4  # 1/8 of 30, rounded
-    assert {k: getattr(rec, k) for k in RECOMMENDED} == RECOMMENDED
+    rec = _parse_with_epochs("--adonis-mode", "prune", "--epochs", "30").adonis
+    assert rec.mode == "prune" and rec.anneal == 4  # 1/8 of 30, rounded
+    assert {k: getattr(rec, k) for k in PRUNE_MODE} == PRUNE_MODE
     paper = _parse_with_epochs("--adonis-mode", "paper", "--epochs", "30").adonis
     assert paper == AdonisConfig()  # the paper's mode is the plain defaults
     # a flag the user passes is never replaced by the preset
-    mine = _parse_with_epochs("--adonis-mode", "recommended", "--epochs", "30", "--adonis-prune", "0.7",
+    mine = _parse_with_epochs("--adonis-mode", "prune", "--epochs", "30", "--adonis-prune", "0.7",
                               "--adonis-anneal", "0").adonis
     assert (mine.prune, mine.anneal, mine.prune_pool) == (0.7, 0, "dense")
     # a host that cannot hand back training losses scores instead; an explicit request is still the user's
-    assert _parse_with_epochs("--adonis-mode", "recommended", "--epochs", "8", train_losses=False).adonis.reuse_train_loss is False
-    plain = _parse_with_epochs("--adonis-mode", "recommended", "--epochs", "8", sample_weights=False).adonis
+    assert _parse_with_epochs("--adonis-mode", "prune", "--epochs", "8", train_losses=False).adonis.reuse_train_loss is False
+    plain = _parse_with_epochs("--adonis-mode", "prune", "--epochs", "8", sample_weights=False).adonis
     assert plain.rescale is False and plain.reuse_train_loss is True
     with pytest.raises(ValueError, match="number of epochs"):
-        _parse_with_epochs("--adonis-mode", "recommended")
+        _parse_with_epochs("--adonis-mode", "prune")
 
 
 def test_every_flag_is_in_the_readmes_flag_table():

@@ -115,12 +115,12 @@ def test_settings_are_bound_to_a_trainer_class():
             DataReduceDetectionTrainer.with_settings(**kwargs)
 
 
-def test_recommended_mode_takes_the_runs_epochs_and_trains_the_kept_images_unweighted():
-    """adonis_mode="recommended" anneals the last 1/8 of Ultralytics' epochs; detection has no per-image loss
+def test_prune_mode_takes_the_runs_epochs_and_trains_the_kept_images_unweighted():
+    """adonis_mode="prune" anneals the last 1/8 of Ultralytics' epochs; detection has no per-image loss
     weight, so the preset's rescale is off there, while training losses are reused."""
-    bound = DataReduceDetectionTrainer.with_settings(adonis_mode="recommended")
+    bound = DataReduceDetectionTrainer.with_settings(adonis_mode="prune")
     rec = bound.settings_for(seed=0, epochs=16).reduce.adonis
-    assert (rec.mode, rec.anneal, rec.rescale, rec.reuse_train_loss, rec.prune_pool) == ("recommended", 2, False,
+    assert (rec.mode, rec.anneal, rec.rescale, rec.reuse_train_loss, rec.prune_pool) == ("prune", 2, False,
                                                                                         True, "dense")
     assert bound.settings_for(seed=0, epochs=40).reduce.adonis.anneal == 5
 

@@ -128,11 +128,11 @@ def test_runs_that_weight_or_reuse_losses_are_accepted_and_wrap_the_criterion(tm
     ce = nn.CrossEntropyLoss(label_smoothing=0.1)
     for flags in ([], ["--reduce", "random-keep"], ["--adonis-eta", "3"], ["--reduce", "rs2"]):
         assert vr.setup(reference_args(tmp_path, *flags), dataset, RandomSampler(dataset)).criterion(ce) is ce
-    args = reference_args(tmp_path / "rec", "--adonis-mode", "recommended", epochs=8)
+    args = reference_args(tmp_path / "rec", "--adonis-mode", "prune", epochs=8)
     sampler = RandomSampler(dataset)
     rec = vr.setup(args, dataset, sampler)
     a = rec.cfg.adonis
-    assert a.reuse_train_loss and a.rescale and a.mode == "recommended" and a.anneal == 1
+    assert a.reuse_train_loss and a.rescale and a.mode == "prune" and a.anneal == 1
     criterion, model = rec.criterion(ce), small_net()
     assert isinstance(criterion, vr.StepLoss)
     for epoch in (0, 1):

@@ -282,9 +282,9 @@ def test_flags_and_refusals(tmp_path):
     with pytest.raises(ValueError, match="balance"):
         y5.setup(parse("--adonis-balance"), tmp_path)
     assert y5.setup(parse("--reduce", "random-keep"), tmp_path).online
-    # the recommended mode runs here without what YOLOv5's loop cannot do (per-image weights, training losses)
-    rec = y5.setup(parse("--adonis-mode", "recommended", "--epochs", "16"), tmp_path).cfg.adonis
-    assert (rec.mode, rec.prune_pool, rec.anneal, rec.rescale, rec.reuse_train_loss) == ("recommended", "dense", 2,
+    # the prune mode runs here without what YOLOv5's loop cannot do (per-image weights, training losses)
+    rec = y5.setup(parse("--adonis-mode", "prune", "--epochs", "16"), tmp_path).cfg.adonis
+    assert (rec.mode, rec.prune_pool, rec.anneal, rec.rescale, rec.reuse_train_loss) == ("prune", "dense", 2,
                                                                                         False, False)
     # options saved by an unpatched run (no datareduce keys) resume as a plain run
     old = argparse.Namespace(epochs=3, rect=False, seed=0)

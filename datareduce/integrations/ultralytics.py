@@ -117,7 +117,7 @@ class TrainerSettings:
         """The settings that ``trainers/yolo_train.py``'s flags give, each flag named without its dashes:
         ``adonis_eta=3`` is ``--adonis-eta 3``, ``reduce="rs2"`` is ``--reduce rs2``, ``adonis_reuse_train_loss=True``
         the switch. ``seed`` seeds the selectors (the trainer passes Ultralytics' ``seed``), ``epochs`` is the
-        run's (``adonis_mode="recommended"`` anneals its last 1/8; detection weights no image, so that mode trains
+        run's (``adonis_mode="prune"`` anneals its last 1/8; detection weights no image, so that mode trains
         the kept images unweighted). Bad values raise :class:`~datareduce._validate.UsageError`."""
         args = add_reduce_arguments(argparse.ArgumentParser(add_help=False)).parse_args([])
         unknown = sorted(set(flags) - set(vars(args)))
