@@ -51,7 +51,17 @@ def render(rows: list) -> str:
         else:
             said.append(f"`{r['method']}`: {r['vs_frontier_pp']:+.2f} p.p. against the frontier at its cost, one seed "
                         "so far: no verdict.")
-    return "\n".join([START, "", *lines, "", *(f"- {s}" for s in said), "", END])
+    front_line = "Pareto front, counted cost against accuracy (no other row is both cheaper and more accurate): " + \
+        ", ".join(f"`{r['method']}` ({r['cost_fraction']:.3f}, {r['top1_mean']:.2f} %)" for r in pareto(rows)) + "."
+    return "\n".join([START, "", *lines, "", *(f"- {s}" for s in said), "", front_line, "", END])
+
+
+def pareto(rows: list) -> list:
+    """The rows no other row beats on both counted cost (lower) and mean accuracy (higher), cheapest first."""
+    def beaten(r):
+        return any(o["cost_fraction"] <= r["cost_fraction"] and o["top1_mean"] >= r["top1_mean"] and
+                   (o["cost_fraction"], o["top1_mean"]) != (r["cost_fraction"], r["top1_mean"]) for o in rows)
+    return sorted((r for r in rows if not beaten(r)), key=lambda r: r["cost_fraction"])
 
 
 def main(argv=None):

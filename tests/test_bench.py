@@ -63,6 +63,11 @@ def test_frontier_and_statistics():
     assert summarize.t_interval([1.0]) == (1.0, None)
     assert [summarize.verdict(c) for c in ([0.1, 2], [-2, -0.1], [-1, 1], None)] == [
         "above", "below", "within noise", "n/a (one seed)"]
+    import readme_results
+
+    rows = [{"method": m, "cost_fraction": c, "top1_mean": a} for m, c, a in
+            [("full", 1.0, 75.0), ("cheap", 0.3, 60.0), ("dominated", 0.8, 59.0), ("mid", 0.6, 70.0), ("tie", 0.6, 69.0)]]
+    assert [r["method"] for r in readme_results.pareto(rows)] == ["cheap", "mid", "full"]
 
 
 def test_fused_step_times_both_ways(tmp_path):
