@@ -5,11 +5,11 @@ weights and the training forward's per-sample losses, gathered from every rank.
 """
 from __future__ import annotations
 
-from ...distributed import all_sum, gather_1d, gather_losses
-from .reducer import Reducer
+from ...distributed import gather_1d, gather_losses
+from .reducer import FullReducer
 
 
-class InfoBatchReducer(Reducer):
+class InfoBatchReducer(FullReducer):
     """InfoBatch: each epoch's visiting plan from the pruner; loss weights 1/(1−r) on kept well-learned samples;
     the training forward's losses (all ranks') update the scores."""
 
@@ -25,15 +25,8 @@ class InfoBatchReducer(Reducer):
         self.pruned = self.pruner.num_samples - len(plan)
         sampler.set_plan(plan)
 
-    def batches(self, loader, epoch, last):
-        self.stats = {"forward_samples": 0, "samples_scored": 0, "pruned": int(self.pruned)}
-        self.sel = {"forward": 0, "selected": 0}
-        for batch in loader:
-            n = len(batch[0])
-            self.stats["forward_samples"] += n
-            self.sel["forward"] += n
-            self.sel["selected"] += n
-            yield batch, self.pruner.loss_weights(batch[-1]).to(batch[0].device)
+    def batch_weights(self, batch):
+        return self.pruner.loss_weights(batch[-1]).to(batch[0].device)
 
     def after_step(self, indices, losses):
         all_idx = gather_1d(indices.reshape(-1))
@@ -41,9 +34,8 @@ class InfoBatchReducer(Reducer):
         self.pruner.update(all_idx, all_loss)
 
     def epoch_record(self) -> dict:
-        fwd = all_sum([self.stats["forward_samples"]])[0]
-        return {"forward_samples": int(fwd), "samples_scored": 0, "pruned_samples": self.stats["pruned"],
-                "keep_fraction": 1 - self.stats["pruned"] / self.pruner.num_samples}
+        return {**super().epoch_record(), "pruned_samples": int(self.pruned),
+                "keep_fraction": 1 - self.pruned / self.pruner.num_samples}
 
     def state_dict(self) -> dict:
         return {"pruner": self.pruner.state_dict()}

@@ -50,6 +50,10 @@ class Reducer:
 class FullReducer(Reducer):
     """Every batch as it comes (full data, or an offline subset: IDS / SSP / RPC / RPD)."""
 
+    def batch_weights(self, batch):
+        """Per-sample loss weights of ``batch`` (None: unweighted)."""
+        return None
+
     def batches(self, loader, epoch, last):
         self.stats = {"forward_samples": 0, "samples_scored": 0}
         self.sel = {"forward": 0, "selected": 0}
@@ -58,7 +62,7 @@ class FullReducer(Reducer):
             self.stats["forward_samples"] += n
             self.sel["forward"] += n
             self.sel["selected"] += n
-            yield batch, None
+            yield batch, self.batch_weights(batch)
 
     def epoch_record(self) -> dict:
         return {"forward_samples": int(all_sum([self.stats.get("forward_samples", 0)])[0]), "samples_scored": 0}
