@@ -120,7 +120,10 @@ def test_ctrl_c_says_how_to_resume(cifar10_small, tmp_path):
     cmd = [sys.executable, str(SCRIPT), "--data-path", str(cifar10_small), *SMALL, "--epochs", "3",
            "--output-dir", str(out)]
     with open(tmp_path / "stdout", "w") as so, open(tmp_path / "stderr", "w") as se:
-        proc = subprocess.Popen(cmd, stdout=so, stderr=se, env=env(), cwd=REPO)
+        # a process started from a background job inherits SIGINT ignored, and Python then never raises
+        # KeyboardInterrupt: give the trainer the disposition a terminal gives it, whatever runs the suite
+        proc = subprocess.Popen(cmd, stdout=so, stderr=se, env=env(), cwd=REPO,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 120
         while not (out / "checkpoint.pth").exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -69,7 +69,7 @@ def test_classification_trainer_and_the_plain_loop_run_without_the_extras(tmp_pa
     check = (f"print('EXTRAS', sorted(m for m, v in sys.modules.items() if v is not None and m.split('.')[0] in "
              f"{list(EXTRA_MODULES)!r}))\n")  # a blocked module sits in sys.modules as None
     proc = python(without(EXTRA_MODULES, "import datareduce\n" + run_script("trainers/classify.py") + check),
-                  "--epochs", "2", "--adonis-eta", "3", "--output-dir", tmp_path / "run", "--print-freq", "1000")
+                  "--epochs", "1", "--adonis-eta", "3", "--adonis-omega", "-1", "--output-dir", tmp_path / "run", "--print-freq", "1000")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.splitlines()[-1] == "EXTRAS []"
     assert proc.stdout.splitlines()[0].startswith("datareduce: ADONIS η=3 ")
