@@ -16,7 +16,7 @@ from .random_keep import RandomKeepSelector
 from .selective_backprop import SelectiveBackpropSelector
 
 ADONIS_MODES = ("paper", "prune")
-# The prune mode's settings (README, "Which method to use"): ADONIS's histogram decides what is typical, a
+# The prune mode's settings (README, "ADONIS on the long protocol"): ADONIS's histogram decides what is typical, a
 # random share of the typical (dense-bin) samples is left out of each batch and the rest reweighted, the rare
 # losses are always trained, each training forward refreshes the loss cache, and the last 1/8 of the epochs
 # train on everything.

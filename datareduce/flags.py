@@ -32,8 +32,8 @@ _ADONIS = {  # flag suffix -> (type, help); defaults come from AdonisConfig
     "floor": (float, "variant: keep a uniform random ⌈floor·n⌉ of each batch first, inside the α budget"),
     "anneal": (int, "variant: train the last N epochs on every sample"),
     "decay": (float, "variant: recency-weighted histogram, weight decay^(age in batches)"),
-    "prune": (float, "variant: keep every sample except a random share P of the well-learned ones (dense bins "
-                     "below the mean loss); with --adonis-rescale they weigh 1/(1-P)"),
+    "prune": (float, "variant: keep every sample except a random share P of the pool (--adonis-prune-pool); "
+                     "with --adonis-rescale the kept pool samples weigh 1/(1-P)"),
     "prune_pool": (str, "variant: which samples --adonis-prune draws from: learned = dense bins below the mean "
                         "loss, dense = every dense bin (only the sparse bins are always trained)"),
 }

@@ -218,11 +218,7 @@ class VisionReduce:
     def after_step(self, step: "_Step", losses: torch.Tensor) -> None:
         """The training step's per-sample losses to the selection (InfoBatch's scores, or with
         ``--adonis-reuse-train-loss`` ADONIS's loss cache); both gather every rank's: call on every rank."""
-        loop = getattr(self.reducer, "loop", None)
-        if loop is not None:
-            loop.record_training_losses(step.indices, losses, step.epoch)
-        else:
-            self.reducer.after_step(step.indices, losses)
+        self.reducer.after_step(step.indices, losses)
 
     # ------------------------------------------------------------------------------------ per epoch
     def epoch_loader(self, data_loader, epoch: int, model=None):
@@ -323,7 +319,7 @@ class _SelectedEpoch:
         try:
             for (images, targets, indices), weights in o.reducer.batches(_Indexed(o, device), self.epoch, last):
                 if o.loss is not None:  # for the criterion's call on this batch
-                    o.step = _Step(weights, indices, len(targets), self.epoch)
+                    o.step = _Step(weights, indices, len(targets))
                 elif weights is not None:
                     raise RuntimeError(f"{o.reducer.name} weights each sample's loss, but no criterion from "
                                        "reduce.criterion() applies the weights")
@@ -347,12 +343,12 @@ class _SelectedEpoch:
 
 
 class _Step:
-    """One training batch as the criterion needs it: loss weights (or None), full-set indices, size, epoch."""
+    """One training batch as the criterion needs it: loss weights (or None), full-set indices, size."""
 
-    __slots__ = ("weights", "indices", "size", "epoch")
+    __slots__ = ("weights", "indices", "size")
 
-    def __init__(self, weights, indices, size: int, epoch: int):
-        self.weights, self.indices, self.size, self.epoch = weights, indices, size, epoch
+    def __init__(self, weights, indices, size: int):
+        self.weights, self.indices, self.size = weights, indices, size
 
 
 class StepLoss(torch.nn.Module):

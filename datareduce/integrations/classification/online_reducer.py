@@ -66,6 +66,7 @@ class OnlineReducer(Reducer):
         self.planned = True
 
     def batches(self, loader, epoch, last):
+        self.epoch = epoch  # for after_step (a host that plans no epochs never calls prepare_epoch)
         source = self.loop.planned(loader) if self.planned else self.loop.epoch(loader, epoch, last=last)
         for batch in source:
             st = self.loop.stats
