@@ -54,6 +54,24 @@ def classification_methods(epochs: int) -> dict:
     }
 
 
+def detection_methods(epochs: int) -> dict:
+    """Method name → extra arguments for trainers/yolo_train.py (our flags and Ultralytics ``key=value``s). γ is
+    60 % of the epochs, as in the classification table; ``full-c<c>`` are frontier points (the runner scales
+    the epochs); ``fraction0.8`` is Ultralytics' own reduction, the first 80 % of the training images."""
+    return {
+        "full": [],
+        "full-c0.5": [],
+        "full-c0.8": [],
+        "ids": ["--ids-alpha", "0.8"],
+        "ids-gamma": ["--ids-alpha", "0.8", "--ids-gamma", str(max(1, round(0.6 * epochs)))],
+        "rpd": ["--reduce", "rpd"],
+        "fraction0.8": ["fraction=0.8"],
+        "adonis-eta3": ["--adonis-eta", "3"],
+        "adonis-prune": ["--adonis-mode", "prune"],
+        "infobatch": ["--reduce", "infobatch"],
+    }
+
+
 FRONTIER = (0.25, 0.33, 0.5, 0.75)  # compute fractions c of the full run: full data, epochs × c, schedule compressed
 
 

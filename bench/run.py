@@ -96,8 +96,9 @@ def start(cmd: list, run_dir: Path, label: str, parallel: int, classify: bool = 
     write_text(run_dir / "conditions.json", json.dumps(conditions) + "\n")
     out = open(run_dir / "output.txt", "a")
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-    print(f"{label}: started ({shlex.join(cmd[cmd.index('--epochs'):cmd.index('--epochs') + 2])} "
-          f"{shlex.join(cmd[cmd.index('--output-dir') + 2:]) or ''})", flush=True)
+    if classify:  # a detection runner says what it starts itself
+        print(f"{label}: started ({shlex.join(cmd[cmd.index('--epochs'):cmd.index('--epochs') + 2])} "
+              f"{shlex.join(cmd[cmd.index('--output-dir') + 2:]) or ''})", flush=True)
     return proc, out, time.perf_counter()
 
 
