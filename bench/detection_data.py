@@ -11,9 +11,9 @@ validation set CIFAR *test* images: no object is seen in both. COCO's own object
 labelled (the pasted objects are the task).
 
 The build is a function of its parameters and the two archives: the same seed gives byte-identical images and
-labels. It is written into a temporary folder and renamed into place when complete (``build.json``, the
-parameters and per-class box counts, inside it), so an interrupted build leaves nothing half made and a
-complete one with the same parameters is reused, never rebuilt. The cache is ``--cache-dir`` (default
+labels. It is written into a temporary folder and renamed into place when complete (with ``build.json``, the
+parameters and per-class box counts, and ``sources.json``, the CIFAR files pasted into each image), so an
+interrupted build leaves nothing half made and a complete one with the same parameters is reused, never rebuilt. The cache is ``--cache-dir`` (default
 ``$DATAREDUCE_CACHE/detection`` or ``~/.cache/datareduce/detection``), outside the project tree.
 """
 from __future__ import annotations
@@ -94,17 +94,19 @@ def build(params: BuildParams, cache_dir: Path | None = None, cifar: Path | None
     tmp = root.with_name(f".{root.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        counts = {}
+        counts, sources = {}, {}
         for index, (split, count, objects, photos) in enumerate((
                 ("train", params.train_images, "train", "train"), ("val", params.val_images, "test", "val"))):
             rng = np.random.default_rng([params.seed, index])
-            counts[split] = _render_split(tmp, split, count, params, rng, _objects(cifar / objects, names),
-                                          _photos(coco / "images" / photos, 2 * params.canvas))
+            counts[split], sources[split] = _render_split(
+                tmp, split, count, params, rng, cifar, _objects(cifar, objects, names),
+                _photos(coco / "images" / photos, 2 * params.canvas))
         yaml = {"path": str(root), "train": "images/train", "val": "images/val", "names": names}
         (tmp / "data.yaml").write_text(json.dumps(yaml, indent=1) + "\n")  # JSON is YAML
         record = {"format": FORMAT, "params": asdict(params), "names": names, "boxes_per_class": counts,
                   "sources": {"objects": "CIFAR-10 (cifar10-jpeg.tar.gz): train split for train, test for val",
                               "backgrounds": "COCO128 (coco128.tar.gz): train photos for train, val for val"}}
+        (tmp / "sources.json").write_text(json.dumps(sources) + "\n")
         (tmp / "build.json").write_text(json.dumps(record, indent=1) + "\n")
         root.parent.mkdir(parents=True, exist_ok=True)
         if root.exists():  # a concurrent build of the same parameters finished first: the same bytes
@@ -117,9 +119,10 @@ def build(params: BuildParams, cache_dir: Path | None = None, cifar: Path | None
     return root
 
 
-def _objects(split_dir: Path, names: list) -> list:
-    """(class index, path) of every CIFAR image of one split, in a fixed order."""
-    return [(c, f) for c, name in enumerate(names) for f in sorted((split_dir / name).iterdir())]
+def _objects(cifar: Path, split: str, names: list) -> list:
+    """(class index, path relative to ``cifar``) of every CIFAR image of one split, in a fixed order."""
+    return [(c, f"{split}/{name}/{f.name}") for c, name in enumerate(names)
+            for f in sorted((cifar / split / name).iterdir())]
 
 
 def _photos(folder: Path, short_side: int) -> list:
@@ -135,8 +138,10 @@ def _photos(folder: Path, short_side: int) -> list:
     return out
 
 
-def _render_split(out: Path, split: str, count: int, p: BuildParams, rng, objects: list, photos: list) -> list:
-    """Write ``count`` images and their labels; returns the boxes per class."""
+def _render_split(out: Path, split: str, count: int, p: BuildParams, rng, cifar: Path, objects: list,
+                  photos: list) -> tuple:
+    """Write ``count`` images and their labels; returns the boxes per class and each image's pasted CIFAR files
+    (in label order)."""
     import cv2
 
     (out / "images" / split).mkdir(parents=True)
@@ -144,6 +149,7 @@ def _render_split(out: Path, split: str, count: int, p: BuildParams, rng, object
     order = rng.permutation(len(objects))  # every object once before any twice
     used = 0
     boxes_per_class = [0] * (1 + max(c for c, _ in objects))
+    sources = []
     for n in range(count):
         canvas = _background(rng, photos, p.canvas)
         boxes = []
@@ -155,22 +161,29 @@ def _render_split(out: Path, split: str, count: int, p: BuildParams, rng, object
             xs = rng.integers(0, p.canvas - w + 1, PLACEMENT_TRIES)
             ys = rng.integers(0, p.canvas - h + 1, PLACEMENT_TRIES)
             free = [(int(x), int(y)) for x, y in zip(xs, ys)
-                    if all(x >= bx + bw or bx >= x + w or y >= by + bh or by >= y + h for bx, by, bw, bh, _ in boxes)]
+                    if all(x >= bx + bw or bx >= x + w or y >= by + bh or by >= y + h for bx, by, bw, bh, *_ in boxes)]
             if not free:
                 continue
             cls, path = objects[order[used % len(order)]]
             used += 1
             x, y = free[0]
-            canvas[y:y + h, x:x + w] = cv2.resize(cv2.imread(str(path), cv2.IMREAD_COLOR), (w, h),
-                                                  interpolation=cv2.INTER_LINEAR)
-            boxes.append((x, y, w, h, cls))
+            canvas[y:y + h, x:x + w] = paste(cifar / path, w, h)
+            boxes.append((x, y, w, h, cls, path))
             boxes_per_class[cls] += 1
         ok, jpeg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         (out / "images" / split / f"{n:06d}.jpg").write_bytes(jpeg.tobytes())
         s = p.canvas
         (out / "labels" / split / f"{n:06d}.txt").write_text("".join(
-            f"{cls} {(x + w / 2) / s:.6f} {(y + h / 2) / s:.6f} {w / s:.6f} {h / s:.6f}\n" for x, y, w, h, cls in boxes))
-    return boxes_per_class
+            f"{cls} {(x + w / 2) / s:.6f} {(y + h / 2) / s:.6f} {w / s:.6f} {h / s:.6f}\n" for x, y, w, h, cls, _ in boxes))
+        sources.append([path for *_, path in boxes])
+    return boxes_per_class, sources
+
+
+def paste(path: Path, w: int, h: int):
+    """A CIFAR image resized to ``w`` × ``h`` pixels (BGR), as it is pasted."""
+    import cv2
+
+    return cv2.resize(cv2.imread(str(path), cv2.IMREAD_COLOR), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _background(rng, photos: list, size: int) -> np.ndarray:

@@ -1,0 +1,131 @@
+"""The detection protocol's builder (bench/detection_data.py) and runner (bench/detection.py), at tiny size."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from bench import detection_data
+from bench.detection_data import BuildParams
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = BuildParams(train_images=6, val_images=3, canvas=64, min_objects=1, max_objects=1, min_side=16, max_side=32)
+TINY_FLAGS = ["--train-images", "6", "--val-images", "3", "--canvas", "64", "--max-objects", "1",
+              "--min-side", "16", "--max-side", "32"]
+
+
+def build(cache, cifar10_root, coco128_root, params=TINY):
+    return detection_data.build(params, cache, cifar10_root, coco128_root)
+
+
+def files(root: Path) -> dict:
+    """Every file of a build but data.yaml (which names the build's own folder): relative path → bytes."""
+    return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*"))
+            if f.is_file() and f.name != "data.yaml"}
+
+
+def test_same_seed_same_bytes_other_seed_other_images(tmp_path, cifar10_root, coco128_root):
+    a = build(tmp_path / "a", cifar10_root, coco128_root)
+    b = build(tmp_path / "b", cifar10_root, coco128_root)
+    c = build(tmp_path / "c", cifar10_root, coco128_root, BuildParams(**{**TINY.__dict__, "seed": 1}))
+    assert a.name == b.name != c.name
+    fa, fb, fc = files(a), files(b), files(c)
+    assert len([k for k in fa if k.startswith("images/")]) == 9 and fa == fb
+    assert all(fa[k] != fc[k] for k in fa if k.startswith("images/"))
+    mtime = (a / "build.json").stat().st_mtime_ns
+    assert build(tmp_path / "a", cifar10_root, coco128_root) == a  # reused, not rebuilt
+    assert (a / "build.json").stat().st_mtime_ns == mtime
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [a.name]  # no partial folder left
+
+
+def test_labels_are_the_pasted_objects(tmp_path, cifar10_root, coco128_root):
+    """Each label is a box inside the image, of the class of the CIFAR image pasted there (train objects from
+    CIFAR train, val objects from CIFAR test), and the pixels in the box are that image."""
+    root = build(tmp_path, cifar10_root, coco128_root)
+    record = json.loads((root / "build.json").read_text())
+    sources = json.loads((root / "sources.json").read_text())
+    names = record["names"]
+    assert names == sorted(p.name for p in (cifar10_root / "train").iterdir())
+    assert json.loads((root / "data.yaml").read_text()) == {"path": str(root), "train": "images/train",
+                                                            "val": "images/val", "names": names}
+    s = TINY.canvas
+    for split, cifar_split in (("train", "train"), ("val", "test")):
+        for n, pasted in enumerate(sources[split]):
+            image = cv2.imread(str(root / "images" / split / f"{n:06d}.jpg"))
+            assert image.shape == (s, s, 3)
+            rows = (root / "labels" / split / f"{n:06d}.txt").read_text().splitlines()
+            assert len(rows) == len(pasted) == 1
+            cls, cx, cy, w, h = (float(v) for v in rows[0].split())
+            assert 0 <= cx - w / 2 and cx + w / 2 <= 1 and 0 <= cy - h / 2 and cy + h / 2 <= 1
+            x0, y0, bw, bh = round((cx - w / 2) * s), round((cy - h / 2) * s), round(w * s), round(h * s)
+            assert TINY.min_side * 0.75 <= max(bw, bh) and min(bw, bh) <= TINY.max_side * 1.25
+            split_dir, cls_name, _ = pasted[0].split("/")
+            assert (split_dir, cls_name) == (cifar_split, names[int(cls)])
+            crop = image[y0:y0 + bh, x0:x0 + bw].astype(float)
+            mine = np.abs(crop - detection_data.paste(cifar10_root / pasted[0], bw, bh)).mean()
+            other = cifar10_root / sources["val" if split == "train" else "train"][0][0]
+            assert mine < 8 < np.abs(crop - detection_data.paste(other, bw, bh)).mean()  # JPEG noise only
+    counts = record["boxes_per_class"]
+    assert sum(counts["train"]) == 6 and sum(counts["val"]) == 3
+
+
+def _cli(script, *argv, timeout=120):
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", YOLO_OFFLINE="1", YOLO_AUTOINSTALL="0")
+    return subprocess.run([sys.executable, str(REPO / "bench" / script), *argv], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--canvas", "100"], "--canvas 100: must be a multiple of 32 (YOLO's stride), at least 32"),
+    (["--max-side", "80"], "--max-side 80: must be between --min-side (24) and half the canvas (64)"),
+    (["--min-objects", "3", "--max-objects", "2"], "--max-objects 2: must be at least --min-objects (3)"),
+    (["--data-seed", "-1"], "--data-seed -1: must be 0 or more"),
+])
+def test_bad_build_flags_one_line_exit_2_nothing_written(tmp_path, capsys, argv, message):
+    assert detection_data.main(["--cache-dir", str(tmp_path / "cache"), *argv]) == 2
+    err = capsys.readouterr()
+    assert err.err == f"detection_data.py: error: {message}\n" and not err.out
+    assert not (tmp_path / "cache").exists()
+
+
+def test_runner_trains_one_epoch_end_to_end_and_skips_it_after(tmp_path, cifar10_root, coco128_root):
+    """bench/detection.py --protocol synthetic at tiny size: builds the set, trains full for one epoch through
+    trainers/yolo_train.py outside the results folder, keeps only the run's small files, summarises; a second
+    invocation trains nothing."""
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    argv = ["--protocol", "synthetic", *TINY_FLAGS, "--cache-dir", str(tmp_path / "cache"), "--epochs", "1",
+            "--methods", "full", "--batch", "4", "--workers", "0", "--out", str(out), "--runs-dir", str(runs)]
+    done = _cli("detection.py", *argv)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    kept = out / "runs" / "full" / "seed0"
+    assert sorted(p.name for p in kept.iterdir()) == ["args.yaml", "command.txt", "conditions.json", "log.jsonl",
+                                                      "output.txt", "results.csv"]
+    assert (runs / "full" / "seed0" / "weights" / "last.pt").is_file()  # the weights stay outside
+    log = [json.loads(line) for line in (kept / "log.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in log] == ["run", "epoch", "summary"] and log[1]["train_images"] == 6
+    assert "imgsz=64" in (kept / "command.txt").read_text()
+    [row] = json.loads((out / "summary.json").read_text())
+    assert row["method"] == "full" and row["regime"] == "synthetic" and row["cost_fraction"] == 1
+    protocol = json.loads((out / "protocol.json").read_text())
+    assert protocol["dataset"]["params"] == TINY.__dict__ and protocol["imgsz"] == 64
+    again = _cli("detection.py", *argv)
+    assert again.returncode == 0 and "[1/1] full: already finished, skipped" in again.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", "full,nope"], "--methods 'full,nope': unknown nope; choose from full, full-c0.5, full-c0.8, "),
+    (["--protocol", "coco128", "--canvas", "64"], "--canvas: a setting of the synthetic set; it needs --protocol "
+                                                  "synthetic (given: coco128)"),
+    (["--epochs", "0"], "--epochs 0: must be at least 1"),
+])
+def test_runner_bad_input_one_line_exit_2(tmp_path, capsys, argv, message):
+    from bench import detection
+
+    assert detection.main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"detection.py: error: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
