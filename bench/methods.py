@@ -49,6 +49,7 @@ def classification_methods(epochs: int) -> dict:
         **{f"adonis-eta3-prune-dense{p:g}-reuse": [
             "--adonis-eta", "3", "--adonis-prune", str(p), "--adonis-prune-pool", "dense", "--adonis-rescale",
             "--adonis-reuse-train-loss", "--adonis-anneal", str(max(1, round(0.125 * epochs)))] for p in (0.5, 0.7)},
+        "adonis-prune": ["--adonis-mode", "prune"],  # the recommended online mode, as a user types it
         "adonis-eta3-balance-floor-anneal": ["--adonis-eta", "3", "--adonis-balance", "--adonis-floor", "0.1",
                                              "--adonis-anneal", str(max(1, epochs // 5))],
     }

@@ -14,6 +14,10 @@ Two ways to run an epoch:
   cached and fresh (η-reuse), the selection needs no image at all, so it is made up front
   from the cached losses and only the kept samples are loaded (the host's loader visits the plan). The
   selector sees the same losses in the same order as when streaming, so it makes the same choices.
+  An epoch where only a few losses are stale (at most :data:`REFRESH_SHARE` of the samples, e.g. the
+  samples a pruning mode left out η epochs ago) is planned too: the stale samples are loaded by index and
+  scored first, in batches of ``rho``, with the model as it is at the epoch's start; then the epoch is
+  planned from the refreshed cache. Streaming would load every sample to score those few, a handful per batch.
 """
 from __future__ import annotations
 
@@ -26,6 +30,10 @@ import torch
 from . import distributed
 from ._validate import check_number
 from .accumulator import BatchAccumulator, TensorBatchOps
+
+# An epoch with at most this share of stale losses (on every rank) scores them up front and is planned
+# (:meth:`OnlineSelection.plan`): loading the stale samples once more costs less than loading every sample.
+REFRESH_SHARE = 0.25
 
 
 def last_item(batch):
@@ -218,10 +226,28 @@ class OnlineSelection:
         self.carry, self.carry_weights = torch.zeros(0, dtype=torch.long), torch.zeros(0)
 
     def can_plan(self, indices: torch.Tensor, epoch: int) -> bool:
-        """True when this epoch's selection can be made without loading a sample: not a warm-up epoch and every
-        sample of ``indices`` (this rank's epoch) has a fresh cached loss, on every rank."""
-        ok = not self.selector.in_warmup(epoch) and not bool(self.selector.needs_scoring(indices, epoch).any())
+        """True when this epoch's selection can be made up front: not a warm-up epoch, and on every rank every
+        sample of ``indices`` (this rank's epoch) has a fresh cached loss, or (with ``load_fn``) at most
+        :data:`REFRESH_SHARE` of them are stale, to be scored first by :meth:`plan`."""
+        stale = int(self.selector.needs_scoring(indices, epoch).sum())
+        allowed = REFRESH_SHARE * len(indices) if self.load_fn is not None else 0
+        ok = not self.selector.in_warmup(epoch) and stale <= allowed
         return distributed.min_over_ranks(int(ok)) == 1
+
+    def _refresh(self, indices: torch.Tensor, epoch: int) -> None:
+        """Score the stale samples of ``indices`` (loaded by index, in batches of ``rho``) and cache their
+        losses on every rank, so the epoch can be selected from the cache alone."""
+        stale = indices[self.selector.needs_scoring(indices, epoch)]
+        start = time.perf_counter()
+        losses = [self._score(self.load_fn(chunk)) for chunk in stale.split(self.rho)] if len(stale) else []
+        losses = torch.cat(losses) if losses else torch.zeros(0)
+        self.stats.scored += len(stale)
+        self.stats.loaded += len(stale)
+        self.stats.score_time_s += time.perf_counter() - start
+        if distributed.world_size() > 1:
+            self._share(stale, losses, epoch)
+        elif len(stale):
+            self.selector.remember(stale, losses, epoch)
 
     def plan(self, index_batches, epoch: int, label_of=None, last: bool = False):
         """Select a whole epoch from cached losses, before loading anything (call only when :meth:`can_plan`).
@@ -230,9 +256,13 @@ class OnlineSelection:
         gives labels for class-aware selectors. The selector runs batch by batch exactly as :meth:`epoch`
         would. Returns the dataset indices to load and train, in order, a multiple of ``rho`` long (the
         samples queued from earlier epochs first); the rest are carried to the next epoch, or, with ``last``,
-        trained as one final batch. Every rank trains the same number of batches.
+        trained as one final batch. Every rank trains the same number of batches. Stale losses (see :meth:`can_plan`) are
+        scored first.
         """
         self.stats = EpochSelectionStats()
+        index_batches = [torch.as_tensor(b).reshape(-1).cpu() for b in index_batches]
+        if self.load_fn is not None:
+            self._refresh(torch.cat(index_batches) if index_batches else torch.zeros(0, dtype=torch.long), epoch)
         start = time.perf_counter()
         kept, weights = [], []
         queued = self.accumulator.flush()  # a streamed epoch's remainder: re-loaded by index with the plan
@@ -242,7 +272,6 @@ class OnlineSelection:
         kept.append(self.carry)
         weights.append(self.carry_weights)
         for indices in index_batches:
-            indices = torch.as_tensor(indices).reshape(-1).cpu()
             losses = self.selector.cached_losses(indices)
             extra = {"labels": torch.as_tensor(label_of(indices)).reshape(-1).cpu()} if label_of is not None else {}
             keep = self.selector.select(losses, indices, epoch, all_losses=distributed.gather_losses(losses), **extra)

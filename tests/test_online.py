@@ -268,3 +268,29 @@ def test_partly_stale_batches_are_scored_in_buckets():
     seen.clear()
     OnlineSelection(AdonisSelector(omega=-1, eta=5), score, rho=16).losses_for((x, y, idx), idx, epoch=0)
     assert seen == [40]  # all stale: the whole batch, whatever the bucket
+
+
+def test_an_epoch_with_few_stale_losses_scores_them_first_and_is_planned():
+    """A few stale losses (here 10 of 1,797, made stale by hand) no longer force a streamed epoch: with a
+    ``load_fn`` they are loaded by index and scored before the plan; a quarter or more stale, or no
+    ``load_fn``, streams."""
+    ds = digits()
+    model = torch.nn.Linear(64, 10)
+    load = lambda idx: tuple(torch.stack(t) for t in zip(*[ds[int(i)] for i in idx]))  # noqa: E731
+    ids = torch.arange(len(ds))
+    loops = {}
+    for name, load_fn in (("loads", load), ("cannot load", None)):
+        loop = OnlineSelection(AdonisSelector(omega=-1, theta=0.05, alpha=0.5, eta=2), make_score_fn(model), rho=32,
+                               load_fn=load_fn)
+        list(loop.epoch(DataLoader(ds, batch_size=50), 0))  # scores every sample, fresh through epoch 1
+        loop.selector.cache.epoch[:10] = -5
+        loops[name] = loop
+    assert not loops["cannot load"].can_plan(ids, 1)
+    loop = loops["loads"]
+    assert loop.can_plan(ids, 1)
+    chosen = loop.plan(ids.split(50), 1)
+    assert loop.stats.scored == loop.stats.loaded == 10
+    assert bool((loop.selector.cache.epoch[:10] == 1).all())  # refreshed in epoch 1
+    assert not bool(loop.selector.needs_scoring(ids, 1).any()) and 0 < len(chosen) < len(ds)
+    loop.selector.cache.epoch[: len(ds) // 4 + 1] = -5
+    assert not loop.can_plan(ids, 1)
