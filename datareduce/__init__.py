@@ -6,7 +6,8 @@ Mathematics 2023, 11, 3120. The README's "Our reading of the paper" says where t
 from .accumulator import BatchAccumulator, TensorBatchOps
 from .adonis import AdonisSelector
 from .composer_sb import ComposerSBSelector
-from .config import AdonisConfig, EmbedConfig, IDSConfig, ReduceConfig
+from .config import (AdonisConfig, ComposerSBConfig, EmbedConfig, IDSConfig, InfoBatchConfig, OfflineConfig,
+                     RandomKeepConfig, ReduceConfig, RS2Config, SBConfig)
 from .infobatch import InfoBatchPruner
 from .online import OnlineSelection
 from .random_keep import RandomKeepSelector
@@ -17,6 +18,7 @@ __all__ = [
     "AdonisSelector", "SelectiveBackpropSelector", "ComposerSBSelector", "InfoBatchPruner", "RandomKeepSelector",
     "RS2Subsets",
     "BatchAccumulator", "TensorBatchOps", "OnlineSelection",
-    "AdonisConfig", "IDSConfig", "EmbedConfig", "ReduceConfig",
+    "AdonisConfig", "IDSConfig", "EmbedConfig", "OfflineConfig", "SBConfig", "ComposerSBConfig", "InfoBatchConfig",
+    "RandomKeepConfig", "RS2Config", "ReduceConfig",
 ]
 __version__ = "0.1.0"

@@ -81,9 +81,9 @@ class BatchAccumulator:
         return merged
 
     def state_dict(self) -> dict:
-        return {"rho": self.rho, "pieces": list(self.pieces), "held": self.held}
+        """The queued samples; ``rho`` stays the constructor's (a resumed run's batch size is its own)."""
+        return {"pieces": list(self.pieces), "held": self.held}
 
     def load_state_dict(self, state: dict) -> None:
-        self.rho = int(state["rho"])
         self.pieces = list(state["pieces"])
         self.held = int(state["held"])

@@ -132,14 +132,13 @@ class AdonisSelector(LossHistorySelector):
     def __init__(self, history=512, bins="sturges", sigma=1.0, theta=0.12, alpha=0.3, eta=1, omega=0, seed=0,
                  *, clip="drop", cap="batch", balance=False, floor=0.0, rescale=False, anneal=0, epochs=None,
                  decay=None, prune=None, prune_pool="learned"):
-        super().__init__(history, eta, "eta", omega, seed)
+        super().__init__(history, eta, omega, seed)
         self.bins = check_choice("bins", bins, BIN_RULES)
         self.clip = check_choice("clip", clip, CLIP_MODES)
         self.cap = check_choice("cap", cap, CAP_MODES)
         self.sigma = check_number("sigma", sigma, low=0, low_open=True)
         self.theta = check_number("theta", theta, low=0, high=1, high_open=True)
         self.alpha = check_number("alpha", alpha, low=0, high=1, low_open=True)
-        self.eta = eta
         self.balance = bool(balance)
         self.floor = check_number("floor", floor, low=0, high=self.alpha)
         self.rescale = bool(rescale)

@@ -63,23 +63,24 @@ def reduce_line(cfg: ReduceConfig, rho=None, kept: Optional[str] = None) -> str:
                          + (f" K={i.prototypes}" if i.prototypes != 1 else "") + f", {_extractor(cfg)}")
     m = cfg.method
     if m in ("ssp", "rpc", "rpd"):
-        parts.append(f"{NAMES[m]} α={_g(cfg.alpha)}" + (f", {_extractor(cfg)}" if m == "ssp" else ""))
+        parts.append(f"{NAMES[m]} α={_g(cfg.offline.alpha)}" + (f", {_extractor(cfg)}" if m == "ssp" else ""))
     elif m in ("sb", "stale-sb"):
-        parts.append(f"{NAMES[m]} β={_g(cfg.sb_beta)} history {cfg.sb_history} staleness {cfg.staleness}")
+        parts.append(f"{NAMES[m]} β={_g(cfg.sb.beta)} history {cfg.sb.history} η={cfg.sb_eta}")
     elif m == "composer-sb":
-        parts.append(f"Composer SB keep {_g(cfg.composer_keep)} from {_g(cfg.composer_start)} to "
-                     f"{_g(cfg.composer_end)} of training, every {cfg.composer_interrupt}-th batch in full")
+        c = cfg.composer
+        parts.append(f"Composer SB keep {_g(c.keep)} from {_g(c.start)} to {_g(c.end)} of training, every "
+                     f"{c.interrupt}-th batch in full")
     elif m == "infobatch":
-        parts.append(f"InfoBatch r={_g(cfg.infobatch_ratio)} δ={_g(cfg.infobatch_delta)}")
+        parts.append(f"InfoBatch r={_g(cfg.infobatch.ratio)} δ={_g(cfg.infobatch.delta)}")
     elif m == "random-keep":
-        parts.append(f"random-keep {_g(cfg.random_keep)} of each batch (control)")
+        parts.append(f"random-keep {_g(cfg.random_keep.keep)} of each batch (control)")
     elif m == "rs2":
-        parts.append(f"RS2 {_g(cfg.rs2_fraction)} of the training set per epoch")
+        parts.append(f"RS2 {_g(cfg.rs2.fraction)} of the training set per epoch")
     if cfg.adonis is not None:
         parts.append(_adonis(cfg.adonis, rho))
     text = " + ".join(parts) if parts else "full data (no data reduction)"
     if kept:
         text += f"; {kept}"
-    if cfg.load_all and (cfg.adonis is not None or m in ("sb", "stale-sb", "random-keep")):
+    if cfg.load_all_samples and (cfg.adonis is not None or m in ("sb", "stale-sb", "random-keep")):
         text += "; every sample loaded (--load-all-samples)"
     return f"datareduce: {text}" + (f" (seed {cfg.seed})" if parts else "")

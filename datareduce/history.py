@@ -34,10 +34,14 @@ class LossHistory:
         return torch.pow(decay, (age // max(batch, 1)).double())
 
     def state_dict(self) -> dict:
-        return {"size": self.size, "values": self.values.clone(), "count": self.count, "pos": self.pos}
+        return {"values": self.values.clone(), "count": self.count, "pos": self.pos}
 
     def load_state_dict(self, state: dict) -> None:
-        self.size = int(state["size"])
-        self.values = state["values"].clone()
-        self.count = int(state["count"])
-        self.pos = int(state["pos"])
+        """Restore the stored losses into this buffer's ``size``: a buffer of another length keeps the newest
+        ``size`` of them (a run resumed with another history length)."""
+        values, count, pos = state["values"], int(state["count"]), int(state["pos"])
+        if values.numel() == self.size:  # slot for slot, so the histogram sums in the same order
+            self.values, self.count, self.pos = values.clone(), count, pos
+            return
+        self.values, self.count, self.pos = torch.zeros(self.size), 0, 0
+        self.push(values[(pos - count + torch.arange(count)) % values.numel()])  # oldest first

@@ -23,7 +23,7 @@ import numpy as np
 from . import manifest as manifest_mod
 from ._validate import UsageError, check_choice, check_number
 from .atomic import check_writable_dir
-from .config import OFFLINE, EmbedConfig, IDSConfig, ReduceConfig
+from .config import OFFLINE, EmbedConfig, IDSConfig, OfflineConfig, ReduceConfig
 
 METHODS = ("ids",) + OFFLINE  # ids, ssp, rpc, rpd
 NEEDS_EMBEDDINGS = ("ids", "ssp")
@@ -69,7 +69,7 @@ def config_for(method: str = "ids", alpha: float = 0.8, mode: str = "easy", gamm
         return ReduceConfig(method="full", ids=ids, embed=embed, seed=seed)
     if gamma is not None or prototypes != 1 or mode != "easy":
         raise UsageError(f"--gamma, --prototypes and --mode apply to --method ids only, not to {method}")
-    return ReduceConfig(method=method, alpha=alpha, embed=embed, seed=seed)
+    return ReduceConfig(method=method, offline=OfflineConfig(alpha), embed=embed, seed=seed)
 
 
 def image_folder_root(data_path) -> Path:

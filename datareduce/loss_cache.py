@@ -1,4 +1,4 @@
-"""Per-sample loss cache keyed by dataset index: the η-reuse of ADONIS and the staleness of Stale-SB."""
+"""Per-sample loss cache keyed by dataset index: the η-reuse of ADONIS and Stale-SB."""
 from __future__ import annotations
 
 import torch
@@ -50,9 +50,10 @@ class LossCache:
         return self.loss[indices].clone()
 
     def state_dict(self) -> dict:
-        return {"eta": self.eta, "loss": self.loss.clone(), "epoch": self.epoch.clone()}
+        """The cached losses and the epochs they were scored in; ``eta`` stays the constructor's, so a run
+        resumed with another η reuses the restored losses for the new η."""
+        return {"loss": self.loss.clone(), "epoch": self.epoch.clone()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.eta = int(state["eta"])
         self.loss = state["loss"].clone()
         self.epoch = state["epoch"].clone()

@@ -15,19 +15,19 @@ def as_losses(values) -> torch.Tensor:
 
 class LossHistorySelector:
     """Base of the loss-driven selectors: a ring buffer of the last ``history`` finite losses, a cache that lets
-    a sample's loss be reused for ``reuse_epochs`` epochs, warm-up epochs on all data (epochs ``i ≤ omega``, as
+    a sample's loss be reused for ``eta`` epochs (η), warm-up epochs on all data (epochs ``i ≤ omega``, as
     Algorithm 1 line 11 counts them), and a seeded RNG.
 
     Subclasses call :meth:`observe` at the top of ``select`` and apply their own rule to the history.
     """
 
-    def __init__(self, history: int, reuse_epochs: int, reuse_name: str, omega: int, seed: int):
+    def __init__(self, history: int, eta: int, omega: int, seed: int):
         self.history_size = check_number("history", history, low=2, integer=True)
-        check_number(reuse_name, reuse_epochs, low=1, integer=True)
+        self.eta = check_number("eta", eta, low=1, integer=True)
         self.omega = check_number("omega", omega, low=-1, integer=True)
         self.seed = check_number("seed", seed, integer=True)
         self.history = LossHistory(self.history_size)
-        self.cache = LossCache(reuse_epochs)
+        self.cache = LossCache(self.eta)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.nonfinite = 0
 
@@ -69,7 +69,8 @@ class LossHistorySelector:
         return bad
 
     def state_dict(self) -> dict:
-        """Everything needed for a resumed run to select exactly as an uninterrupted one."""
+        """Everything needed for a resumed run to select exactly as an uninterrupted one: the data (history,
+        cached losses, RNG), not the parameters, which the selector built for the resumed run keeps."""
         return {"history": self.history.state_dict(), "cache": self.cache.state_dict(),
                 "generator": self.generator.get_state(), "nonfinite": self.nonfinite}
 

@@ -79,15 +79,15 @@ def build_manifest(cfg: ReduceConfig, keys: Sequence[str], embeddings: Optional[
         params = {k: v for k, v in asdict(c).items() if k != "manifest"}
         return manifest.make(keys, subsets, "ids", params, extractor=extractor)
     if cfg.method == "ssp":
-        kept = baselines.ssp(embeddings, labels, alpha=cfg.alpha, seed=cfg.seed)
+        kept = baselines.ssp(embeddings, labels, alpha=cfg.offline.alpha, seed=cfg.seed)
     elif cfg.method == "rpc":
         if labels is None:
             raise UsageError("--reduce rpc keeps a share of each class: it needs one class per sample "
                              "(use rpd for detection)")
-        kept = baselines.random_per_class(labels, alpha=cfg.alpha, seed=cfg.seed)
+        kept = baselines.random_per_class(labels, alpha=cfg.offline.alpha, seed=cfg.seed)
     elif cfg.method == "rpd":
-        kept = baselines.random_per_dataset(len(keys), alpha=cfg.alpha, seed=cfg.seed)
+        kept = baselines.random_per_dataset(len(keys), alpha=cfg.offline.alpha, seed=cfg.seed)
     else:
         raise ValueError(f"--reduce {cfg.method} is not an offline selection")
     return manifest.make(keys, [manifest.subset(kept, keys, labels, classes, mode=None, from_epoch=0)], cfg.method,
-                         {"alpha": cfg.alpha, "seed": cfg.seed}, extractor=extractor)
+                         {"alpha": cfg.offline.alpha, "seed": cfg.seed}, extractor=extractor)

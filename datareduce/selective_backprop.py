@@ -11,16 +11,15 @@ class SelectiveBackpropSelector(LossHistorySelector):
     """Keep each sample with probability P(h < loss)^beta, over the last ``history`` losses h (the batch's own
     included, pushed first).
 
-    The draw is probabilistic and seeded. ``staleness`` > 1 reuses a sample's loss for that many epochs
-    (Stale-SB, ``staleness=2``), through the same ``needs_scoring`` / ``cached_losses`` protocol as
+    The draw is probabilistic and seeded. ``eta`` > 1 reuses a sample's loss for that many epochs
+    (Stale-SB, ``eta=2``), through the same ``needs_scoring`` / ``cached_losses`` protocol as
     :class:`~datareduce.adonis.AdonisSelector`; epochs ``i ≤ omega`` train on everything (the default 0 primes
     one full epoch, as the authors' code does; −1 selects from the first batch).
     """
 
-    def __init__(self, beta=2.0, history=1024, staleness=1, seed=0, omega=0):
+    def __init__(self, beta=2.0, history=1024, eta=1, seed=0, omega=0):
         self.beta = check_number("beta", beta, low=0, low_open=True)
-        super().__init__(history, staleness, "staleness", omega, seed)
-        self.staleness = staleness
+        super().__init__(history, eta, omega, seed)
 
     def keep_probability(self, losses: torch.Tensor) -> torch.Tensor:
         """The share of the current history *strictly below* each loss, raised to ``beta`` (0 for non-finite

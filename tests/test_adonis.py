@@ -134,6 +134,30 @@ def test_history_is_a_ring_of_the_newest_values():
     assert sorted(sel.history.view().tolist()) == [3.0, 4.0, 5.0, 6.0]
 
 
+def test_a_restored_selector_keeps_its_own_eta_and_history_length():
+    """A checkpoint restores data (cached losses, history, RNG), never parameters: a selector built with
+    another η re-scores by its own η, and one with another history length keeps the newest losses."""
+    a = AdonisSelector(history=4, theta=0.0, alpha=1.0, eta=3, omega=-1)
+    idx = torch.arange(3)
+    a.select(torch.tensor([1.0, 2.0, 3.0]), idx, epoch=0)
+    a.select(torch.tensor([4.0, 5.0, 6.0]), idx + 3, epoch=0)
+    state = a.state_dict()
+    same = AdonisSelector(history=4, eta=3, omega=-1)
+    same.load_state_dict(state)
+    assert torch.equal(same.history.values, a.history.values) and same.history.pos == a.history.pos
+    assert not same.needs_scoring(idx, 2).any()  # η 3: scored in epoch 0, fresh through epoch 2
+    short = AdonisSelector(history=2, eta=1, omega=-1)
+    short.load_state_dict(state)
+    assert short.eta == short.cache.eta == 1 and short.needs_scoring(idx, 1).all()
+    assert torch.equal(short.cached_losses(idx), torch.tensor([1.0, 2.0, 3.0]))
+    assert short.history.view().tolist() == [5.0, 6.0]
+    short.history.push(torch.tensor([7.0]))
+    assert sorted(short.history.view().tolist()) == [6.0, 7.0]  # the oldest goes first
+    long = AdonisSelector(history=8, omega=-1)
+    long.load_state_dict(state)
+    assert long.history.view().tolist() == [3.0, 4.0, 5.0, 6.0] and long.history.count == 4
+
+
 def test_clamp_moves_high_losses_into_the_top_bin():
     """Figure 3 read as clamping: history values beyond mean + σ·std are moved to the edge, so a high loss
     lands in the (now dense) top bin and can pass θ; read as dropping, it is never a candidate."""

@@ -148,7 +148,7 @@ def test_sb(cifar10_small, tmp_path):
     # epoch 0 primes on every sample (as SB's authors do), then every sample is scored each epoch
     assert [e["samples_scored"] for e in epochs] == [0, 400]
     assert epochs[0]["samples_selected"] == 400 and 0 < epochs[1]["samples_selected"] < 400
-    assert log(out, "run")[0]["reduce"]["sb_beta"] == 2.0
+    assert log(out, "run")[0]["reduce"]["sb"]["beta"] == 2.0
 
 
 def test_infobatch(cifar10_small, tmp_path):
@@ -182,7 +182,7 @@ def test_rs2(cifar10_small, tmp_path):
     assert [e["forward_samples"] for e in epochs] == [100] * 4 == [e["samples_backprop"] for e in epochs]
     assert all(e["samples_scored"] == 0 and e["keep_fraction"] == 0.25 for e in epochs)
     assert np.load(out / "selection_counts.npy").tolist() == [1] * 400
-    assert log(out, "run")[0]["reduce"] == {"method": "rs2", "seed": 0, "rs2_fraction": 0.25}
+    assert log(out, "run")[0]["reduce"] == {"method": "rs2", "seed": 0, "rs2": {"fraction": 0.25}}
     assert log(out, "summary")[0]["method"] == "rs2"
 
 

@@ -1,5 +1,6 @@
 """trainers/classify.py keeps a run's folder honest: an existing run is never silently replaced, a resume never
-silently ignores a changed flag, a diverged run stops, and Ctrl-C says how to continue."""
+silently ignores a changed flag (it refuses it, or for η and the history lengths uses it), a diverged run stops,
+and Ctrl-C says how to continue."""
 import json
 import shlex
 import signal
@@ -59,7 +60,7 @@ def test_an_existing_run_is_not_overwritten(cifar10_small, tmp_path):
     assert [r["type"] for r in log(fresh)] == ["run", "epoch", "summary"]
 
 
-def test_resume_refuses_changed_settings_and_keeps_its_own(cifar10_small, tmp_path):
+def test_resume_refuses_changed_settings_keeps_its_own_and_honours_a_new_eta(cifar10_small, tmp_path):
     out = tmp_path / "adonis"
     common = ["--data-path", cifar10_small, *SMALL, "--epochs", "3", "--adonis-eta", "3", "--output-dir", out]
     run([*common, "--stop-after", "1"])
@@ -69,7 +70,7 @@ def test_resume_refuses_changed_settings_and_keeps_its_own(cifar10_small, tmp_pa
                "--lr", "0.05", "-b", "16", "--resume", ckpt]
     line = _error_line(run(changed, check=False))
     assert "the run was started with other settings" in line
-    assert "--batch-size 32 → 16" in line and "--lr 0.1 → 0.05" in line and "--adonis-eta 3 → 1" in line
+    assert "--batch-size 32 → 16" in line and "--lr 0.1 → 0.05" in line and "--adonis-eta" not in line
     assert "start a new run" in line
     assert _files(out) == before
     # an ADONIS parameter left at its default shows the value the run used
@@ -78,15 +79,18 @@ def test_resume_refuses_changed_settings_and_keeps_its_own(cifar10_small, tmp_pa
 
     # nothing but --resume (from another folder): the checkpoint's data, model and η=3, one more epoch
     run(["--resume", ckpt, "--stop-after", "1"], cwd=tmp_path)
-    # the whole command again, plus flags that do not change what is computed: the last epoch
-    run([*common, "--device", "cpu", "--workers", "0", "--resume", ckpt])
+    # the whole command again with another η (honoured: the cached losses keep the epoch they were scored in),
+    # plus flags that do not change what is computed: the last epoch
+    proc = run([*common, "--adonis-eta", "1", "--device", "cpu", "--workers", "0", "--resume", ckpt])
+    assert "datareduce: resumed with --adonis-eta 3 → 1" in proc.stdout.splitlines()
     epochs = log(out, "epoch")
     assert [e["epoch"] for e in epochs] == [0, 1, 2]
-    # η=3: one epoch scores every sample, the others reuse its losses (η=1 would score every selecting epoch)
-    assert sorted(e["samples_scored"] for e in epochs) == [0, 0, 400]
+    # epoch 0 warms up, epoch 1 scores every sample; η=3 would reuse those losses in epoch 2, η=1 scores again
+    assert [e["samples_scored"] for e in epochs] == [0, 400, 400]
     assert all(e["forward_samples"] == 400 for e in epochs) and len(log(out, "summary")) == 1
+    assert log(out, "resume") == [{"type": "resume", "epoch": 2, "changed": {"--adonis-eta": [3, 1]}}]
     args = torch.load(ckpt, map_location="cpu", weights_only=True)["args"]
-    assert args["adonis_eta"] == 3 and args["data_path"] == str(cifar10_small) and args["batch_size"] == 32
+    assert args["adonis_eta"] == 1 and args["data_path"] == str(cifar10_small) and args["batch_size"] == 32
 
 
 def test_a_diverged_run_stops_and_keeps_the_last_good_checkpoint(cifar10_small, tmp_path):

@@ -184,3 +184,22 @@ def test_start_up_dump_leaves_the_reduction_flags_to_the_datareduce_line():
     shown = vars(cls.shown_args(args))
     assert not {"adonis", "ids", "reduce", "adonis_eta", "ids_alpha", "reduce_alpha"} & set(shown)
     assert shown["batch_size"] == 32 and shown["lr"] == 0.1 and "_given" not in shown
+
+
+def test_resume_honours_eta_and_history_of_the_method_in_use_and_refuses_the_rest():
+    """Which flags a resumed run may change (no training: the checkpoint holds the flags the run started with).
+    η and the history length of the method the run uses are honoured; one that would switch a method on, or any
+    other parameter, is refused naming the flag, the run's value and the new one."""
+    from datareduce._validate import UsageError
+
+    cls = _classify()
+    started = {"args": cls.saved_args(cls.parse_args(["--reduce", "stale-sb", "--sb-history", "64"]))}
+    args = cls.parse_args(["--resume", "c.pth", "--sb-eta", "5", "--sb-history", "32"])
+    assert cls.resume_settings(args, started) == {"--sb-eta": (2, 5), "--sb-history": (64, 32)}
+    assert args.reduce == "stale-sb" and args.sb_eta == 5  # the rest from the checkpoint, the change kept
+    full = {"args": cls.saved_args(cls.parse_args([]))}
+    for run, argv, refused in ((started, ["--sb-beta", "3"], "--sb-beta 2.0 → 3.0"),
+                               (started, ["--seed", "1"], "--seed 0 → 1"),
+                               (full, ["--adonis-eta", "2"], "--adonis-eta unset → 2")):
+        with pytest.raises(UsageError, match=f"started with other settings \\({refused}\\)"):
+            cls.resume_settings(cls.parse_args(["--resume", "c.pth", *argv]), run)

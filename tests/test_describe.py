@@ -2,7 +2,7 @@
 trainers print at start-up, with the settings that take effect."""
 import pytest
 
-from datareduce.config import AdonisConfig, IDSConfig, ReduceConfig
+from datareduce.config import AdonisConfig, IDSConfig, OfflineConfig, ReduceConfig, RS2Config
 from datareduce.describe import method_name, reduce_line
 from datareduce.report.runs import detect_method, load_run
 
@@ -15,7 +15,7 @@ CONFIGS = {
     "sb": ReduceConfig(method="sb"),
     "infobatch": ReduceConfig(method="infobatch"),
     "ids+sb": ReduceConfig(method="sb", ids=IDSConfig()),
-    "ssp": ReduceConfig(method="ssp", alpha=0.6),
+    "ssp": ReduceConfig(method="ssp", offline=OfflineConfig(alpha=0.6)),
 }
 
 
@@ -36,12 +36,11 @@ def test_reduce_line_names_the_method_and_its_effective_settings():
     assert line.startswith("datareduce: IDS α=0.8 easy → hard from epoch 120, extractor efficientnet-lite0 at 96 px "
                            "+ ADONIS η=1 ")
     assert reduce_line(ReduceConfig(ids=IDSConfig(manifest="m.json"))) == "datareduce: IDS subset from m.json (seed 0)"
-    assert reduce_line(ReduceConfig(method="sb")) == "datareduce: Selective Backprop β=2 history 1024 staleness 1 " \
-                                                     "(seed 0)"
-    assert reduce_line(ReduceConfig(method="stale-sb")).startswith("datareduce: Stale-SB β=2 history 1024 staleness 2")
-    assert reduce_line(ReduceConfig(method="rpd", alpha=0.5)) == "datareduce: RPD α=0.5 (seed 0)"
+    assert reduce_line(ReduceConfig(method="sb")) == "datareduce: Selective Backprop β=2 history 1024 η=1 (seed 0)"
+    assert reduce_line(ReduceConfig(method="stale-sb")).startswith("datareduce: Stale-SB β=2 history 1024 η=2")
+    assert reduce_line(ReduceConfig(method="rpd", offline=OfflineConfig(0.5))) == "datareduce: RPD α=0.5 (seed 0)"
     assert reduce_line(ReduceConfig(method="infobatch")) == "datareduce: InfoBatch r=0.5 δ=0.875 (seed 0)"
-    assert reduce_line(ReduceConfig(method="rs2", rs2_fraction=0.3)) == \
+    assert reduce_line(ReduceConfig(method="rs2", rs2=RS2Config(0.3))) == \
         "datareduce: RS2 0.3 of the training set per epoch (seed 0)"
     assert "ρ=the batch size" in reduce_line(ReduceConfig(adonis=AdonisConfig()))
 
@@ -70,23 +69,6 @@ def test_classify_says_what_runs_and_its_summary_names_it(tmp_path):
     recs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert recs[-1]["type"] == "summary" and recs[-1]["method"] == "rpd+adonis"
     assert load_run(out).method == "rpd+adonis"
-
-
-def test_reduce_config_round_trips_through_a_dict():
-    """to_dict / from_dict (the Ultralytics DDP sidecar's format) give back an equal, validated config."""
-    import json
-
-    from datareduce import AdonisConfig, EmbedConfig, IDSConfig, ReduceConfig
-
-    cfg = ReduceConfig(ids=IDSConfig(alpha=0.6, gamma=4), adonis=AdonisConfig(eta=3, clip="clamp", prune=0.5),
-                       embed=EmbedConfig(image_size=64), seed=7)
-    back = ReduceConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
-    assert back == cfg
-    assert ReduceConfig.from_dict(ReduceConfig(method="rs2", rs2_fraction=0.3).to_dict()).rs2_fraction == 0.3
-    with pytest.raises(ValueError, match="unknown data-reduction setting"):
-        ReduceConfig.from_dict({**cfg.to_dict(), "adonis_eta": 3})
-    with pytest.raises(ValueError, match="rs2 fraction"):
-        ReduceConfig.from_dict({**ReduceConfig().to_dict(), "rs2_fraction": 2.0})
 
 
 def test_the_start_up_line_names_the_prune_mode_and_drops_the_unused_alpha():

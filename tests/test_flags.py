@@ -30,9 +30,10 @@ def test_ids_and_adonis_combine():
     assert c.ids.alpha == 0.7 and c.ids.gamma == 5 and c.adonis is not None
 
 
-def test_stale_sb_staleness():
+def test_stale_sb_eta():
     sel = parse("--reduce", "stale-sb").online_selector()
-    assert isinstance(sel, SelectiveBackpropSelector) and sel.staleness == 2
+    assert isinstance(sel, SelectiveBackpropSelector) and sel.eta == 2 and sel.cache.eta == 2
+    assert parse("--reduce", "stale-sb", "--sb-eta", "3").online_selector().eta == 3
 
 
 @pytest.mark.parametrize("argv,needle", [

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from datareduce import cli, ids_command, manifest, metrics, records
-from datareduce.config import AdonisConfig, IDSConfig, ReduceConfig
+from datareduce.config import AdonisConfig, IDSConfig, OfflineConfig, ReduceConfig
 from datareduce.datasets import IndexedImageFolder
 from datareduce.online import OnlineSelection
 from datareduce.report import build
@@ -291,7 +291,7 @@ def test_old_yolo_run_folder_format(coco128_root, tmp_path):
     a result. (Today's folders are read from real runs in test_yolo_train.py.)"""
     run = tmp_path / "yolo"
     log = records.RunLog(run)
-    log.write("config", {"reduce": ReduceConfig(method="rpd", alpha=0.5).describe(), "world_size": 1})
+    log.write("config", {"reduce": ReduceConfig(method="rpd", offline=OfflineConfig(0.5)).describe(), "world_size": 1})
     images = sorted(p for p in (coco128_root / "images" / "train").iterdir() if p.suffix == ".jpg")
     keys = [p.relative_to(coco128_root).as_posix() for p in images]
     kept = np.arange(0, len(keys), 2)
@@ -367,6 +367,7 @@ def test_boosts_of_runs_timed_on_a_busy_machine_are_marked_unreliable(tmp_path):
     calm = _synthetic_run(tmp_path / "calm", ReduceConfig(method="random-keep"), [1.05, 0.4, 0.4], full_epochs=(0,))
     none = _synthetic_run(tmp_path / "none", ReduceConfig(method="sb"), [0.5, 0.4, 0.4], full_epochs=())
     loaded = load_runs([full, busy, calm, none])
+    assert [r.settings for r in loaded] == ["", "keep=0.3", "keep=0.3", "beta=2.0 eta=1 history=1024"]
     assert timing_ratio(loaded[1], loaded[0]) == (2.0, 1)
     rows = {row["run"]: row for row in metrics_table(loaded, loaded[0])}
     assert rows["busy"]["boost_unreliable"] and rows["busy"]["timing_ratio"] == 2.0

@@ -14,7 +14,7 @@ def test_keep_rate_matches_cdf_power_beta():
     for x in (0.3, 0.6, 0.9):
         n, kept = 20000, 0
         for _ in range(n // 100):
-            sel.history.load_state_dict({"size": 1024, "values": before.clone(), "count": 1024, "pos": 0})
+            sel.history.load_state_dict({"values": before.clone(), "count": 1024, "pos": 0})
             kept += int(sel.select(torch.full((100,), x)).sum())
         # the batch enters the history before its CDF is read, and only strictly lower losses count (as in
         # SB's percentile_of_score): the 100 tied copies of x in the history do not count
@@ -24,8 +24,8 @@ def test_keep_rate_matches_cdf_power_beta():
         assert abs(kept / n - p) < 5 * se, (x, kept / n, p)
 
 
-def test_nonfinite_never_kept_and_staleness():
-    sel = SelectiveBackpropSelector(staleness=2, omega=-1)
+def test_nonfinite_never_kept_and_eta():
+    sel = SelectiveBackpropSelector(eta=2, omega=-1)
     idx = torch.arange(4)
     keep = sel.select(torch.tensor([float("nan"), 5.0, float("inf"), 5.0]), idx, epoch=0)
     assert not keep[0] and not keep[2]
@@ -42,7 +42,7 @@ def test_state_round_trip():
     assert torch.equal(a.select(x), b.select(x))
 
 
-@pytest.mark.parametrize("kw", [dict(beta=0), dict(history=1), dict(staleness=0)])
+@pytest.mark.parametrize("kw", [dict(beta=0), dict(history=1), dict(eta=0)])
 def test_bad_parameters(kw):
     with pytest.raises(ValueError, match=list(kw)[0]):
         SelectiveBackpropSelector(**kw)

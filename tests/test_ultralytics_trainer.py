@@ -2,6 +2,7 @@
 to the class, the Ultralytics methods it overrides."""
 import inspect
 import json
+import pickle
 
 import pytest
 import torch
@@ -22,6 +23,8 @@ from ultralytics.data.dataset import YOLODataset  # noqa: E402
 from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402
 from ultralytics.nn.tasks import DetectionModel  # noqa: E402
 from ultralytics.utils import YAML  # noqa: E402
+
+from test_config import EVERY_FAMILY  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -106,9 +109,12 @@ def test_settings_are_bound_to_a_trainer_class():
     assert TrainerSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
     config = ReduceConfig(ids=IDSConfig(alpha=0.7, gamma=3), adonis=AdonisConfig(eta=3, seed=7))
     assert DataReduceDetectionTrainer.with_settings(config).settings_for(seed=0) == TrainerSettings(config)
+    every = DataReduceDetectionTrainer.with_settings(EVERY_FAMILY, lr_gamma=0.9)  # to_dict, pickled, from_dict
+    assert pickle.loads(pickle.dumps(every.bound_settings)) == TrainerSettings(EVERY_FAMILY, 0.9).to_dict()
+    assert every.settings_for(seed=0) == TrainerSettings(EVERY_FAMILY, 0.9)
     assert DataReduceDetectionTrainer.settings_for(seed=4) == TrainerSettings()  # unbound: full data
     assert bound.settings_for(seed=4) == settings  # binding another class changed nothing here
-    for kwargs, message in (({"adonis_etaa": 3}, "adonis_etaa"), ({"ids_alpha": 1.5}, "ids alpha=1.5"),
+    for kwargs, message in (({"adonis_etaa": 3}, "adonis_etaa"), ({"ids_alpha": 1.5}, "--ids-alpha=1.5"),
                             ({"lr_gamma": 1.5}, "lr_gamma"), ({"config": config, "adonis_eta": 2}, "not both"),
                             ({"reduce": "rs3"}, "rs3")):
         with pytest.raises(UsageError, match=message):

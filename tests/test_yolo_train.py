@@ -129,7 +129,7 @@ def test_rs2_trains_a_fresh_subset_each_epoch(run, coco_small):
     # 2 batches an epoch accumulate towards nbs=64 images: each epoch still steps (it used to make 0 in epoch 1)
     assert all(e["optimizer_steps"] >= 1 for e in epochs), [e["optimizer_steps"] for e in epochs]
     assert selection_counts(trainer, log).tolist() == [1] * 24
-    assert of("run", log)[0]["reduce"] == {"method": "rs2", "seed": 0, "rs2_fraction": 0.5}
+    assert of("run", log)[0]["reduce"] == {"method": "rs2", "seed": 0, "rs2": {"fraction": 0.5}}
 
 
 def test_infobatch_prunes_and_weights(run, coco_small):
@@ -368,7 +368,7 @@ def test_coco_json_input(coco128_root, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--ids-alpha", "1.5"], "ids alpha=1.5 is out of range"),
+    (["--ids-alpha", "1.5"], "--ids-alpha=1.5 is out of range"),
     (["data=/nonexistent/coco.yaml"], "never downloaded"),
     (["--reduce", "rpc"], "not available for YOLO detection"),
     (["--reduce", "infobatch", "--ids-alpha", "0.5"], "combining it with IDS is not supported"),

@@ -43,7 +43,8 @@ from datareduce.datasets import PRESETS, load_datasets, skipped_message
 from datareduce.describe import method_name, reduce_line
 from datareduce.distributed import barrier, broadcast_object
 from datareduce.extras import MissingExtra
-from datareduce.flags import add_reduce_arguments, apply_config_file, config_from_args, read_config_file
+from datareduce.flags import (add_reduce_arguments, apply_config_file, config_from_args, described_value,
+                              read_config_file, resumable_flags)
 from datareduce.integrations.classification.checkpoint import (load_checkpoint, reducer_states, restore_reducer,
                                                                save_checkpoint)
 from datareduce.integrations.classification.evaluation import evaluate
@@ -66,7 +67,8 @@ CHECKPOINT = "checkpoint.pth"
 INVOCATION_FLAGS = ("resume", "output_dir", "start_epoch", "stop_after", "test_only", "config", "overwrite",
                     "world_size", "dist_url")
 # Flags a resumed run takes from its checkpoint but may change: where the data is and how the run executes,
-# not what it computes. Every other flag must keep the value the run was started with.
+# not what it computes. Every other flag must keep the value the run was started with, except η and the loss-history
+# lengths (resumable_flags), which the resumed epochs use.
 FREE_ON_RESUME = ("data_path", "device", "workers", "print_freq", "amp", "allow_nonfinite", "weights",
                   "use_deterministic_algorithms")
 
@@ -245,11 +247,14 @@ def _reduce_settings(ns) -> dict:
     return desc
 
 
-def resume_settings(args, checkpoint, check=True) -> None:
+def resume_settings(args, checkpoint, check=True) -> dict:
     """Continue with the checkpoint's own settings: flags not given now are taken from it, so ``--resume FILE``
     alone continues the run as it was started. A given flag that changes what the run computes (its model,
     epochs, optimizer, schedule, data pipeline, seed, data reduction) is refused: the restored optimizer,
-    scheduler and selector state would silently keep the old value, or mix two runs in one log."""
+    scheduler, subset and selector state were made with the old value, or the log would mix two runs. Only η and
+    the loss-history lengths (:func:`~datareduce.flags.resumable_flags`) of a method the run uses may change: the
+    restored cached losses and history hold for any value. Returns those changes: flag → (the run's value, the
+    new one)."""
     old = {k: v for k, v in (checkpoint.get("args") or {}).items() if hasattr(args, k) and not k.startswith("_")}
     given = _given(args)
     started = argparse.Namespace(**saved_args(args))  # the run as started (today's defaults for newer flags)
@@ -258,32 +263,37 @@ def resume_settings(args, checkpoint, check=True) -> None:
         if key not in INVOCATION_FLAGS and key not in given:
             setattr(args, key, value)
     if not check:
-        return
+        return {}
     parser = get_args_parser()
     reduce_flags = {a.dest for a in add_reduce_arguments(argparse.ArgumentParser(add_help=False))._actions}
-    reduce_changed = _reduce_settings(args) != _reduce_settings(started)
-    changed = []
+    was, now = _reduce_settings(started), _reduce_settings(args)
+    free = {k for k in resumable_flags() if described_value(was, k) is not None}  # of a method the run uses
+    kept = argparse.Namespace(**{**vars(args), **{k: getattr(started, k) for k in free}})
+    reduce_changed = _reduce_settings(kept) != was
+    changed, honoured = [], {}
     for action in parser._actions:
         key = action.dest
         if key not in given or key in INVOCATION_FLAGS or key in FREE_ON_RESUME:
             continue
-        if (key not in reduce_flags or reduce_changed) and getattr(args, key) != getattr(started, key):
-            changed.append((key, max(action.option_strings, key=len)))
+        flag = max(action.option_strings, key=len)
+        if key in free:
+            if described_value(was, key) != described_value(now, key):
+                honoured[flag] = (described_value(was, key), described_value(now, key))
+        elif (key not in reduce_flags or reduce_changed) and getattr(args, key) != getattr(started, key):
+            changed.append((key, flag))
     if changed:
-        was, now = _reduce_settings(started), _reduce_settings(args)
         parts = ", ".join(f"{flag} {_shown(started, key, was)} → {_shown(args, key, now)}" for key, flag in changed)
         raise UsageError(f"--resume {args.resume}: the run was started with other settings ({parts}); a resumed "
                          "run continues with its own: drop these flags, or start a new run (another --output-dir) "
                          "to change them")
+    return honoured
 
 
 def _shown(ns, key, desc) -> str:
-    """A flag's value for a message; an unset ADONIS/IDS parameter shows the value its method used."""
+    """A flag's value for a message; an unset data-reduction parameter shows the value its method used."""
     value = getattr(ns, key)
     if value is None:
-        for prefix in ("adonis", "ids"):
-            if key.startswith(prefix + "_") and key[len(prefix) + 1:] in desc.get(prefix, {}):
-                value = desc[prefix][key[len(prefix) + 1:]]
+        value = described_value(desc, key)
     if value is None:
         return "unset"
     if isinstance(value, bool):
@@ -376,8 +386,9 @@ def interrupted(args) -> int:
 def main(args):
     wall_start = time.perf_counter()
     checkpoint = load_checkpoint(args.resume) if args.resume else None
+    honoured = {}
     if checkpoint is not None:
-        resume_settings(args, checkpoint, check=not args.test_only)
+        honoured = resume_settings(args, checkpoint, check=not args.test_only)
         args._checkpoint = (str(args.resume), checkpoint["epoch"])
     device = resolve_device(args.device)
     dist, device = init_distributed(device, args.dist_url)
@@ -402,6 +413,8 @@ def main(args):
     check_supported(reduce_cfg)
     if not args.test_only:
         say(reduce_line(reduce_cfg, rho=args.batch_size))  # what runs, with its effective settings
+    if honoured:
+        say("datareduce: resumed with " + ", ".join(f"{flag} {a} → {b}" for flag, (a, b) in honoured.items()))
     say("Loading data")
     splits, train_sampler, val_sampler = load_data(args, dist)
     resolve_defaults(args, splits)
@@ -464,6 +477,9 @@ def main(args):
                               "num_train": len(splits.train), "num_val": len(splits.val),
                               "num_classes": num_classes, "world_size": dist.world_size, "device": str(device),
                               **({"skipped_images": [p for p, _ in splits.skipped]} if splits.skipped else {})})
+        elif honoured:  # what the resumed epochs run with, next to the run record's settings
+            log.write("resume", {"epoch": checkpoint["epoch"] + 1,
+                                 "changed": {flag: list(values) for flag, values in honoured.items()}})
         if ids_info is not None:
             subs = manifest["subsets"]
             log.write("ids", {"method": manifest["method"], "extractor": manifest.get("extractor"),

@@ -175,7 +175,7 @@ class YoloBatchOps:
 
 
 class ReuseGate:
-    """A selector whose η-reuse (or SB staleness) can be switched off: then every image is scored and no loss is
+    """A selector whose η-reuse (ADONIS, Stale-SB) can be switched off: then every image is scored and no loss is
     cached (neither another rank's nor a training forward's). Used while mosaic is on, when an image is a new
     composite every epoch."""
 
@@ -496,15 +496,15 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             restrict_dataset(dataset, [dataset.im_files[i] for i in kept])
         elif self.reduce.method == "rs2":
             if self.rs2 is None:
-                self.rs2 = RS2Subsets(len(dataset.im_files), self.reduce.rs2_fraction, seed=self.reduce.seed)
+                self.rs2 = RS2Subsets(len(dataset.im_files), self.reduce.rs2.fraction, seed=self.reduce.seed)
             epoch = getattr(self, "epoch", self.start_epoch)
             self.loaded_subset = epoch
             kept = sorted(self.rs2.plan(epoch).tolist())
             restrict_dataset(dataset, [dataset.im_files[i] for i in kept])
         elif self.reduce.method == "infobatch":
             if self.infobatch is None:
-                self.infobatch = InfoBatchPruner(len(dataset.im_files), self.epochs, ratio=self.reduce.infobatch_ratio,
-                                                 delta=self.reduce.infobatch_delta, seed=self.reduce.seed)
+                self.infobatch = InfoBatchPruner(len(dataset.im_files), self.epochs, ratio=self.reduce.infobatch.ratio,
+                                                 delta=self.reduce.infobatch.delta, seed=self.reduce.seed)
             epoch = getattr(self, "epoch", self.start_epoch)
             self.loaded_subset = epoch
             kept = sorted(self.infobatch.plan(epoch).tolist())  # the same on every rank: the scores are shared

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import manifest as manifest_mod
 from .._validate import UsageError
+from ..config import FAMILY_OF
 from ..records import LOG_NAME
 from .images import Images, open_detection_images, open_images
 
@@ -97,11 +98,9 @@ class Run:
                     [f"{k}={ad[k]}" for k in ("anneal", "decay", "floor") if ad.get(k)]
             parts.append(f"ADONIS η={ad.get('eta')} θ={ad.get('theta')} α={ad.get('alpha')} σ={ad.get('sigma')} "
                          f"ω={ad.get('omega')}" + (f" ({', '.join(flags)})" if flags else ""))
-        if reduce.get("alpha") is not None:
-            parts.append(f"α={reduce['alpha']}")
-        for k in ("sb_beta", "sb_staleness", "composer_keep", "infobatch_ratio", "infobatch_delta"):
-            if reduce.get(k) is not None:
-                parts.append(f"{k}={reduce[k]}")
+        family = FAMILY_OF.get(reduce.get("method"))  # where a baseline's parameters are
+        if isinstance(reduce.get(family), dict):
+            parts.append(" ".join(f"{k}={v}" for k, v in reduce[family].items()))
         return "; ".join(parts)
 
     def total(self, key: str, epochs: Optional[int] = None) -> Optional[int]:

@@ -32,7 +32,7 @@ def build_reducer(cfg: ReduceConfig, score_fn, batch_size: int, epochs: int, dat
         name = "adonis" if cfg.adonis is not None else cfg.method
         reuse = cfg.adonis is not None and cfg.adonis.reuse_train_loss
         return OnlineReducer(cfg.online_selector(rank, epochs=epochs), score_fn, rho, name, labels, ncls,
-                             batch_size=batch_size, plan=not cfg.load_all, reuse_train_losses=reuse,
+                             batch_size=batch_size, plan=not cfg.load_all_samples, reuse_train_losses=reuse,
                              collate_fn=collate_fn, device=device)
     if cfg.method == "composer-sb":
         return ComposerReducer(cfg.online_selector(rank, epochs=epochs), score_fn, epochs, labels, ncls)
@@ -40,13 +40,13 @@ def build_reducer(cfg: ReduceConfig, score_fn, batch_size: int, epochs: int, dat
         check_supported(cfg)
         from ...infobatch import InfoBatchPruner
 
-        return InfoBatchReducer(InfoBatchPruner(len(dataset), epochs, ratio=cfg.infobatch_ratio,
-                                                delta=cfg.infobatch_delta, seed=cfg.seed))
+        return InfoBatchReducer(InfoBatchPruner(len(dataset), epochs, ratio=cfg.infobatch.ratio,
+                                                delta=cfg.infobatch.delta, seed=cfg.seed))
     if cfg.method == "rs2":
         check_supported(cfg)
         from ...rs2 import RS2Subsets
 
-        return RS2Reducer(RS2Subsets(len(dataset), cfg.rs2_fraction, seed=cfg.seed))
+        return RS2Reducer(RS2Subsets(len(dataset), cfg.rs2.fraction, seed=cfg.seed))
     red = FullReducer()
     red.name = cfg.method if cfg.ids is None else "ids"
     return red
