@@ -134,7 +134,7 @@ def summarize(root: Path, metric: str = "top1") -> list:
             backprop = sum(e["samples_backprop"] for e in m) / full_samples
             scored = sum(e.get("samples_scored", 0) for e in m) / full_samples
             train_time = sum(e["train_time_s"] for e in m)
-            select_time = sum(e.get("select_time_s", 0.0) for e in m)
+            select_time = sum(e.get("select_time_s") or 0.0 for e in m)
             cost = counted_cost(run, base, f)
             front = frontier_at(frontier.get(seed, []), cost) if len(frontier.get(seed, [])) > 1 else None
             per_seed.append({

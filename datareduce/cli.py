@@ -219,8 +219,9 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_ids)
 
     p = sub.add_parser("report", help="figures and an offline index.html from training run folders",
-                       description="Read the output folders of trainers/classify.py (log.jsonl, "
-                                   "selection_counts.npy, manifest.json) and write PNG figures and index.html: "
+                       description="Read the output folders of training runs (log.jsonl, selection_counts.npy, "
+                                   "manifest.json: in the folder, or in its datareduce/ subfolder for a patched "
+                                   "upstream script) and write PNG figures and index.html: "
                                    "quality against time, the paper's Table A1 metrics against the full run, selection "
                                    "rates, per-sample back-propagation counts, the most and least selected "
                                    "images, and for IDS the class prototypes and a 2-D projection.")

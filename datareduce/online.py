@@ -59,6 +59,21 @@ class EpochSelectionStats:
     select_time_s: float = 0.0  # the selector and the accumulator (the overhead this package adds)
     kept_indices: list = field(default_factory=list)
 
+    def summed(self) -> "EpochSelectionStats":
+        """The job's stats: counts and loss sums summed over the ranks, timings the slowest rank's (every rank
+        calls it; the kept indices stay this rank's)."""
+        if distributed.world_size() == 1:
+            return self
+        counts = ("forward_samples", "scored", "selected", "backprop", "train_batches", "finite_all", "finite_kept",
+                  "loaded")
+        sums = ("loss_sum_all", "loss_sum_kept")
+        totals = distributed.all_sum([getattr(self, k) for k in counts + sums])
+        times = distributed.gather_objects((self.score_time_s, self.select_time_s))
+        return EpochSelectionStats(**{k: int(v) for k, v in zip(counts, totals)},
+                                   **{k: float(v) for k, v in zip(sums, totals[len(counts):])},
+                                   score_time_s=max(t[0] for t in times), select_time_s=max(t[1] for t in times),
+                                   kept_indices=self.kept_indices)
+
     def as_record(self) -> dict:
         """JSON-ready summary (the kept indices are summarised by the caller, not logged raw)."""
         return {

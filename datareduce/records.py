@@ -1,4 +1,4 @@
-"""The per-epoch JSON-lines log that both trainers write, and the run summary computed from it.
+"""The per-epoch JSON-lines log that every host writes, and the run summary computed from it.
 
 One line per event, flushed and fsynced as it is written, so a crash loses at most the line being written.
 """
@@ -62,13 +62,13 @@ def summarize(epochs: list, metric: str = "top1") -> dict:
     if not epochs:
         return {"epochs": 0}
     values = [e[metric] for e in epochs if e.get(metric) is not None]
-    return {
-        "epochs": len(epochs),
-        "train_time_s": sum(e.get("train_time_s", 0.0) for e in epochs),
-        "samples_scored": sum(e.get("samples_scored", 0) for e in epochs),
-        "samples_backprop": sum(e.get("samples_backprop", 0) for e in epochs),
-        "forward_samples": sum(e.get("forward_samples", 0) for e in epochs),
-        "optimizer_steps": sum(e.get("optimizer_steps", 0) for e in epochs),
-        f"final_{metric}": values[-1] if values else None,
-        f"best_{metric}": max(values) if values else None,
-    }
+    totals = {key: _total(epochs, key) for key in ("train_time_s", "samples_scored", "samples_backprop",
+                                                   "forward_samples", "optimizer_steps")}
+    return {"epochs": len(epochs), **totals, f"final_{metric}": values[-1] if values else None,
+            f"best_{metric}": max(values) if values else None}
+
+
+def _total(epochs: list, key: str):
+    """The sum of ``key`` over the epochs that have it; None when none has (a host that cannot count it)."""
+    values = [e[key] for e in epochs if e.get(key) is not None]
+    return sum(values) if values else None

@@ -1,4 +1,4 @@
-"""How often each training sample was back-propagated: the per-run ``selection_counts.npy`` of both trainers."""
+"""How often each training sample was back-propagated, summed over the ranks (``selection_counts.npy``)."""
 from __future__ import annotations
 
 import numpy as np

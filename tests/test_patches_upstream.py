@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,12 +147,14 @@ def test_yolov5_patched_train_runs_one_epoch_with_ids_and_adonis(yolov5_copy, co
                "--noautoanchor", "--ids-alpha", "0.8", "--adonis-eta", "3", *IDS_FAST],
               cwd=tmp_path, env=env_for(tmp_path))
     assert "datareduce: ids keeps [103] of 128 training images" in out
-    assert re.search(r"datareduce: epoch 0 adonis kept \d+/103 images", out), out[-3000:]
+    assert re.search(r"datareduce: epoch 0 ids\+adonis kept \d+/103 images", out), out[-3000:]
     run_dir = tmp_path / "runs" / "run"
     log = [json.loads(x) for x in (run_dir / "datareduce" / "log.jsonl").read_text().splitlines()]
-    epoch = [r for r in log if r["type"] == "epoch"][0]
-    assert epoch["forward_samples"] == 103 and epoch["samples_scored"] == 103
+    assert [r["type"] for r in log] == ["run", "ids", "epoch", "summary"]
+    epoch = log[2]
+    assert epoch["forward_samples"] == 103 and epoch["samples_scored"] == 103 and epoch["map50_95"] is not None
     assert 0 < epoch["samples_backprop"] == epoch["samples_selected"] < 103
+    assert np.load(run_dir / "datareduce" / "selection_counts.npy").sum() == epoch["samples_backprop"]
     assert len((run_dir / "datareduce" / "train-0-easy.txt").read_text().splitlines()) == 103
     assert (run_dir / "weights" / "last.pt").is_file()
 
@@ -226,7 +229,10 @@ def test_vision_patched_train_runs_one_epoch_with_ids_and_adonis(vision_copy, ci
                "--val-resize-size", "32", "--val-crop-size", "32", "--output-dir", str(out_dir),
                "--ids-alpha", "0.8", "--adonis-eta", "3", "--adonis-omega", "-1", *IDS_FAST], cwd=tmp_path, env=env_for(tmp_path))
     assert "datareduce: ids keeps [320] of 400 training images" in out
-    assert re.search(r"datareduce: epoch 0 adonis kept \d+/320 samples", out), out[-3000:]
+    assert re.search(r"datareduce: epoch 0 ids\+adonis kept \d+/320 samples", out), out[-3000:]
     assert "Acc@1" in out and (out_dir / "checkpoint.pth").is_file()
-    log = [json.loads(x) for x in (out_dir / "datareduce_log.jsonl").read_text().splitlines()]
-    assert [r["type"] for r in log] == ["ids", "epoch"] and log[1]["samples_scored"] == 320
+    log = [json.loads(x) for x in (out_dir / "datareduce" / "log.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in log] == ["run", "ids", "epoch", "summary"] and log[2]["samples_scored"] == 320
+    acc1 = float(re.findall(r"Acc@1 ([0-9.]+)", out)[0])
+    assert log[2]["top1"] == pytest.approx(acc1, abs=1e-3)  # what the reference's evaluate returned
+    assert np.load(out_dir / "datareduce" / "selection_counts.npy").sum() == log[2]["samples_backprop"]

@@ -1,6 +1,11 @@
 import json
 
-from datareduce import records
+import numpy as np
+import pytest
+import torch
+
+from datareduce import manifest, records, run_files
+from datareduce.config import ReduceConfig
 
 
 def test_epoch_records_get_cumulative_time_and_resume_drops_redone_epochs(tmp_path):
@@ -22,3 +27,45 @@ def test_torn_last_line_is_ignored(tmp_path):
     p = tmp_path / records.LOG_NAME
     p.write_text(json.dumps({"type": "epoch", "epoch": 0}) + "\n{\"type\": \"ep")
     assert records.read(p) == [{"type": "epoch", "epoch": 0}]
+
+
+def test_run_files_resume_as_the_uninterrupted_run_and_start_afresh(tmp_path):
+    """RunFiles writes the run and ids records once, every epoch record in the schema, and the counts; a run
+    interrupted after its epoch-1 record and resumed from epoch 0's state writes the uninterrupted run's bytes."""
+    cfg = ReduceConfig(method="rpd")
+    ids = ["a", "b", "c", "d"]
+    subset = manifest.make(ids, [manifest.subset([0, 1], ids)], "rpd", {"alpha": 0.5, "seed": 0})
+
+    def train(folder, epochs, resume_epoch=None, state=None):
+        files = run_files.RunFiles(folder, len(ids), cfg)
+        files.offline_subset(subset, 0.25)  # before open: the record waits, the manifest is written
+        files.load_state_dict(state)
+        files.open({"lr": 0.1, "model": object()}, resume_epoch=resume_epoch, device="cpu")
+        for epoch in epochs:
+            files.count(torch.tensor([0, 1, 1]))
+            files.end_training({"forward_samples": 3, "samples_backprop": 3, "train_time_s": 1.0})
+            files.write_epoch(epoch, {"top1": 10.0 * epoch})
+        return files
+
+    train(tmp_path / "whole", [0, 1]).write_summary("top1")
+    state = train(tmp_path / "part", [0]).state_dict()  # the checkpoint of epoch 0
+    train(tmp_path / "part", [1], resume_epoch=1, state=state)  # interrupted after epoch 1's record
+    train(tmp_path / "part", [1], resume_epoch=1, state=state).write_summary("top1")
+    whole, part = (tmp_path / name for name in ("whole", "part"))
+    assert (part / records.LOG_NAME).read_bytes() == (whole / records.LOG_NAME).read_bytes()
+    counts = np.load(part / run_files.COUNTS_NAME)
+    assert counts.tolist() == [2, 4, 0, 0] == np.load(whole / run_files.COUNTS_NAME).tolist()
+    log = records.read(part / records.LOG_NAME)
+    assert [r["type"] for r in log] == ["run", "ids", "epoch", "epoch", "summary"]
+    assert log[0]["args"] == {"lr": 0.1} and log[0]["num_train"] == 4 and log[1]["source"] is None
+    epoch = log[2]
+    assert set(run_files.EPOCH_KEYS) <= set(epoch) and epoch["method"] == "rpd"
+    assert (epoch["samples_selected"], epoch["samples_scored"], epoch["keep_fraction"]) == (3, 0, 1.0)
+    assert log[-1]["samples_backprop"] == 6 and log[-1]["optimizer_steps"] is None  # no host counted steps
+    with pytest.raises(ValueError, match="samples_backprop"):
+        run_files.epoch_record(0, "rpd", {"forward_samples": 3, "samples_backprop": 3, "train_time_s": 1.0},
+                               {"samples_backprop": 2})
+    # a fresh start in the folder leaves none of the earlier run's files
+    run_files.RunFiles(part, len(ids), ReduceConfig()).open({})
+    assert sorted(p.name for p in part.iterdir()) == [records.LOG_NAME]
+    assert [r["type"] for r in records.read(part / records.LOG_NAME)] == ["run"]

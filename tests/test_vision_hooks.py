@@ -5,6 +5,7 @@ import argparse
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -12,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 from torchvision.transforms import v2
 
-from datareduce import manifest
+from datareduce import manifest, records, run_files
 from datareduce.integrations import vision_reference as vr
 
 
@@ -37,9 +38,11 @@ def ids_flags(tmp_path_factory):
             "--ids-cache-dir", str(tmp_path_factory.mktemp("emb"))]
 
 
+TO_TENSOR = v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)])
+
+
 def train_set(cifar10_small):
-    tf = v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)])
-    return torchvision.datasets.ImageFolder(str(cifar10_small / "train"), tf)
+    return torchvision.datasets.ImageFolder(str(cifar10_small / "train"), TO_TENSOR)
 
 
 def small_net():
@@ -53,8 +56,9 @@ def loader_for(dataset, args, sampler, collate_fn=None):
                       collate_fn=collate_fn or torch.utils.data.default_collate)
 
 
-def read_log(tmp_path):
-    return [json.loads(x) for x in (tmp_path / vr.LOG_NAME).read_text().splitlines()]
+def read_log(tmp_path, kind="epoch"):
+    """The records of type ``kind`` in the run's log (the hooks keep it in the output dir's datareduce/)."""
+    return [r for r in records.read(tmp_path / run_files.SUBFOLDER / records.LOG_NAME) if r["type"] == kind]
 
 
 # ------------------------------------------------------------------------------------------------ plumbing
@@ -163,7 +167,8 @@ def position_of(cifar10_small):
 
 def reference_epoch(reduce, loader, model, criterion, epoch, position_of=None, label_smoothing=0.0):
     """What the reference's train_one_epoch does with the epoch loader (``loss = criterion(output, target)``),
-    noting per batch the weights the hooks attached, the per-sample losses computed here and the loss returned."""
+    noting per batch the weights the hooks attached, the per-sample losses computed here and the loss returned;
+    then the patched loop's ``reduce.end_epoch`` (the accuracy a stand-in: these tests read the selection)."""
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     model.train()
     out = []
@@ -178,6 +183,7 @@ def reference_epoch(reduce, loader, model, criterion, epoch, position_of=None, l
         opt.zero_grad()
         loss.backward()
         opt.step()
+    reduce.end_epoch(epoch, 0.0)
     return out
 
 
@@ -286,18 +292,29 @@ def test_ids_keeps_its_subset_in_place_and_switches_at_gamma(tmp_path, cifar10_s
     assert dataset.classes[0] == "airplane" and not hasattr(dataset, "sample_keys")
     easy = set(p for p, _ in dataset.samples)
     loader = loader_for(dataset, args, sampler)
-    assert reduce.epoch_loader(loader, 0) is loader and len(dataset) == 200
-    assert reduce.epoch_loader(loader, 1) is loader
+    trained = [sum(len(t) for _, t in reduce.epoch_loader(loader, 0))]  # this rank's shard of the easy subset
+    reduce.end_epoch(0, 0.0)
+    assert trained == [100] and len(dataset) == 200
+    trained.append(sum(len(t) for _, t in reduce.epoch_loader(loader, 1)))
+    reduce.end_epoch(1, 0.0)
     hard = set(p for p, _ in dataset.samples)
-    assert len(hard) in (200, 210) and hard != easy and len(sampler) == math.ceil(len(hard) / 2)
-    m = manifest.read(tmp_path / vr.MANIFEST_NAME)
+    assert len(hard) in (200, 210) and hard != easy and len(sampler) == math.ceil(len(hard) / 2) == trained[1]
+    m = manifest.read(tmp_path / run_files.SUBFOLDER / run_files.MANIFEST_NAME)
     assert [s["mode"] for s in m["subsets"]] == ["easy", "hard"] and m["dataset"]["num_samples"] == 400
     assert m["subsets"][0]["kept"][0].startswith("airplane/")
-    assert read_log(tmp_path)[0]["type"] == "ids"
+    ids_record, = read_log(tmp_path, "ids")
+    assert ids_record["num_kept"] == [200, len(hard)] and ids_record["source"] is None
+    epochs = read_log(tmp_path)
+    assert [e["samples_backprop"] for e in epochs] == trained
+    assert [e["train_samples"] for e in epochs] == [200, len(hard)]
+    counts = np.load(tmp_path / run_files.SUBFOLDER / run_files.COUNTS_NAME)
+    assert counts.shape == (400,) and counts.sum() == sum(trained)  # full-set indices, each trained sample once
+    full = [p for p, _ in train_set(cifar10_small).samples]
+    assert {full[i] for i in np.flatnonzero(counts)} <= easy | hard
     # the written manifest is reused as is
     again = train_set(cifar10_small)
-    vr.setup(reference_args(tmp_path / "b", "--ids-manifest", str(tmp_path / vr.MANIFEST_NAME)), again,
-             RandomSampler(again))
+    vr.setup(reference_args(tmp_path / "b", "--ids-manifest",
+                            str(tmp_path / run_files.SUBFOLDER / run_files.MANIFEST_NAME)), again, RandomSampler(again))
     assert set(p for p, _ in again.samples) == easy
 
 
@@ -321,6 +338,7 @@ def test_adonis_trains_full_batches_and_reuses_losses(tmp_path, cifar10_small):
             loss.backward()
             opt.step()
             sizes.append(len(targets))
+        reduce.end_epoch(epoch, 0.0)
         assert len(sizes) <= n
         assert all(s == 16 for s in (sizes[:-1] if epoch == 2 else sizes))
         trained += sum(sizes)
@@ -328,6 +346,7 @@ def test_adonis_trains_full_batches_and_reuses_losses(tmp_path, cifar10_small):
     assert [r["epoch"] for r in log] == [0, 1, 2]
     assert [r["samples_scored"] for r in log] == [400, 0, 0]  # η = 3
     assert trained == sum(r["samples_selected"] for r in log) == sum(r["samples_backprop"] for r in log)
+    assert np.load(tmp_path / run_files.SUBFOLDER / run_files.COUNTS_NAME).sum() == trained
     assert all(0 < r["keep_fraction"] <= math.ceil(0.3 * 16) / 16 for r in log)  # at most ⌈α·n⌉ a batch
     assert sum(log[0]["kept_per_class"]) == log[0]["samples_selected"]
 
@@ -341,6 +360,7 @@ def test_ids_and_adonis_with_mixup_targets(tmp_path, cifar10_small, ids_flags):
     mix = v2.MixUp(alpha=0.2, num_classes=10)
     loader = loader_for(dataset, args, sampler, collate_fn=lambda b: mix(*torch.utils.data.default_collate(b)))
     batches = list(reduce.epoch_loader(loader, 0, small_net()))
+    reduce.end_epoch(0, 0.0)
     assert all(t.shape[1:] == (10,) for _, t in batches)  # soft targets pass through
     rec = read_log(tmp_path)[-1]
     assert rec["forward_samples"] == 200 and sum(len(t) for _, t in batches) == rec["samples_selected"]
@@ -348,23 +368,79 @@ def test_ids_and_adonis_with_mixup_targets(tmp_path, cifar10_small, ids_flags):
     assert sum(rec["kept_per_class"]) == rec["samples_selected"]
 
 
-def test_selector_state_round_trips_through_a_weights_only_checkpoint(tmp_path, cifar10_small):
-    dataset = train_set(cifar10_small)
-    args = reference_args(tmp_path, "--adonis-eta", "2", "--adonis-omega", "-1", epochs=4)
+def comparable(record):
+    """A record less what differs between two runs of the same flags: times, and the output dir."""
+    out = {k: v for k, v in record.items() if not k.endswith("time_s")}
+    if "args" in out:
+        out["args"] = {k: v for k, v in out["args"].items() if k != "output_dir"}
+    return out
+
+
+def test_a_resumed_run_writes_the_run_files_of_an_uninterrupted_one(tmp_path, cifar10_small):
+    """The selector state and the selection counts round-trip through the reference's weights-only checkpoint:
+    a run interrupted in epoch 1 (after its epoch-1 record) and resumed from epoch 0's checkpoint selects, logs
+    and counts exactly as the uninterrupted run."""
+    flags = ("--adonis-eta", "2", "--adonis-omega", "-1")
+    dataset, model = train_set(cifar10_small), small_net()  # the loops below train nothing: one model for all
     sampler = RandomSampler(dataset)
-    first = vr.setup(args, dataset, sampler)
-    model = small_net()
-    loader = loader_for(dataset, args, sampler)
-    list(first.epoch_loader(loader, 0, model))
+    loader = loader_for(dataset, reference_args(tmp_path), sampler)
+
+    def epoch(reduce, n, seed):
+        torch.manual_seed(seed)  # the visiting order
+        batches = list(reduce.epoch_loader(loader, n, model))
+        reduce.end_epoch(n, 10.0 * n)
+        return batches
+
+    whole, part = (vr.setup(reference_args(tmp_path / name, *flags, epochs=2), dataset, sampler)
+                   for name in ("whole", "part"))
+    for reduce in (whole, part):
+        epoch(reduce, 0, seed=0)
     checkpoint = {"epoch": 0}
-    first.save_to(checkpoint)
-    torch.save(checkpoint, tmp_path / "checkpoint.pth")
-    loaded = torch.load(tmp_path / "checkpoint.pth", map_location="cpu", weights_only=True)  # as the reference
-    second = vr.setup(reference_args(tmp_path / "b", "--adonis-eta", "2", "--adonis-omega", "-1", epochs=4), dataset, sampler)
-    second.load_from(loaded)
-    torch.manual_seed(1)
-    a = list(first.epoch_loader(loader, 1, model))
-    torch.manual_seed(1)  # the same visiting order
-    b = list(second.epoch_loader(loader, 1, model))
-    assert second.reducer.loop.stats.scored == 0  # the restored cache holds epoch 0's losses
+    part.save_to(checkpoint)
+    torch.save(checkpoint, tmp_path / "part" / "checkpoint.pth")
+    epoch(part, 1, seed=2)  # interrupted after this epoch's record, before its checkpoint
+    a = epoch(whole, 1, seed=1)
+    loaded = torch.load(tmp_path / "part" / "checkpoint.pth", map_location="cpu", weights_only=True)  # as the reference
+    resumed = vr.setup(reference_args(tmp_path / "part", *flags, epochs=2), dataset, sampler)
+    resumed.load_from(loaded)
+    b = epoch(resumed, 1, seed=1)
+    assert resumed.reducer.loop.stats.scored == 0  # the restored cache holds epoch 0's losses
     assert len(a) == len(b) and all(torch.equal(x[1], y[1]) and torch.equal(x[0], y[0]) for x, y in zip(a, b))
+    logs = [records.read(tmp_path / name / run_files.SUBFOLDER / records.LOG_NAME) for name in ("whole", "part")]
+    assert [r["type"] for r in logs[1]] == ["run", "epoch", "epoch", "summary"]
+    assert [comparable(r) for r in logs[0]] == [comparable(r) for r in logs[1]]
+    counts = [np.load(tmp_path / name / run_files.SUBFOLDER / run_files.COUNTS_NAME) for name in ("whole", "part")]
+    assert np.array_equal(*counts) and counts[0].sum() == sum(len(t) for _, t in a) + logs[0][1]["samples_backprop"]
+
+
+def test_report_renders_a_vision_hooks_run(tmp_path, cifar10_small):
+    """``datareduce report`` reads the run files from the reference's output dir (in its datareduce/): the
+    accuracy curve, the count histogram and the most/least selected images of an ADONIS run."""
+    from datareduce.report import build
+
+    dataset = train_set(cifar10_small)
+    args = reference_args(tmp_path / "out", "--adonis-eta", "2", "--adonis-omega", "-1", epochs=2)
+    args.data_path = str(cifar10_small)  # the reference's --data-path (train/ and val/ or test/ in it)
+    sampler = RandomSampler(dataset)
+    reduce = vr.setup(args, dataset, sampler)
+    model, loader = small_net(), loader_for(dataset, args, sampler)
+    test = torchvision.datasets.ImageFolder(str(cifar10_small / "test"), TO_TENSOR)
+    images, targets = next(iter(DataLoader(test, batch_size=len(test))))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for n in range(2):
+        model.train()
+        for x, y in reduce.epoch_loader(loader, n, model):
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():  # what the reference's evaluate returns: top-1 in %
+            reduce.end_epoch(n, 100.0 * float((model.eval()(images).argmax(1) == targets).float().mean()))
+    rep = build([tmp_path / "out"], tmp_path / "html", embed_missing=False)
+    run, = rep.runs
+    assert (run.method, run.metric, run.num_samples, run.data_path) == ("adonis", "top1", 400, str(cifar10_small))
+    assert len(run.trajectory()) == 2 and run.counts.sum() == run.total("samples_backprop")
+    written = {p.name for p in (tmp_path / "html").iterdir()}
+    assert {"index.html", "metric_vs_time.png", "selection_rate.png", "backprop_histogram.png",
+            "selected_out.png"} <= written
+    assert any(name.startswith("selected_out_class-") for name in written)  # the least selected class's grid

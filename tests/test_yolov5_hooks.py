@@ -21,8 +21,10 @@ from torch import nn
 from datareduce import manifest
 from datareduce.accumulator import BatchAccumulator
 from datareduce.integrations import yolov5 as y5
+from datareduce.report.runs import load_run
 
 NC, NA, SIZE = 80, 3, 96
+RESULTS = (0.5, 0.4, 0.3, 0.2, 0.05, 0.04, 0.03)  # validation's (P, R, mAP@.5, mAP@.5:.95, losses) as YOLOv5 gives it
 
 
 # ------------------------------------------------------------------------------------------ stand-ins
@@ -312,10 +314,17 @@ def test_adonis_yields_full_batches_and_reuses_losses(tmp_path, model, batches, 
         assert 0 < st.selected <= 4 * math.ceil(0.5 * 8)
         selected += st.selected
         trained += sum(sizes)
+        reduce.end_epoch(epoch, RESULTS)  # after YOLOv5's validation
     assert trained == selected  # the last epoch flushes the remainder
     log = [json.loads(x) for x in (tmp_path / "datareduce" / "log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in log] == [0, 1, 2] and log[0]["samples_scored"] == 32
-    assert log[1]["samples_scored"] == 0 and all(r["method"] == "adonis" for r in log)
+    assert [r["type"] for r in log] == ["run", "epoch", "epoch", "epoch", "summary"]
+    epochs = log[1:4]
+    assert [r["epoch"] for r in epochs] == [0, 1, 2] and epochs[0]["samples_scored"] == 32
+    assert epochs[1]["samples_scored"] == 0 and all(r["method"] == "adonis" for r in epochs)
+    assert all((r["map50"], r["map50_95"]) == (0.3, 0.2) for r in epochs)
+    assert sum(r["samples_backprop"] for r in epochs) == trained == log[-1]["samples_backprop"]
+    counts = np.load(tmp_path / "datareduce" / "selection_counts.npy")  # by position in the full listing
+    assert counts.shape == (len(listing),) and counts.sum() == trained and not counts[32:].any()
 
 
 def test_selector_state_survives_a_checkpoint(tmp_path, model, batches, listing):
@@ -372,8 +381,9 @@ def test_ids_writes_the_kept_list_and_switches_at_gamma(coco128_root, tmp_path, 
 
 
 def test_ids_and_adonis_together_key_the_cache_by_full_listing(coco128_root, tmp_path, ids_flags, model, listing):
-    reduce = y5.setup(parse("--ids-alpha", "0.5", "--adonis-eta", "3", *ids_flags), tmp_path, device="cpu",
-                      root=coco128_root)
+    opt = parse("--ids-alpha", "0.5", "--adonis-eta", "3", *ids_flags)
+    opt.data = str(coco128_root / "data.yaml")  # YOLOv5's --data
+    reduce = y5.setup(opt, tmp_path, device="cpu", root=coco128_root)
     kept = Path(reduce.train_path(str(coco128_root / "images" / "train"), 0)).read_text().splitlines()
     assert len(kept) == 64
     loader = ListLoader([load_batch(coco128_root, kept[i:i + 8]) for i in range(0, 16, 8)], kept)
@@ -381,5 +391,14 @@ def test_ids_and_adonis_together_key_the_cache_by_full_listing(coco128_root, tmp
     assert sum(y5.YoloV5BatchOps.size(b) for b in out) == reduce.selection.stats.selected
     ids = reduce.selection.kept_indices()
     assert all(listing[i] in kept for i in ids.tolist())  # indices are positions in the full listing
-    log = (tmp_path / "datareduce" / "log.jsonl").read_text().splitlines()
-    assert [json.loads(x)["type"] for x in log] == ["ids", "epoch"]
+    reduce.end_epoch(0, RESULTS)
+    log = [json.loads(x) for x in (tmp_path / "datareduce" / "log.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in log] == ["run", "ids", "epoch", "summary"]
+    assert log[2]["subset"] == "easy" and log[2]["train_samples"] == 64
+    counts = np.load(tmp_path / "datareduce" / "selection_counts.npy")
+    assert counts.sum() == sum(y5.YoloV5BatchOps.size(b) for b in out)
+    assert {listing[i] for i in np.flatnonzero(counts)} <= set(kept)
+    # `datareduce report` reads YOLOv5's save_dir: the run files in its datareduce/, the images from --data
+    run = load_run(tmp_path)
+    assert (run.method, run.metric, run.trajectory()) == ("ids+adonis", "map50_95", [(log[2]["train_time_s"], 20.0)])
+    assert run.images is not None and len(run.images) == 128 and run.counts.tolist() == counts.tolist()

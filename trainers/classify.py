@@ -14,7 +14,8 @@ the paper's two methods and their baselines (Demidovskij et al., Mathematics 202
 
 Every epoch appends one JSON line to ``<output-dir>/log.jsonl`` (training-loop wall time, samples scored and
 back-propagated, optimizer steps, losses, accuracy, lr); the IDS preprocessing time is its own line; a summary
-line closes the run. ``selection_counts.npy`` holds how often each training sample was back-propagated.
+line closes the run. ``selection_counts.npy`` holds how often each training sample was back-propagated,
+``manifest.json`` the offline subset: the run files every host writes (:mod:`datareduce.run_files`).
 """
 import argparse
 import datetime
@@ -55,10 +56,10 @@ from datareduce.integrations.classification.reducer_choice import build_reducer,
 from datareduce.integrations.classification.samplers import ShardSampler, TrainSampler
 from datareduce.integrations.classification.scoring import make_score_fn
 from datareduce.integrations.classification.seeding import rng_state, seed_epoch
-from datareduce.integrations.classification.training import job_epoch_record, train_one_epoch
+from datareduce.integrations.classification.training import job_accounting, train_one_epoch
 from datareduce.integrations.classification.training_set import full_size
 from datareduce.models import get_model
-from datareduce.selection_counts import SelectionCounts
+from datareduce.run_files import COUNTS_NAME, MANIFEST_NAME, RunFiles
 
 EMBEDDED = {"model": "resnet20", "epochs": 10, "workers": 0}  # defaults for the embedded digits data
 REFERENCE = {"model": "resnet18", "epochs": 90, "workers": 16}  # the torchvision reference's
@@ -351,12 +352,6 @@ def diverged_message(epoch, loss, lr, saved) -> str:
             f"{where}")
 
 
-def _nonfinite_so_far(reducer) -> int:
-    """The running count of non-finite losses met by the reducer's selector (0 for reducers without one)."""
-    selector = getattr(getattr(reducer, "loop", None), "selector", None)
-    return int(getattr(selector, "nonfinite", 0))
-
-
 def resume_command(checkpoint) -> str:
     """This process's command line, continuing from ``checkpoint``."""
     argv, rest = [], iter(sys.argv[1:])
@@ -459,35 +454,25 @@ def main(args):
 
     # From here on we write.
     out_dir = Path(args.output_dir)
-    log = None
+    files = RunFiles(out_dir, full_size(splits.train), reduce_cfg, main=dist.main)
     if dist.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         if checkpoint is None or replace:  # a fresh start: no file of an earlier run (or start) stays behind
-            stale = [CHECKPOINT, "selection_counts.npy", "manifest.json"] + ([records.LOG_NAME] if replace else [])
-            for name in stale:
+            for name in [CHECKPOINT] + ([records.LOG_NAME, COUNTS_NAME, MANIFEST_NAME] if replace else []):
                 (out_dir / name).unlink(missing_ok=True)
-        if manifest is not None:
-            from datareduce import manifest as manifest_mod
-
-            manifest_mod.write(out_dir / "manifest.json", manifest)
-        log = records.RunLog(out_dir, resume_epoch=checkpoint["epoch"] + 1 if checkpoint else None)
-        if checkpoint is None:
-            log.write("run", {"args": {k: v for k, v in saved_args(args).items() if _jsonable(v)},
-                              "reduce": reduce_cfg.describe(), "dataset": splits.kind, "preset": splits.preset,
-                              "num_train": len(splits.train), "num_val": len(splits.val),
-                              "num_classes": num_classes, "world_size": dist.world_size, "device": str(device),
-                              **({"skipped_images": [p for p, _ in splits.skipped]} if splits.skipped else {})})
-        elif honoured:  # what the resumed epochs run with, next to the run record's settings
-            log.write("resume", {"epoch": checkpoint["epoch"] + 1,
-                                 "changed": {flag: list(values) for flag, values in honoured.items()}})
-        if ids_info is not None:
-            subs = manifest["subsets"]
-            log.write("ids", {"method": manifest["method"], "extractor": manifest.get("extractor"),
-                              "num_samples": manifest["dataset"]["num_samples"],
-                              "num_kept": [s["num_kept"] for s in subs], "from_epoch": [s["from_epoch"] for s in subs],
-                              **{k: round(v, 4) if isinstance(v, float) else v for k, v in ids_info.items()}})
-            say(f"Offline subset ({manifest['method']}): kept {[s['num_kept'] for s in subs]} of "
-                f"{manifest['dataset']['num_samples']} in {ids_info['time_s']:.1f}s")
+    files.open(saved_args(args), resume_epoch=checkpoint["epoch"] + 1 if checkpoint else None, dataset=splits.kind,
+               preset=splits.preset, num_val=len(splits.val), num_classes=num_classes, device=str(device),
+               **({"skipped_images": [p for p, _ in splits.skipped]} if splits.skipped else {}))
+    if honoured:  # what the resumed epochs run with, next to the run record's settings
+        files.write("resume", {"epoch": checkpoint["epoch"] + 1,
+                               "changed": {flag: list(values) for flag, values in honoured.items()}})
+    if ids_info is not None:
+        files.offline_subset(manifest, **ids_info)
+        subs = manifest["subsets"]
+        say(f"Offline subset ({manifest['method']}): kept {[s['num_kept'] for s in subs]} of "
+            f"{manifest['dataset']['num_samples']} in {ids_info['time_s']:.1f}s")
+    elif manifest is not None:  # resumed: the subset of the checkpoint
+        files.write_manifest(manifest)
 
     say("Creating data loaders")
     data_loader, data_loader_test = make_loaders(splits, train_sampler, val_sampler, args, device)
@@ -517,7 +502,6 @@ def main(args):
     score_fn = make_score_fn(model_without_ddp, args.label_smoothing, bn=args.score_bn, amp=args.amp)
     reducer = build_reducer(reduce_cfg, score_fn, args.batch_size, args.epochs, splits.train, dist.rank,
                             collate_fn=data_loader.collate_fn, device=device)
-    counts = SelectionCounts(full_size(splits.train))
 
     cumulative = 0.0
     if checkpoint is not None:
@@ -530,7 +514,7 @@ def main(args):
         if scaler is not None and "scaler" in checkpoint:
             scaler.load_state_dict(checkpoint["scaler"])
         restore_reducer(reducer, checkpoint.get("reducer", []), dist.rank, dist.world_size, device)
-        counts.counts = checkpoint["selection_counts"].numpy().copy()
+        files.load_state_dict(checkpoint)
         cumulative = checkpoint.get("cumulative_train_time_s", 0.0)
 
     say(f"Start training ({method_name(reduce_cfg)}, {dist.world_size} process(es), {device})")
@@ -540,11 +524,13 @@ def main(args):
         subsets.apply(splits.train, epoch)
         train_sampler.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
-        nonfinite_before = _nonfinite_so_far(reducer)
         stats = train_one_epoch(model, optimizer, data_loader, device, epoch, args, reducer, scaler, model_ema,
-                                counts, last=epoch == args.epochs - 1, show_progress=dist.main)
+                                files, last=epoch == args.epochs - 1, show_progress=dist.main)
         lr_scheduler.step()
-        counts.end_epoch()
+        # One record for the whole job: the slowest rank's loop time, counts summed over ranks.
+        selection, train_loss = job_accounting(stats, reducer)
+        cumulative += selection["train_time_s"]
+        files.end_training({**selection, "train_samples": len(splits.train), "cumulative_train_time_s": cumulative})
         t0 = time.perf_counter()
         metrics = evaluate(model_without_ddp, data_loader_test, device, num_classes, amp=args.amp)
         if model_ema is not None:
@@ -552,17 +538,10 @@ def main(args):
             metrics.update({f"ema_{k}": v for k, v in ema.items()})
         eval_time = time.perf_counter() - t0
 
-        # One record for the whole job: the slowest rank's loop time, counts summed over ranks.
-        record = {"epoch": epoch, "lr": lr, **job_epoch_record(stats, reducer)}
-        if "nonfinite_losses" in record:  # this epoch's, not the selector's running count
-            record["nonfinite_losses"] = _nonfinite_so_far(reducer) - nonfinite_before
-        diverged = not args.allow_nonfinite and not _finite(record.get("train_loss"))
-        cumulative += record["train_time_s"]
-        record.update(cumulative_train_time_s=cumulative, train_samples=len(splits.train), eval_time_s=eval_time,
-                      **metrics)
+        diverged = not args.allow_nonfinite and not _finite(train_loss)
+        record = files.write_epoch(epoch, {"lr": lr, "train_loss": train_loss, "eval_time_s": eval_time, **metrics})
         states = reducer_states(reducer)
         if dist.main:
-            log.write("epoch", record)
             print(f"Epoch {epoch}: " + "  ".join(_fmt(k, record.get(k)) for k in
                   ("top1", "top5", "train_loss", "keep_fraction", "samples_backprop", "optimizer_steps",
                    "train_time_s") if record.get(k) is not None))
@@ -573,13 +552,12 @@ def main(args):
             checkpoint_state = {
                 "model": model_without_ddp.state_dict(), "optimizer": optimizer.state_dict(),
                 "lr_scheduler": lr_scheduler.state_dict(), "epoch": epoch, "args": saved_args(args),
-                "reducer": states, "manifest": manifest, "selection_counts": torch.from_numpy(counts.counts),
+                "reducer": states, "manifest": manifest, **files.state_dict(),
                 "cumulative_train_time_s": cumulative, "rng": rng_state()}
             if model_ema is not None:
                 checkpoint_state["model_ema"] = model_ema.state_dict()
             if scaler is not None:
                 checkpoint_state["scaler"] = scaler.state_dict()
-            counts.save(out_dir / "selection_counts.npy")
             save_checkpoint(checkpoint_state, out_dir / CHECKPOINT)
         args._checkpoint = (str(out_dir / CHECKPOINT), epoch)  # what a Ctrl-C or divergence points to
         barrier()
@@ -590,19 +568,16 @@ def main(args):
             break
     else:
         if dist.main:
-            write_summary(log, method_name(reduce_cfg), out_dir, wall_start)
+            write_summary(files, out_dir, wall_start)
     if dist.enabled:
         torch.distributed.destroy_process_group()
 
 
-def write_summary(log, method, out_dir, wall_start):
+def write_summary(files, out_dir, wall_start):
     """The run's closing line in the log (totals over the epoch lines, IDS time apart) and on the console."""
-    epochs = log.records("epoch")
-    summary = records.summarize(epochs)
-    summary.update({"method": method, "ids_time_s": sum(r.get("time_s", 0.0) for r in log.records("ids")),
-                    "final_top5": epochs[-1].get("top5") if epochs else None,
-                    "wall_time_s": time.perf_counter() - wall_start, "output_dir": str(out_dir)})
-    log.write("summary", summary)
+    epochs = files.records("epoch")
+    summary = files.write_summary("top1", final_top5=epochs[-1].get("top5") if epochs else None,
+                                  wall_time_s=time.perf_counter() - wall_start, output_dir=str(out_dir))
     total = str(datetime.timedelta(seconds=int(summary.get("train_time_s", 0))))
     top1 = summary.get("final_top1")
     print(f"Training time {total}  final top-1 {top1 if top1 is None else f'{top1:.2f}'}  "
@@ -612,14 +587,6 @@ def write_summary(log, method, out_dir, wall_start):
 
 def _fmt(key, value):
     return f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
-
-
-def _jsonable(value):
-    try:
-        json.dumps(value)
-        return True
-    except TypeError:
-        return False
 
 
 class _HelpWithDefaults(argparse.HelpFormatter):

@@ -10,11 +10,12 @@ RS2 and InfoBatch restrict the dataset to each epoch's subset (InfoBatch weights
 per-image loss of its kept well-learned images, :class:`WeightedDetectionLoss`, and scores images by their training
 loss); Composer-SB cuts each active batch to its kept images (:class:`ComposerSelection`).
 
-The run folder (Ultralytics' ``save_dir``) has the layout of ``trainers/classify.py``'s output dir, which
-``datareduce report`` reads: ``log.jsonl`` (a ``run`` record, an ``ids`` record for an offline subset, one ``epoch``
-record per epoch, a closing ``summary``), ``manifest.json`` (the offline subset) and ``selection_counts.npy`` (how
-many times each image of the full training listing was back-propagated, summed over DDP ranks, written at every
-epoch end and carried over a resume), next to Ultralytics' own ``args.yaml``, ``results.csv`` and ``weights/``.
+The run folder (Ultralytics' ``save_dir``) holds the run files every host writes (:mod:`datareduce.run_files`),
+which ``datareduce report`` reads: ``log.jsonl`` (a ``run`` record, an ``ids`` record for an offline subset, one
+``epoch`` record per epoch, a closing ``summary``), ``manifest.json`` (the offline subset) and
+``selection_counts.npy`` (how many times each image of the full training listing was back-propagated, summed over
+DDP ranks, written at every epoch end and carried over a resume), next to Ultralytics' own ``args.yaml``,
+``results.csv`` and ``weights/`` (their names do not collide).
 
 Our settings are bound to a trainer class (:meth:`DataReduceDetectionTrainer.with_settings`, keywords named as the
 trainer's flags): Ultralytics builds the trainer from its class, and its DDP subprocess rebuilds it from the class
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import time
@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -54,26 +53,23 @@ from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, LOGGER, RANK  # noqa: E40
 from ultralytics.utils.patches import override_configs  # noqa: E402
 from ultralytics.utils.torch_utils import autocast, init_seeds, unwrap_model  # noqa: E402
 
-from .. import manifest, offline, records  # noqa: E402
+from .. import manifest, offline  # noqa: E402
 from .._validate import UsageError, check_number  # noqa: E402
 from ..atomic import write_torch  # noqa: E402
 from ..config import ReduceConfig  # noqa: E402
-from ..describe import method_name  # noqa: E402
-from ..distributed import all_sum, gather_1d, gather_losses  # noqa: E402
+from ..distributed import all_sum, gather_1d, gather_losses, gather_objects  # noqa: E402
 from ..embed import build_extractor  # noqa: E402
 from ..flags import add_reduce_arguments, config_from_args  # noqa: E402
 from ..infobatch import InfoBatchPruner  # noqa: E402
 from ..online import EpochSelectionStats, OnlineSelection  # noqa: E402
 from ..rs2 import RS2Subsets  # noqa: E402
-from ..selection_counts import SelectionCounts  # noqa: E402
+from ..run_files import COUNTS_NAME, RunFiles  # noqa: E402
 from .ultralytics_data import restrict_dataset  # noqa: E402
 from .ultralytics_loss import PerImageDetectionLoss  # noqa: E402
 
 # rpc needs one class per image
 SUPPORTED = ("full", "sb", "stale-sb", "random-keep", "rpd", "ssp", "rs2", "composer-sb", "infobatch")
 BOX_KEYS = ("cls", "bboxes")  # per-box entries of a detection batch (besides batch_idx)
-MANIFEST_FILE = "manifest.json"  # the run folder's names, as trainers/classify.py writes them
-COUNTS_FILE = "selection_counts.npy"
 # The private BaseTrainer methods DataReduceDetectionTrainer overrides, as they read in Ultralytics 8.4.190 (the
 # tested range starts there, ULTRALYTICS_MIN), and what each override adds. Re-read them upstream before widening the
 # range; tests/test_ultralytics_trainer.py checks that this list is complete and that their signatures still match.
@@ -333,14 +329,6 @@ def batch_statistics_only(model: nn.Module):
             m.track_running_stats = True
 
 
-def _jsonable(value) -> bool:
-    try:
-        json.dumps(value)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
 # Our per-epoch bookkeeping as Ultralytics callbacks (in firing order), registered by the trainer with add_callback.
 # Module-level functions: Ultralytics' DDP subprocess receives the parent's callbacks pickled, and these pickle by
 # reference, so the rebuilt trainer recognises them as its own and does not register them twice.
@@ -468,14 +456,12 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         self.selector = None
         self.per_image_loss = None
         self.mosaic_closed = False
-        self.run_log = None
-        self.pending = []  # records made before the log exists (IDS runs while the dataloaders are built)
+        self.files = None  # the run files, made with the full training listing (the first train dataset build)
         self.optimizer_steps = 0
         self.batches_since_step = 0  # back-propagated batches whose gradients wait for the next optimizer step
         self.stepped = False  # whether this batch stepped the optimizer
         self.epoch_start_time = None
-        self.counts = {}  # this epoch's totals, for its record
-        self.selection_counts = None  # back-propagations per image of the full training listing
+        self.accounting = None  # this epoch's selection accounting, for its record
 
     # ------------------------------------------------------------------ IDS: the offline subset
     def build_dataset(self, img_path, mode="train", batch=None):
@@ -486,6 +472,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             dataset = super().build_dataset(img_path, mode, batch)
         if self.full_index is None:
             self.full_index = {os.path.realpath(f): i for i, f in enumerate(dataset.im_files)}
+            self.files = RunFiles(self.save_dir, len(self.full_index), self.reduce, main=RANK in {-1, 0})
         if self.offline:
             listing = self.sample_ids(dataset.im_files)
             if self.subsets is None:
@@ -522,25 +509,22 @@ class DataReduceDetectionTrainer(DetectionTrainer):
     def select_subsets(self, listing, im_files) -> dict:
         """The manifest of this run's offline subset(s): read from ``--ids-manifest`` or computed and written."""
         cfg = self.reduce
+        start = time.time()
         if cfg.ids is not None and cfg.ids.manifest:
             chosen = manifest.read(cfg.ids.manifest)
             manifest.verify(chosen, listing)
-            self.pending.append(self.ids_record(chosen, cfg.ids.manifest, 0.0))
+            self.files.offline_subset(chosen, time.time() - start, source=cfg.ids.manifest)
             self.say_kept(chosen, f"from {cfg.ids.manifest}")
             return chosen
-        start = time.time()
-        emb, record = None, None
+        emb, record, embed_time = None, None, None
         if offline.needs_embeddings(cfg):
             ex = build_extractor(cfg.embed.extractor, weights=cfg.embed.weights, image_size=cfg.embed.image_size,
                                  device=self.device)
             # the dataset is built one rank at a time here (torch_distributed_zero_first): no sharded collective
-            emb, _ = offline.embed_samples(im_files, listing, self.data["path"], ex, cfg.embed, shard=False)
+            emb, embed_time = offline.embed_samples(im_files, listing, self.data["path"], ex, cfg.embed, shard=False)
             record = offline.extractor_record(cfg.embed, ex)
         made = offline.build_manifest(cfg, listing, emb, extractor=record)
-        path = self.save_dir / MANIFEST_FILE
-        if RANK in {-1, 0}:
-            manifest.write(path, made)
-        self.pending.append(self.ids_record(made, path, time.time() - start))
+        self.files.offline_subset(made, time.time() - start, embed_time_s=embed_time)
         self.say_kept(made, f"in {time.time() - start:.1f}s")
         return made
 
@@ -554,14 +538,6 @@ class DataReduceDetectionTrainer(DetectionTrainer):
                          + (f" from epoch {s['from_epoch']}" if len(subs) > 1 else "") for s in subs)
         LOGGER.info(f"datareduce: {made['method'].upper()} kept {kept} of {made['dataset']['num_samples']} "
                     f"training images ({how})")
-
-    @staticmethod
-    def ids_record(made: dict, path, seconds: float) -> dict:
-        """The ``ids`` log record, with the keys of ``trainers/classify.py``'s (plus the manifest's path)."""
-        subsets = made["subsets"]
-        return {"type": "ids", "method": made["method"], "extractor": made.get("extractor"), "manifest": str(path),
-                "num_samples": made["dataset"]["num_samples"], "num_kept": [s["num_kept"] for s in subsets],
-                "from_epoch": [s["from_epoch"] for s in subsets], "time_s": round(seconds, 4)}
 
     def subset_at(self, epoch: int) -> int:
         """Position in the manifest of the subset trained in ``epoch``."""
@@ -582,8 +558,6 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             rho = (self.reduce.adonis.rho if self.reduce.adonis is not None else None) or batch_size
             self.online = OnlineSelection(self.selector, self.score, rho, YoloBatchOps, self.image_indices,
                                           reuse_train_losses=self.reuse_train_losses)
-        if self.selection_counts is None:
-            self.selection_counts = SelectionCounts(len(self.full_index))
         return ReducedTrainLoader(loader, self.max_batches(loader), self.online, self.image_indices)
 
     def max_batches(self, loader) -> int:
@@ -715,22 +689,13 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             self.online.record_training_losses(positions, losses, self.epoch)
 
     def open_log(self):
-        """Start ``log.jsonl`` on the main rank with the ``run`` record (a resumed run keeps its log's, and drops
-        the records of the epochs it redoes)."""
-        if RANK in {-1, 0}:
-            self.run_log = records.RunLog(self.save_dir, resume_epoch=self.start_epoch if self.resume else None)
-            if not self.resume:
-                self.run_log.write("run", self.run_record())
-            for record in self.pending:
-                self.run_log.write(record.pop("type"), record)
-        self.pending = []
-
-    def run_record(self) -> dict:
-        """The run's settings, with the keys of ``trainers/classify.py``'s ``run`` record where they apply
-        (``args`` are Ultralytics' arguments, as in ``args.yaml``; ``num_train`` is the full training listing)."""
-        return {"args": {k: v for k, v in vars(self.args).items() if _jsonable(v)}, "reduce": self.reduce.describe(),
-                "dataset": "yolo", "num_train": len(self.full_index), "num_val": len(self.test_loader.dataset),
-                "num_classes": self.data["nc"], "world_size": max(self.world_size, 1), "device": str(self.device)}
+        """Start ``log.jsonl`` on the main rank with the ``run`` record: Ultralytics' arguments (as in
+        ``args.yaml``) and its data (a resumed run keeps its log's, and drops the records of the epochs it
+        redoes)."""
+        if RANK in {-1, 0}:  # the only rank with a test loader
+            self.files.open(vars(self.args), resume_epoch=self.start_epoch if self.resume else None, dataset="yolo",
+                            num_val=len(self.test_loader.dataset), num_classes=self.data["nc"],
+                            device=str(self.device))
 
     def start_epoch_reduction(self):
         """Swap in the γ subset when it starts (RS2: this epoch's subset), and tell the loader and selector where
@@ -761,30 +726,28 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         self.count_epoch()
 
     def count_epoch(self):
-        """Epoch totals over every rank (all ranks run this hook)."""
+        """The epoch's selection accounting for the whole job (all ranks run this hook): samples summed over the
+        ranks, the slowest rank's loop time, the optimizer steps (the same on every rank)."""
         seconds = time.time() - self.epoch_start_time
         loader = self.train_loader
         if self.tloss is None:
             self.stand_in_losses()
-        stats = self.online.stats if self.online is not None else None
-        keys = ("forward_samples", "samples_scored", "samples_selected")
-        local = ([stats.forward_samples, stats.scored, stats.selected] if stats is not None
-                 else [loader.images, 0, loader.images]) + [loader.images, loader.batches, self.optimizer_steps]
-        totals = [int(v) for v in all_sum(local)]
-        self.counts = dict(zip(keys + ("samples_backprop", "train_batches", "optimizer_steps"), totals))
-        self.counts.update(train_time_s=seconds, train_images=len(loader.dataset))
-        if stats is not None:
-            record = stats.as_record()
-            self.counts.update(mean_loss_all=record["mean_loss_all"], mean_loss_kept=record["mean_loss_kept"],
-                               scoring_reuse=getattr(self.selector, "reuse", False),
-                               score_time_s=record["score_time_s"],
-                               select_time_s=record["select_time_s"])  # this rank's (datareduce report's overhead)
+        images, batches = (int(v) for v in all_sum([loader.images, loader.batches]))
+        selection = {"forward_samples": images}
+        if self.online is not None:
+            selection = {**self.online.stats.summed().as_record(),
+                         "scoring_reuse": getattr(self.selector, "reuse", False)}
+            if isinstance(self.online, OnlineSelection):
+                selection["buffered"] = int(all_sum([len(self.online.accumulator)])[0])
+        selection.update(samples_backprop=images, train_batches=batches, optimizer_steps=self.optimizer_steps,
+                         train_samples=len(loader.dataset), train_time_s=max(gather_objects(seconds)))
         if self.subsets is not None:
-            self.counts["subset"] = self.subsets["subsets"][self.loaded_subset]["mode"]
+            selection["subset"] = self.subsets["subsets"][self.loaded_subset]["mode"]
         if self.infobatch is not None:
             self.update_infobatch()
-            self.counts.update(pruned_samples=int(self.infobatch_pruned),
-                               keep_fraction=1 - self.infobatch_pruned / self.infobatch.num_samples)
+            selection.update(pruned_samples=int(self.infobatch_pruned),
+                             keep_fraction=1 - self.infobatch_pruned / self.infobatch.num_samples)
+        self.accounting = selection
 
     def update_infobatch(self):
         """The epoch's training-forward losses of every rank update the pruner's scores, the same on every rank
@@ -800,21 +763,17 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         and write the ``epoch`` record. All ranks run this hook; Ultralytics' final evaluation reruns it on the main
         rank after the last epoch: nothing is counted then. (Counted here, not at the end of the training loop:
         an epoch that Ultralytics redoes after a NaN loss counts once.)"""
-        if not self.counts:
+        if self.accounting is None:
             return
         for positions in self.train_loader.trained:
-            self.selection_counts.add(positions)
-        self.selection_counts.end_epoch()
+            self.files.count(positions)
+        self.files.end_training(self.accounting)
+        self.accounting = None
         self.save_selection_state()
-        if RANK in {-1, 0}:
-            self.selection_counts.save(self.save_dir / COUNTS_FILE)
-        if self.run_log is not None:
-            validated = self.args.val or self.epoch + 1 >= self.epochs
-            m = self.metrics or {}
-            self.run_log.write("epoch", {"epoch": self.epoch, **self.counts,
-                                         "map50": m.get("metrics/mAP50(B)") if validated else None,
-                                         "map50_95": m.get("metrics/mAP50-95(B)") if validated else None})
-        self.counts = {}
+        validated = self.args.val or self.epoch + 1 >= self.epochs
+        m = self.metrics or {}
+        self.files.write_epoch(self.epoch, {"map50": m.get("metrics/mAP50(B)") if validated else None,
+                                            "map50_95": m.get("metrics/mAP50-95(B)") if validated else None})
 
     def selection_state_file(self) -> Path:
         """This rank's selector and queue and the selection counts, saved every epoch next to Ultralytics'
@@ -825,7 +784,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         write_torch(self.selection_state_file(),
                     {"epoch": self.epoch, "online": self.online.state_dict() if self.online is not None else None,
                      "infobatch": self.infobatch.state_dict() if self.infobatch is not None else None,
-                     "selection_counts": torch.from_numpy(self.selection_counts.counts.copy())})
+                     **self.files.state_dict()})
 
     def resume_training(self, ckpt):
         """Stock resume, plus the selection counts and the selector's history, loss cache, RNG and queued images
@@ -839,7 +798,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             LOGGER.warning(f"{path}: no selection state of epoch {self.start_epoch}; selection and selection counts "
                            "start afresh")
             state = {}
-        record = {"type": "resume", "epoch": self.start_epoch}
+        record = {"epoch": self.start_epoch}
         if self.online is not None:
             record["selection_state_restored"] = state.get("online") is not None
             if record["selection_state_restored"]:
@@ -849,14 +808,11 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             if record["selection_state_restored"]:
                 self.infobatch.load_state_dict(state["infobatch"])
             self.loaded_subset = None  # the first epoch's plan is drawn again, from the restored scores
-        counts = state.get("selection_counts")
-        record["selection_counts_restored"] = counts is not None and len(counts) == len(self.selection_counts.counts)
-        if record["selection_counts_restored"]:
-            self.selection_counts.counts = counts.numpy().astype(np.uint16)
-        elif state:
-            LOGGER.warning(f"{path}: no selection counts of this training set; {COUNTS_FILE} counts from epoch "
+        record["selection_counts_restored"] = self.files.load_state_dict(state)
+        if state and not record["selection_counts_restored"]:
+            LOGGER.warning(f"{path}: no selection counts of this training set; {COUNTS_NAME} counts from epoch "
                            f"{self.start_epoch} on")
-        self.pending.append(record)
+        self.files.write("resume", record)
 
     def stand_in_losses(self):
         """An epoch without a training batch (fewer than rho images selected so far) must still leave what the
@@ -870,11 +826,6 @@ class DataReduceDetectionTrainer(DetectionTrainer):
 
     def log_summary(self):
         """The run's totals, with the final evaluation of the best checkpoint."""
-        if self.run_log is None:
-            return
-        summary = records.summarize(self.run_log.records("epoch"), metric="map50_95")
-        summary["method"] = method_name(self.reduce)
-        summary["ids_time_s"] = sum(r.get("time_s", 0.0) for r in self.run_log.records("ids"))
         m = self.metrics or {}
-        summary.update(final_eval_map50=m.get("metrics/mAP50(B)"), final_eval_map50_95=m.get("metrics/mAP50-95(B)"))
-        self.run_log.write("summary", summary)
+        self.files.write_summary("map50_95", final_eval_map50=m.get("metrics/mAP50(B)"),
+                                 final_eval_map50_95=m.get("metrics/mAP50-95(B)"))

@@ -1,18 +1,19 @@
 """Hooks that ``patches/vision-classification.patch`` calls from torchvision's classification reference script
 (pytorch/vision ``references/classification/train.py``).
 
-The patch adds the ``--ids-*`` / ``--adonis-*`` / ``--reduce`` flags and five calls; the work is done here, with
+The patch adds the ``--ids-*`` / ``--adonis-*`` / ``--reduce`` flags and six calls; the work is done here, with
 the same pieces ``trainers/classify.py`` uses (:mod:`datareduce.integrations.classification`):
 
 * :func:`setup` (after ``load_data``): IDS — or SSP / RPC / RPD — keeps its subset of the reference's training
   ``ImageFolder`` *in place* (``samples``/``targets``/``imgs``), and the train sampler is re-sized to it
   (``DistributedSampler`` and ``RASampler`` cache their length). With ``--ids-gamma`` the hard subset replaces
-  the easy one at epoch γ. The manifest goes to ``<output-dir>/datareduce_manifest.json``.
-* :meth:`VisionReduce.epoch_loader` (the loader handed to ``train_one_epoch``): with ADONIS (or SB, Stale-SB,
-  Composer-SB, random-keep) an iterable of ``(image, target)`` batches on the device — each forward batch is
-  scored with per-sample cross-entropy (label smoothing and mixup/cutmix soft targets included), and the
-  selected samples are trained in batches of exactly ``rho``. Dataset indices, which the reference's batches do
-  not carry, are recorded from the batch sampler (the DataLoader delivers batches in sampler order).
+  the easy one at epoch γ.
+* :meth:`VisionReduce.epoch_loader` (the loader handed to ``train_one_epoch``): an iterable of the epoch's
+  ``(image, target)`` batches on the device, whose dataset indices are recorded from the batch sampler (the
+  reference's batches do not carry them; the DataLoader delivers batches in sampler order) to count each
+  sample's back-propagations. With ADONIS (or SB, Stale-SB,
+  Composer-SB, random-keep) each forward batch is scored with per-sample cross-entropy (label smoothing and
+  mixup/cutmix soft targets included), and the selected samples are trained in batches of exactly ``rho``.
   InfoBatch and RS2 plan each epoch's visiting order: the loader is rebuilt around a sampler that visits the
   plan, sharded over the ranks like ``DistributedSampler``.
 * :meth:`VisionReduce.criterion` (after the reference builds its ``CrossEntropyLoss``): for the methods that
@@ -22,8 +23,12 @@ the same pieces ``trainers/classify.py`` uses (:mod:`datareduce.integrations.cla
   (every rank, every step) and returns the mean of the weighted losses, ``(w·ℓ).mean()``, as
   ``trainers/classify.py`` does; called outside such a batch (``evaluate``) it is the reference's criterion,
   the plain mean. For every other run it returns the reference's criterion itself.
-* :meth:`VisionReduce.save_to` / :meth:`VisionReduce.load_from`: the selector state in the reference's checkpoint.
-* One JSON line per epoch in ``<output-dir>/datareduce_log.jsonl`` and one summary line on the console.
+* :meth:`VisionReduce.end_epoch` (with the epoch's top-1 accuracy from ``evaluate``): the epoch's record.
+* :meth:`VisionReduce.save_to` / :meth:`VisionReduce.load_from`: the selector state and the selection counts in
+  the reference's checkpoint.
+
+The run files (:mod:`datareduce.run_files`: ``log.jsonl``, ``manifest.json``, ``selection_counts.npy``) go to
+``<output-dir>/datareduce/``, apart from the reference's own checkpoints; one line per epoch goes to the console.
 
 With no data-reduction flag every hook is the identity (the reference trains exactly as before).
 """
@@ -41,21 +46,21 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .. import distributed, records
+from .. import distributed
 from .._validate import UsageError
 from ..config import OFFLINE, ONLINE, ReduceConfig
 from ..flags import add_reduce_arguments, config_from_args
+from ..run_files import SUBFOLDER, RunFiles
 from .classification.checkpoint import reducer_states, restore_reducer
 from .classification.loss import per_sample_loss
 from .classification.offline_subset import SubsetSchedule, build_extractor_for, build_offline_manifest, check_manifest
 from .classification.reducer_choice import build_reducer, check_supported
 from .classification.samplers import TrainSampler
 from .classification.scoring import make_score_fn
+from .classification.training_set import full_size
 
 __all__ = ["add_arguments", "setup", "VisionReduce", "StepLoss", "RecordingBatchSampler", "refresh_sampler"]
 
-MANIFEST_NAME = "datareduce_manifest.json"
-LOG_NAME = "datareduce_log.jsonl"
 UNSUPPORTED: dict = {}  # method -> why the reference's loop cannot run it (none today)
 PLANNED = ("infobatch", "rs2")  # methods whose reducer sets each epoch's visiting order (TrainSampler.set_plan)
 
@@ -148,10 +153,13 @@ class VisionReduce:
         self.loss: Optional[StepLoss] = None  # what :meth:`criterion` returned, when the run needs one
         self.step: Optional[_Step] = None  # the training batch the loader yielded last, until the loss takes it
         self.pending = None
-        self.log = None
         self.resume_epoch = None
         self.rank = distributed.rank()
         self.online = cfg is not None and (cfg.adonis is not None or cfg.method in ONLINE)
+        out = getattr(args, "output_dir", None)  # the reference writes nothing without one; nor do we then
+        self.files = None if cfg is None else RunFiles(Path(out or ".") / SUBFOLDER, full_size(dataset), cfg,
+                                                       main=self.rank == 0 and bool(out))
+        self.opened = False  # the run files open with the first epoch (after load_from)
 
     @property
     def active(self) -> bool:
@@ -185,14 +193,7 @@ class VisionReduce:
         refresh_sampler(self.sampler, dataset)
         info["time_s"] = time.perf_counter() - start
         subsets = manifest["subsets"]
-        if self.rank == 0 and args.output_dir:
-            from .. import manifest as manifest_mod
-
-            manifest_mod.write(Path(args.output_dir) / MANIFEST_NAME, manifest)
-        self._record("ids", {"method": manifest["method"], "num_samples": manifest["dataset"]["num_samples"],
-                             "num_kept": [s["num_kept"] for s in subsets],
-                             "from_epoch": [s["from_epoch"] for s in subsets],
-                             **{k: v for k, v in info.items() if isinstance(v, (int, float, str))}})
+        self.files.offline_subset(manifest, **info)
         self.say(f"datareduce: {manifest['method']} keeps {[s['num_kept'] for s in subsets]} of "
                  f"{manifest['dataset']['num_samples']} training images (from epochs "
                  f"{[s['from_epoch'] for s in subsets]}) in {info['time_s']:.1f}s")
@@ -222,31 +223,36 @@ class VisionReduce:
 
     # ------------------------------------------------------------------------------------ per epoch
     def epoch_loader(self, data_loader, epoch: int, model=None):
-        """What ``train_one_epoch`` iterates in ``epoch``: ``data_loader`` itself without online selection (after
-        switching the offline subset if γ says so), else the selected batches of ``(image, target)``."""
+        """What ``train_one_epoch`` iterates in ``epoch``: ``data_loader`` itself without data reduction, else the
+        epoch's training batches of ``(image, target)``: all of the offline subset (switched at γ), or those the
+        online selection chose; ``model`` (``model_without_ddp``) scores them."""
         if not self.active:
-            return data_loader
-        if self.schedule is not None and self.schedule.apply(self.dataset, epoch):
-            refresh_sampler(self.sampler, self.dataset)
-            self.say(f"datareduce: epoch {epoch} trains on {len(self.dataset)} images (subset switch)")
-        if not self.online:
             return data_loader
         if _needs_step_losses(self.cfg) and self.loss is None:
             raise RuntimeError("this run weights each sample's loss or reuses the training losses: the criterion "
                                "train_one_epoch calls must be `criterion = reduce.criterion(criterion)` "
                                "(patches/vision-classification.patch)")
         if self.reducer is None:
-            if model is None:
+            if model is None and self.online:
                 raise ValueError("online selection needs the model (pass model_without_ddp)")
             self._start(data_loader, model)
+        if not self.opened:  # a resumed run has been told its epoch (load_from) by now
+            self.files.open(vars(self.args), resume_epoch=self.resume_epoch, dataset="imagefolder",
+                            num_classes=len(self.dataset.classes), device=str(_device(self.args)))
+            self.opened = True
+        if self.schedule is not None and self.schedule.apply(self.dataset, epoch):
+            refresh_sampler(self.sampler, self.dataset)
+            self.say(f"datareduce: epoch {epoch} trains on {len(self.dataset)} images (subset switch)")
         if self.plan_sampler is not None:  # InfoBatch / RS2: this epoch's visiting order (len() follows it)
             self.reducer.prepare_epoch(epoch, self.plan_sampler, epoch == int(self.args.epochs) - 1)
         return _SelectedEpoch(self, epoch)
 
     def _start(self, data_loader, model) -> None:
         args, cfg = self.args, self.cfg
-        score = make_score_fn(_bare_module(model), float(getattr(args, "label_smoothing", 0.0)), bn="batch",
-                              amp=bool(getattr(args, "amp", False)))
+        score = None
+        if self.online:
+            score = make_score_fn(_bare_module(model), float(getattr(args, "label_smoothing", 0.0)), bn="batch",
+                                  amp=bool(getattr(args, "amp", False)))
         self.reducer = build_reducer(cfg, score, int(args.batch_size), int(args.epochs), self.dataset,
                                      distributed.rank())
         batch_sampler = data_loader.batch_sampler
@@ -256,7 +262,7 @@ class VisionReduce:
             batch_sampler = torch.utils.data.BatchSampler(
                 self.plan_sampler, getattr(batch_sampler, "batch_size", None) or int(args.batch_size),
                 bool(getattr(batch_sampler, "drop_last", False)))
-        elif not self.reducer.online:
+        elif self.online and not self.reducer.online:
             raise NotImplementedError(f"online method {cfg.method!r} is not available in the vision patch")
         self.recorder = RecordingBatchSampler(batch_sampler)
         self.loader = _rebuild(data_loader, self.recorder)
@@ -274,35 +280,46 @@ class VisionReduce:
             else n * int(self.args.batch_size)
         return loop.max_batches(samples)
 
-    # ------------------------------------------------------------------------------------ checkpoint, log
+    def end_epoch(self, epoch: int, top1: Optional[float] = None) -> None:
+        """After the epoch's evaluation (``top1``: what the reference's ``evaluate`` returns): the epoch's record,
+        the selection counts, one line on the console, and after the last epoch the summary. Every rank."""
+        if not self.active:
+            return
+        rec = self.files.write_epoch(epoch, {"top1": top1})
+        keep = rec["keep_fraction"]
+        self.say(f"datareduce: epoch {epoch} {rec['method']} kept {rec['samples_selected']}/"
+                 f"{rec['forward_samples']} samples ({keep if keep is None else round(keep, 3)}), scored "
+                 f"{rec['samples_scored']}, trained {rec['samples_backprop']} in {rec['train_batches']} batches")
+        if epoch == int(self.args.epochs) - 1:
+            self.files.write_summary("top1")
+
+    # ------------------------------------------------------------------------------------ checkpoint
     def save_to(self, checkpoint: dict) -> None:
-        """Add the selector state (every rank's) to the reference's checkpoint; call it on every rank."""
-        if self.reducer is not None:
-            checkpoint["datareduce"] = reducer_states(self.reducer)
+        """Add the selector state (every rank's) and the selection counts to the reference's checkpoint; call it on
+        every rank."""
+        if self.active:
+            checkpoint["datareduce"] = {"reducer": reducer_states(self.reducer), **self.files.state_dict()}
 
     def load_from(self, checkpoint: dict) -> None:
-        """Restore the selector state from a checkpoint written with :meth:`save_to` (on ``--resume``)."""
+        """Restore the selector state and the selection counts from a checkpoint written with :meth:`save_to`
+        (on ``--resume``)."""
         if not self.active:
             return
         self.resume_epoch = int(checkpoint.get("epoch", -1)) + 1
-        states = checkpoint.get("datareduce")
-        if states is None:
+        state = checkpoint.get("datareduce")
+        if state is None:
             return
+        self.files.load_state_dict(state)
         if self.reducer is None:
-            self.pending = states
+            self.pending = state["reducer"]
         else:
-            restore_reducer(self.reducer, states, distributed.rank(), distributed.world_size(), _device(self.args))
-
-    def _record(self, kind: str, rec: dict) -> None:
-        if self.rank != 0 or not getattr(self.args, "output_dir", None):
-            return
-        if self.log is None:
-            self.log = records.RunLog(self.args.output_dir, resume_epoch=self.resume_epoch, name=LOG_NAME)
-        self.log.write(kind, rec)
+            restore_reducer(self.reducer, state["reducer"], distributed.rank(), distributed.world_size(),
+                            _device(self.args))
 
 
 class _SelectedEpoch:
-    """One epoch of selected training batches; ``len()`` is an upper bound (the reference's logger needs one)."""
+    """One epoch of training batches; ``len()`` is an upper bound (the reference's logger needs one). Each
+    trained sample is counted, and the exhausted epoch's accounting handed to the run files."""
 
     def __init__(self, owner: VisionReduce, epoch: int):
         self.owner, self.epoch = owner, epoch
@@ -325,21 +342,18 @@ class _SelectedEpoch:
                                        "reduce.criterion() applies the weights")
                 steps += 1
                 trained += len(targets)
+                o.files.count(indices)
                 yield images, targets
                 if o.step is not None:
                     raise RuntimeError("train_one_epoch trained a batch without calling the criterion that "
                                        "reduce.criterion() returned: its loss weights and losses were not applied")
         finally:
             o.step = None
-        rec = {"epoch": self.epoch, "method": o.reducer.name, **o.reducer.epoch_record(),
-               "train_batches": steps, "samples_backprop": int(distributed.all_sum([trained])[0]),
-               "loop_time_s": time.perf_counter() - start}
-        rec.setdefault("samples_selected", rec.get("forward_samples"))  # InfoBatch, RS2: every visited sample
-        o._record("epoch", rec)
-        keep = rec.get("keep_fraction")
-        o.say(f"datareduce: epoch {self.epoch} {rec['method']} kept {rec.get('samples_selected')}/"
-              f"{rec.get('forward_samples')} samples ({keep if keep is None else round(keep, 3)}), scored "
-              f"{rec.get('samples_scored')}, trained {rec['samples_backprop']} in {steps} steps (this rank)")
+        batches, backprop = distributed.all_sum([steps, trained])
+        o.files.end_training({  # the reference steps the optimizer once a batch, in lockstep over the ranks
+            **o.reducer.epoch_record(), "samples_backprop": int(backprop), "train_batches": int(batches),
+            "optimizer_steps": steps, "train_samples": len(o.dataset),
+            "train_time_s": max(distributed.gather_objects(time.perf_counter() - start))})
 
 
 class _Step:

@@ -9,13 +9,17 @@ train loader — are passed in by the patched script. Batches are YOLOv5's ``(im
   whole, ranked by distance to one dataset-wide centroid, and the kept images are written as a txt list that the
   patched script passes to YOLOv5's ``create_dataloader`` in place of the train path. With ``--ids-gamma`` a second
   list (the hard subset) replaces it from epoch γ on; the patched script rebuilds its loader then. RPD and SSP
-  subsets work the same way. The manifest and the lists go to ``<save_dir>/datareduce/``.
+  subsets work the same way. The lists go to ``<save_dir>/datareduce/``.
 * **ADONIS** (also SB, Stale-SB and the random-keep control): :meth:`DataReduce.epoch` wraps the batch loop.
   Each forward batch is scored with one loss per image from YOLOv5's own ``ComputeLoss`` (:func:`per_image_loss`),
   the selected images are queued, and the loop receives batches of exactly ``rho`` images in YOLOv5's format. The
   loss cache (η-reuse) is keyed by the image's position in the full training listing; under mosaic that is the
   mosaic's first image (YOLOv5 keeps mosaic on for the whole run).
-* One JSON line per epoch goes to ``<save_dir>/datareduce/log.jsonl`` and one summary line to YOLOv5's logger.
+* :meth:`DataReduce.end_epoch` (after validation, with YOLOv5's ``results``): the epoch's record with its mAP.
+
+The run files (:mod:`datareduce.run_files`: ``log.jsonl``, ``manifest.json``, ``selection_counts.npy``, the last
+counted by each image's position in the full training listing) go to ``<save_dir>/datareduce/``, apart from
+YOLOv5's ``weights/`` and ``results.csv``; one line per epoch goes to YOLOv5's logger.
 
 With no data-reduction flag, every hook is the identity: the train path, the loader and the batch count are
 returned unchanged.
@@ -31,14 +35,14 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from .. import distributed, manifest, offline, records
+from .. import distributed, manifest, offline
 from ..atomic import write_text
 from ..config import ReduceConfig
 from ..flags import add_reduce_arguments, config_from_args
 from ..online import OnlineSelection
+from ..run_files import SUBFOLDER, RunFiles
 
 __all__ = ["IMG_FORMATS", "SUPPORTED", "add_arguments", "setup", "DataReduce", "list_images", "YoloV5BatchOps",
            "per_image_loss", "batch_statistics_only", "make_score_fn"]
@@ -46,7 +50,6 @@ __all__ = ["IMG_FORMATS", "SUPPORTED", "add_arguments", "setup", "DataReduce", "
 IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")  # YOLOv5's image suffixes
 # rpc needs one class per image; composer-sb and infobatch need training loops of their own
 SUPPORTED = ("full", "sb", "stale-sb", "random-keep", "rpd", "ssp")
-OUT_DIR = "datareduce"
 
 
 def add_arguments(parser):
@@ -215,14 +218,6 @@ class PathIndex:
         return torch.tensor([self.ids.setdefault(p, len(self.ids)) for p in batch[2]], dtype=torch.long)
 
 
-def _sum_over_ranks(values: list) -> list:
-    if distributed.world_size() == 1:
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=distributed.collective_device())
-    dist.all_reduce(t)
-    return t.tolist()
-
-
 # ============================================================================================== the hooks object
 class DataReduce:
     """What the patched ``train.py`` holds: the run's data-reduction settings and state.
@@ -230,11 +225,12 @@ class DataReduce:
     ``train_path(path, epoch)`` → the path to build the train loader from (a txt list of the IDS subset);
     ``subset_changes(epoch)`` → True when the loader must be rebuilt (IDS γ switch); ``num_batches(loader)`` → an
     upper bound of the batches an epoch yields; ``epoch(loader, ...)`` → the batches to train on;
-    ``state_dict()`` / ``load_state_dict()`` for YOLOv5's checkpoint.
+    ``end_epoch(epoch, results)`` → the epoch's record; ``state_dict()`` / ``load_state_dict()`` for YOLOv5's
+    checkpoint. ``args``: YOLOv5's options (the ``run`` record); with ``noval`` only the last epoch has an mAP.
     """
 
     def __init__(self, cfg: ReduceConfig, save_dir, device=None, log: Callable = print, root=None,
-                 rect: bool = False, quad: bool = False, rank: Optional[int] = None):
+                 rect: bool = False, quad: bool = False, rank: Optional[int] = None, args: Optional[dict] = None):
         if cfg.method not in SUPPORTED:
             raise ValueError(f"--reduce {cfg.method} is not supported by the YOLOv5 patch (choose one of "
                              f"{', '.join(SUPPORTED)}, or IDS / ADONIS); rpc needs one class per image")
@@ -243,8 +239,9 @@ class DataReduce:
                              "no single class, and YOLOv5's loop takes no per-image loss weights)")
         cfg.refuse_train_loss_reuse("YOLOv5's train.py")
         self.cfg = cfg
+        self.args = dict(args or {})
         self.save_dir = Path(save_dir)
-        self.out = self.save_dir / OUT_DIR
+        self.out = self.save_dir / SUBFOLDER
         self.device = device
         self.rank = distributed.rank() if rank is None else rank
         self.say = log if self.rank == 0 else (lambda *a, **k: None)
@@ -262,8 +259,9 @@ class DataReduce:
         self.selection: Optional[OnlineSelection] = None
         self.index: Optional[PathIndex] = None
         self.pending_state: Optional[dict] = None
-        self.log: Optional[records.RunLog] = None
+        self.files: Optional[RunFiles] = None  # made with the full listing (the counts' size)
         self.resume_epoch: Optional[int] = None
+        self.epochs: Optional[int] = None
 
     @property
     def active(self) -> bool:
@@ -287,34 +285,40 @@ class DataReduce:
         starts = [s["from_epoch"] for s in self.manifest["subsets"]]
         return max([i for i, s in enumerate(starts) if s <= epoch], default=0)
 
+    def _open(self, listing: List[str]) -> None:
+        """The run files, for the full training ``listing`` (after ``load_state_dict``: a resumed run continues
+        its log and counts), and the image index the counts and the loss cache are keyed by."""
+        self.listing = listing
+        self.index = PathIndex(listing)
+        self.files = RunFiles(self.out, len(listing), self.cfg, main=self.rank == 0)
+        self.files.load_state_dict(self.pending_state)
+        self.files.open(self.args, resume_epoch=self.resume_epoch, dataset="yolov5", device=str(self.device))
+
     def _select(self, train_path) -> None:
         cfg = self.cfg
         start = time.perf_counter()
-        self.listing = list_images(train_path)
+        self._open(list_images(train_path))
         keys = sample_ids(self.listing, self.root)
-        info = {"num_samples": len(keys)}
+        info = {}
         if cfg.ids is not None and cfg.ids.manifest:
             chosen = manifest.read(cfg.ids.manifest)
             manifest.verify(chosen, keys)
-            info["manifest"] = str(cfg.ids.manifest)
         else:
             chosen = self._make_manifest(keys, info)
         self.manifest = chosen
         self.out.mkdir(parents=True, exist_ok=True)
-        manifest.write(self.out / "manifest.json", chosen)  # identical bytes on every rank
         position = {k: i for i, k in enumerate(keys)}
         self.lists = []
         for s in chosen["subsets"]:
             kept = sorted(position[k] for k in s["kept"])
             path = self.out / f"train-{s['from_epoch']}-{s.get('mode') or chosen['method']}.txt"
-            write_text(path, "".join(self.listing[i] + "\n" for i in kept))
+            write_text(path, "".join(self.listing[i] + "\n" for i in kept))  # every rank's loader reads it
             self.lists.append(path)
-        info["time_s"] = time.perf_counter() - start
-        info.update(method=chosen["method"], num_kept=[s["num_kept"] for s in chosen["subsets"]],
-                    from_epoch=[s["from_epoch"] for s in chosen["subsets"]], lists=[str(p) for p in self.lists])
-        self._record("ids", info)
-        self.say(f"datareduce: {chosen['method']} keeps {info['num_kept']} of {len(keys)} training images "
-                 f"(from epochs {info['from_epoch']}) in {info['time_s']:.1f}s -> {self.out}")
+        seconds = time.perf_counter() - start
+        self.files.offline_subset(chosen, seconds, source=cfg.ids.manifest if cfg.ids is not None else None, **info)
+        self.say(f"datareduce: {chosen['method']} keeps {[s['num_kept'] for s in chosen['subsets']]} of {len(keys)} "
+                 f"training images (from epochs {[s['from_epoch'] for s in chosen['subsets']]}) in {seconds:.1f}s "
+                 f"-> {self.out}")
 
     def _make_manifest(self, keys: List[str], info: dict) -> dict:
         cfg, emb, record = self.cfg, None, None
@@ -349,6 +353,7 @@ class DataReduce:
               amp: bool = False):
         """The batches to train on in ``epoch``: the loader itself without online selection, else the selected
         batches of exactly ``rho`` images (a short remainder only at the end of the last epoch)."""
+        self.epochs = epochs
         if not self.online:
             if self.active:
                 return self._counted(loader, epoch)
@@ -360,8 +365,8 @@ class DataReduce:
         return self._selected(loader, epoch, last=epoch == epochs - 1)
 
     def _start_selection(self, loader, epochs, model, compute_loss, amp) -> None:
-        listing = self.listing if self.listing is not None else list(getattr(loader.dataset, "im_files", []))
-        self.index = PathIndex(listing)
+        if self.files is None:  # no offline subset: the loader's listing is the full one
+            self._open(list(loader.dataset.im_files))
         selector = self.cfg.online_selector(self.rank, epochs=epochs)
         score = make_score_fn(model, compute_loss, self.device, amp)
         self.selection = OnlineSelection(selector, score, self.rho(loader), ops=YoloV5BatchOps, index_fn=self.index)
@@ -372,47 +377,54 @@ class DataReduce:
     def _selected(self, loader, epoch: int, last: bool):
         start = time.perf_counter()
         for batch in self.selection.epoch(loader, epoch, last):
+            self.files.count(self.index(batch))
             yield batch
-        st = self.selection.stats
-        fwd, scored, selected, backprop, batches, lsa, fa, lsk, fk = _sum_over_ranks(
-            [st.forward_samples, st.scored, st.selected, st.backprop, st.train_batches,
-             st.loss_sum_all, st.finite_all, st.loss_sum_kept, st.finite_kept])
-        rec = {"epoch": epoch, "method": "adonis" if self.cfg.adonis is not None else self.cfg.method,
-               "forward_samples": int(fwd), "samples_scored": int(scored), "samples_selected": int(selected),
-               "samples_backprop": int(backprop), "train_batches": int(batches),
-               "keep_fraction": selected / fwd if fwd else None,
-               "mean_loss_all": lsa / fa if fa else None, "mean_loss_kept": lsk / fk if fk else None,
-               "buffered": len(self.selection.accumulator), "loop_time_s": time.perf_counter() - start}
-        self._record("epoch", rec)
-        self.say(f"datareduce: epoch {epoch} {rec['method']} kept {rec['samples_selected']}/{rec['forward_samples']} "
-                 f"images ({(rec['keep_fraction'] or 0):.2f}), scored {rec['samples_scored']}, trained "
-                 f"{rec['samples_backprop']} in {rec['train_batches']} batches")
+        queued = distributed.all_sum([len(self.selection.accumulator)])[0]
+        self._end_training(start, {**self.selection.stats.summed().as_record(), "buffered": int(queued)})
 
     def _counted(self, loader, epoch: int):
         start, images, batches = time.perf_counter(), 0, 0
         for batch in loader:
             images += YoloV5BatchOps.size(batch)
             batches += 1
+            self.files.count(self.index(batch))
             yield batch
-        images, batches = _sum_over_ranks([images, batches])
-        self._record("epoch", {"epoch": epoch, "method": self.manifest["method"] if self.manifest else "full",
-                               "subset": self.current, "forward_samples": int(images),
-                               "samples_backprop": int(images), "train_batches": int(batches),
-                               "loop_time_s": time.perf_counter() - start})
+        images, batches = (int(v) for v in distributed.all_sum([images, batches]))
+        self._end_training(start, {"forward_samples": images, "samples_backprop": images, "train_batches": batches})
 
-    # ---------------------------------------------------------------------------------------- records, state
-    def _record(self, kind: str, rec: dict) -> None:
-        if self.rank != 0:
+    def _end_training(self, start: float, selection: dict) -> None:
+        """The epoch's accounting to the run files (every rank, after its last batch): the training set's size, the
+        offline subset trained (its mode), and the slowest rank's loop time. YOLOv5 decides when to step."""
+        subset = None if self.manifest is None else self.manifest["subsets"][self.current]
+        self.files.end_training({**selection, "train_samples": len(self.listing) if subset is None else
+                                 subset["num_kept"], **({"subset": subset["mode"]} if subset is not None else {}),
+                                 "train_time_s": max(distributed.gather_objects(time.perf_counter() - start))})
+
+    def end_epoch(self, epoch: int, results: Sequence[float]) -> None:
+        """After YOLOv5's validation, on the main rank: the epoch's record with ``results`` (YOLOv5's ``(P, R,
+        mAP@.5, mAP@.5:.95, losses…)``; with ``--noval`` an epoch before the last has none), one line to the
+        logger, and after the last epoch the summary."""
+        if not self.active:
             return
-        if self.log is None:
-            self.log = records.RunLog(self.out, resume_epoch=self.resume_epoch)
-        self.log.write(kind, rec)
+        validated = not self.args.get("noval") or epoch + 1 == self.epochs
+        rec = self.files.write_epoch(epoch, {"map50": float(results[2]) if validated else None,
+                                             "map50_95": float(results[3]) if validated else None})
+        self.say(f"datareduce: epoch {epoch} {rec['method']} kept {rec['samples_selected']}/{rec['forward_samples']} "
+                 f"images ({rec['keep_fraction'] or 0:.2f}), scored {rec['samples_scored']}, trained "
+                 f"{rec['samples_backprop']} in {rec['train_batches']} batches")
+        if epoch + 1 == self.epochs:
+            self.files.write_summary("map50_95")
 
+    # ---------------------------------------------------------------------------------------- state
     def state_dict(self) -> Optional[dict]:
-        """The online selection's state (this process's; rank 0's under DDP), for YOLOv5's checkpoint."""
-        if self.selection is None:
+        """The online selection's state (this process's; rank 0's under DDP) and the selection counts, for YOLOv5's
+        checkpoint; before the first epoch, what :meth:`load_state_dict` was given."""
+        if self.files is None:
             return self.pending_state
-        return {"online": self.selection.state_dict(), "world_size": distributed.world_size()}
+        state = {"world_size": distributed.world_size(), **self.files.state_dict()}
+        if self.selection is not None:
+            state["online"] = self.selection.state_dict()
+        return state
 
     def load_state_dict(self, state: Optional[dict], epoch: Optional[int] = None) -> None:
         """Restore from a checkpoint written by :meth:`state_dict` (``epoch``: the checkpoint's epoch)."""
@@ -420,6 +432,8 @@ class DataReduce:
             self.resume_epoch = epoch + 1
         if not state:
             return
+        if self.files is not None:
+            self.files.load_state_dict(state)
         if self.selection is None:
             self.pending_state = state
         else:
@@ -447,4 +461,4 @@ def setup(opt, save_dir, device=None, log: Callable = print, root=None) -> DataR
             setattr(opt, k, v)
     cfg = config_from_args(opt, seed=getattr(opt, "seed", 0) or 0, train_losses=False, sample_weights=False)
     return DataReduce(cfg, save_dir, device=device, log=log, root=root, rect=bool(getattr(opt, "rect", False)),
-                      quad=bool(getattr(opt, "quad", False)))
+                      quad=bool(getattr(opt, "quad", False)), args=vars(opt))

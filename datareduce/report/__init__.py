@@ -2,7 +2,9 @@
 write an offline ``index.html``. No printing (the console face is :mod:`datareduce.cli`); matplotlib's Agg canvas
 only (no pyplot, no display); nothing is fetched.
 
-A run folder is what ``trainers/classify.py`` and ``trainers/yolo_train.py`` write to their output dir:
+A run folder is what ``trainers/classify.py`` and ``trainers/yolo_train.py`` write to their output dir, and the
+patched upstream scripts to the ``datareduce/`` subfolder of theirs (:mod:`datareduce.run_files`; either folder
+may be given):
 
 * ``log.jsonl`` (required) — JSON lines with a ``"type"``: one ``run`` record (``args``: the classification
   command line or Ultralytics' arguments; ``reduce``: :meth:`datareduce.config.ReduceConfig.describe`;

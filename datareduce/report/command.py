@@ -8,12 +8,13 @@ import numpy as np
 
 from .._validate import UsageError
 from ..atomic import write_bytes, write_text
+from ..run_files import COUNTS_NAME
 from .canvas import png_bytes
 from .embeddings import manifest_extractor_key, run_embeddings
 from .grids import fig_ids_prototypes, fig_selected_grid
 from .page import Picture, Report, render_html
 from .plots import fig_backprop_histogram, fig_ids_pca, fig_metric_vs_time, fig_selection_rate
-from .runs import COUNTS_NAME, Run, load_runs
+from .runs import Run, load_runs
 from .selection import most_least
 from .table import DROP_PP, choose_baseline, metrics_table, timing_caution
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-from .runs import COUNTS_NAME, METRIC_LABEL, Run
+from ..run_files import COUNTS_NAME
+from .runs import METRIC_LABEL, Run
 from .table import DROP_PP
 
 

@@ -9,13 +9,13 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from .. import manifest as manifest_mod
+from .. import run_files
 from .._validate import UsageError
 from ..config import FAMILY_OF
 from ..records import LOG_NAME
 from .images import Images, open_detection_images, open_images
 
-COUNTS_NAME = "selection_counts.npy"
-MANIFEST_NAMES = ("manifest.json", "ids_manifest.json")  # both trainers; older YOLO trainers wrote the second
+MANIFEST_NAMES = (run_files.MANIFEST_NAME, "ids_manifest.json")  # older YOLO trainers wrote the second
 CONFIG_TYPES = ("run", "config")  # the record holding the run's settings; older YOLO trainers wrote "config"
 METRICS = ("top1", "map50_95", "map50")  # the first one an epoch record has is the run's quality metric
 METRIC_LABEL = {"top1": "top-1 accuracy (%)", "map50_95": "mAP50-95 (%)", "map50": "mAP50 (%)"}
@@ -179,7 +179,7 @@ def detect_method(config: dict, manifest: Optional[dict], epochs: List[dict], su
 
 
 def _find_counts(folder: Path) -> Optional[np.ndarray]:
-    path = folder / COUNTS_NAME
+    path = folder / run_files.COUNTS_NAME
     if not path.exists():
         return None
     try:
@@ -214,17 +214,21 @@ def load_run(path, data_path=None, name: Optional[str] = None) -> Run:
     """Read and check one run folder. ``data_path`` overrides the dataset the run recorded.
 
     Raises :class:`RunDirError` for a folder that is not a datareduce run or whose files are corrupt, or whose
-    files disagree with each other or with the dataset (counts length, manifest fingerprint).
+    files disagree with each other or with the dataset (counts length, manifest fingerprint). The run files are
+    read from the folder itself or from its ``datareduce/`` subfolder (the output folder of a patched upstream
+    script).
     """
     folder = Path(path).expanduser()
     if not folder.exists():
         raise RunDirError(f"run folder {folder} does not exist")
     if not folder.is_dir():
         raise RunDirError(f"{folder} is not a folder: give the output dir of a training run (it holds {LOG_NAME})")
-    log = folder / LOG_NAME
+    files = run_files.find(folder)
+    log = files / LOG_NAME
     if not log.is_file():
-        raise RunDirError(f"{folder} is not a datareduce run folder: it has no {LOG_NAME} (expected the "
-                          "--output-dir of trainers/classify.py or the run folder of trainers/yolo_train.py)")
+        raise RunDirError(f"{folder} is not a datareduce run folder: it has no {LOG_NAME}, nor has its "
+                          f"{run_files.SUBFOLDER}/ (expected the --output-dir of trainers/classify.py or of a patched "
+                          "upstream script, or the run folder of trainers/yolo_train.py)")
     records = read_log(log)
     epochs = [r for r in records if r["type"] == "epoch"]
     if not epochs:
@@ -241,16 +245,16 @@ def load_run(path, data_path=None, name: Optional[str] = None) -> Run:
         if r["type"] in CONFIG_TYPES:
             config.update({k: v for k, v in r.items() if k != "type"})
     summary = next((r for r in reversed(records) if r["type"] == "summary"), None)
-    counts = _find_counts(folder)
-    manifest, manifest_file = _find_manifest(folder)
+    counts = _find_counts(files)
+    manifest, manifest_file = _find_manifest(files)
     method, source = detect_method(config, manifest, epochs, summary)
     run = Run(path=folder, name=name or folder.name, records=records, epochs=epochs, config=config, method=method,
               method_source=source, metric=metric, counts=counts, manifest=manifest, manifest_file=manifest_file)
     if not config:
         run.notes.append(f"{LOG_NAME} has no run record: the method was {source}")
     if manifest is not None and counts is not None and len(counts) != run.manifest["dataset"]["num_samples"]:
-        raise RunDirError(f"{folder}: {COUNTS_NAME} has {len(counts)} entries but its manifest was made from "
-                          f"{run.manifest['dataset']['num_samples']} samples: the files come from different runs")
+        raise RunDirError(f"{folder}: {run_files.COUNTS_NAME} has {len(counts)} entries but its manifest was made "
+                          f"from {run.manifest['dataset']['num_samples']} samples: the files come from different runs")
     _attach_images(run, data_path)
     return run
 

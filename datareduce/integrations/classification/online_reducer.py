@@ -45,6 +45,7 @@ class OnlineReducer(Reducer):
         self.dataset = None
         self.planned = False
         self.epoch = None
+        self.nonfinite_start = 0  # the selector's running count of non-finite losses when the epoch began
 
     def _load(self, ids: torch.Tensor):
         """Samples by full-set index, collated and on the training device (for carried-over samples)."""
@@ -55,6 +56,7 @@ class OnlineReducer(Reducer):
     def prepare_epoch(self, epoch, sampler, last=False):
         sampler.set_plan(None)
         self.dataset, self.epoch, self.planned = sampler.dataset, epoch, False
+        self.nonfinite_start = self._nonfinite()
         if not self.plan:
             return
         ids = torch.from_numpy(sample_ids(sampler.dataset)[sampler.rank_order().numpy()])
@@ -67,6 +69,8 @@ class OnlineReducer(Reducer):
 
     def batches(self, loader, epoch, last):
         self.epoch = epoch  # for after_step (a host that plans no epochs never calls prepare_epoch)
+        if not self.planned:
+            self.nonfinite_start = self._nonfinite()
         source = self.loop.planned(loader) if self.planned else self.loop.epoch(loader, epoch, last=last)
         for batch in source:
             st = self.loop.stats
@@ -81,23 +85,17 @@ class OnlineReducer(Reducer):
     def after_step(self, indices, losses):
         self.loop.record_training_losses(indices, losses, self.epoch)
 
+    def _nonfinite(self) -> int:
+        return int(getattr(self.loop.selector, "nonfinite", 0))
+
     def epoch_record(self) -> dict:
-        st = self.loop.stats
+        """The epoch's selection accounting summed over the ranks, with the kept samples per class, whether it was
+        planned, the samples queued for the next epoch and the epoch's non-finite losses."""
         kept = self.loop.kept_indices().numpy()
-        sums = all_sum([st.forward_samples, st.scored, st.selected, st.loss_sum_all, st.finite_all,
-                         st.loss_sum_kept, st.finite_kept])
         per_class = all_sum(np.bincount(self.labels[kept], minlength=self.num_classes))
-        fwd, scored, selected, lsa, fa, lsk, fk = sums
-        return {
-            "forward_samples": int(fwd), "samples_scored": int(scored), "samples_selected": int(selected),
-            "samples_loaded": int(all_sum([st.loaded])[0]), "planned": self.planned,
-            "keep_fraction": selected / fwd if fwd else None,
-            "mean_loss_all": lsa / fa if fa else None, "mean_loss_kept": lsk / fk if fk else None,
-            "kept_per_class": [int(c) for c in per_class],
-            "buffered": int(all_sum([len(self.loop.accumulator)])[0]),
-            "nonfinite_losses": int(getattr(self.loop.selector, "nonfinite", 0)),
-            "score_time_s": st.score_time_s, "select_time_s": st.select_time_s,
-        }
+        buffered, nonfinite = all_sum([len(self.loop.accumulator), self._nonfinite() - self.nonfinite_start])
+        return {**self.loop.stats.summed().as_record(), "kept_per_class": [int(c) for c in per_class],
+                "planned": self.planned, "buffered": int(buffered), "nonfinite_losses": int(nonfinite)}
 
     def state_dict(self) -> dict:
         return self.loop.state_dict()

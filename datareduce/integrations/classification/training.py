@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ...distributed import all_sum, gather_objects
-from ...selection_counts import SelectionCounts
+from ...run_files import RunFiles
 from .loss import autocast, per_sample_loss
 from .reducer import Reducer
 
@@ -26,13 +26,14 @@ def to_device(loader, device: torch.device) -> Iterator[tuple]:
 
 
 def train_one_epoch(model, optimizer, loader, device, epoch: int, args, reducer: Reducer, scaler=None,
-                    model_ema=None, counts: Optional[SelectionCounts] = None, last: bool = False,
+                    model_ema=None, files: Optional[RunFiles] = None, last: bool = False,
                     show_progress: bool = True) -> dict:
     """One epoch of training: the reducer decides which samples each optimizer step sees.
 
     Returns this rank's accounting: ``train_time_s`` (wall time of the loop: loading, scoring, selection and
     steps), ``optimizer_steps``, ``samples_backprop``, ``train_loss`` (mean per-sample loss of the trained
-    samples, after InfoBatch weights). Console: a tqdm bar over the forward batches with the selection rate.
+    samples, after InfoBatch weights). ``files`` counts the back-propagated samples. Console: a tqdm bar over the
+    forward batches with the selection rate.
     """
     from tqdm import tqdm
 
@@ -73,8 +74,8 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, args, reducer:
         n = len(indices)
         backprop += n
         loss_sum += float(loss.detach()) * n
-        if counts is not None:
-            counts.add(indices)
+        if files is not None:
+            files.count(indices)
         if show_progress and steps % max(1, args.print_freq) == 0:
             rate = reducer.selection_rate()
             bar.set_postfix(loss=f"{loss_sum / backprop:.4f}", sel=f"{rate:.2f}" if rate is not None else "-",
@@ -87,14 +88,15 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, args, reducer:
             "train_loss_sum": loss_sum}
 
 
-def job_epoch_record(stats: dict, reducer: Reducer) -> dict:
-    """One epoch's accounting for the whole job from every rank's :func:`train_one_epoch` result: the slowest
-    rank's loop time, optimizer steps (equal on all ranks; each rank's listed under DDP), samples summed."""
+def job_accounting(stats: dict, reducer: Reducer) -> tuple:
+    """One epoch's accounting for the whole job from every rank's :func:`train_one_epoch` result, and its mean
+    training loss: the reducer's selection accounting, the slowest rank's loop time, the optimizer steps (equal on
+    all ranks; each rank's listed under DDP), training batches and samples summed over the ranks."""
     steps = [int(s) for s in gather_objects(stats["optimizer_steps"])]
     train_time = max(gather_objects(stats["train_time_s"]))
     backprop, loss_sum = all_sum([stats["samples_backprop"], stats["train_loss_sum"]])
-    record = {"train_time_s": train_time, "optimizer_steps": steps[0], "samples_backprop": int(backprop),
-              "train_loss": loss_sum / backprop if backprop else None, **reducer.epoch_record()}
+    selection = {**reducer.epoch_record(), "train_time_s": train_time, "optimizer_steps": steps[0],
+                 "train_batches": sum(steps), "samples_backprop": int(backprop)}
     if len(steps) > 1:
-        record["optimizer_steps_per_rank"] = steps
-    return record
+        selection["optimizer_steps_per_rank"] = steps
+    return selection, loss_sum / backprop if backprop else None
