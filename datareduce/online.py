@@ -360,3 +360,56 @@ class OnlineSelection:
         self.accumulator.load_state_dict(state["accumulator"])
         self.carry = state.get("carry", torch.zeros(0, dtype=torch.long)).clone()
         self.carry_weights = state.get("carry_weights", torch.zeros(0)).clone()
+
+
+class ComposerSelection:
+    """Composer-SB as a host's batch source (the selector: :class:`~datareduce.composer_sb.ComposerSBSelector`).
+
+    While the selector is active (training progress in [start, end), not an every-``interrupt``-th batch), each
+    forward batch is scored with ``score_fn`` and cut to its kept samples with ``ops.take``, trained at once as a
+    smaller batch (no accumulation, so ranks stay in lockstep); otherwise the batch trains as is. ``stats``,
+    ``max_batches`` and ``state_dict`` are :class:`OnlineSelection`'s, so a host books both alike.
+    """
+
+    def __init__(self, selector, score_fn, epochs: int, ops=TensorBatchOps):
+        self.selector, self.score_fn, self.ops = selector, score_fn, ops
+        self.epochs = check_number("epochs", epochs, low=1, integer=True)
+        self.stats = EpochSelectionStats()
+
+    @staticmethod
+    def max_batches(num_samples: int) -> int:
+        """0: batches are cut, never queued, so an epoch yields at most the loader's own."""
+        return 0
+
+    def epoch(self, loader, epoch: int, last: bool = False):
+        """The epoch's training batches: the loader's, cut to their kept samples while the selector is active."""
+        self.stats = stats = EpochSelectionStats()
+        nb = max(len(loader), 1)
+        for i, batch in enumerate(loader):
+            n = self.ops.size(batch)
+            stats.forward_samples += n
+            stats.loaded += n
+            if self.selector.is_active((epoch + i / nb) / self.epochs, i):
+                start = time.perf_counter()
+                losses = self.score_fn(batch).detach().float().reshape(-1).cpu()
+                stats.score_time_s += time.perf_counter() - start
+                stats.scored += n
+                start = time.perf_counter()
+                keep = self.selector.select(losses)
+                batch = self.ops.take(batch, keep.nonzero().flatten())
+                stats.select_time_s += time.perf_counter() - start
+                finite = torch.isfinite(losses)
+                stats.loss_sum_all += float(losses[finite].sum())
+                stats.finite_all += int(finite.sum())
+                stats.loss_sum_kept += float(losses[finite & keep].sum())
+                stats.finite_kept += int((finite & keep).sum())
+            stats.selected += self.ops.size(batch)
+            stats.backprop += self.ops.size(batch)
+            stats.train_batches += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"selector": self.selector.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.selector.load_state_dict(state["selector"])

@@ -19,6 +19,7 @@ from PIL import Image
 from torch import nn
 
 from datareduce import manifest
+from datareduce._validate import UsageError
 from datareduce.accumulator import BatchAccumulator
 from datareduce.integrations import yolov5 as y5
 from datareduce.report.runs import load_run
@@ -275,14 +276,15 @@ def test_no_flags_means_identity_hooks(tmp_path, batches, listing):
 def test_flags_and_refusals(tmp_path):
     cfg = y5.setup(parse("--ids-alpha", "0.8", "--adonis-eta", "3"), tmp_path).cfg
     assert cfg.ids.alpha == 0.8 and cfg.adonis.eta == 3
-    with pytest.raises(ValueError, match="rpc"):
+    with pytest.raises(UsageError, match="rpc.*use --reduce rpd"):
         y5.setup(parse("--reduce", "rpc"), tmp_path)
-    with pytest.raises(ValueError, match="--rect"):
+    with pytest.raises(UsageError, match="drop --rect"):
         y5.setup(parse("--adonis-eta", "3", "--rect"), tmp_path)
-    with pytest.raises(ValueError, match="no --rect"):
+    with pytest.raises(UsageError, match="^IDS .*no --rect"):
         y5.setup(parse("--ids-alpha", "0.8", "--rect"), tmp_path)
-    with pytest.raises(ValueError, match="balance"):
+    with pytest.raises(UsageError, match="balance"):
         y5.setup(parse("--adonis-balance"), tmp_path)
+    assert y5.setup(parse("--reduce", "composer-sb", "--rect"), tmp_path).online  # cuts batches, joins none
     assert y5.setup(parse("--reduce", "random-keep"), tmp_path).online
     # the prune mode runs here without what YOLOv5's loop cannot do (per-image weights, training losses)
     rec = y5.setup(parse("--adonis-mode", "prune", "--epochs", "16"), tmp_path).cfg.adonis
@@ -342,6 +344,46 @@ def test_selector_state_survives_a_checkpoint(tmp_path, model, batches, listing)
     b = list(second.epoch(loader, 1, 5, model, loss))
     assert [x[2] for x in a] == [x[2] for x in b]  # the same images, in the same batches
     assert second.selection.stats.scored == 0  # the restored cache still holds epoch 0's losses
+
+
+def test_composer_sb_cuts_active_batches_and_keeps_its_state(tmp_path, model, batches, listing):
+    opt = parse("--reduce", "composer-sb", "--composer-keep", "0.5", "--composer-start", "0.5",
+                "--composer-end", "1", "--composer-interrupt", "0")
+    loader, loss = ListLoader(batches, listing), StandInComputeLoss()
+    reduce = y5.setup(opt, tmp_path / "a")
+    assert reduce.num_batches(loader) == len(loader)
+    for epoch in range(2):  # inactive in the first half of training, active in the second
+        out = list(reduce.epoch(loader, epoch, 2, model, loss))
+        sizes = [y5.YoloV5BatchOps.size(b) for b in out]
+        assert sizes == ([8] * 4 if epoch == 0 else [4] * 4)
+        assert reduce.selection.stats.scored == (0 if epoch == 0 else 32)
+        reduce.end_epoch(epoch, RESULTS)
+    log = [json.loads(x) for x in (tmp_path / "a" / "datareduce" / "log.jsonl").read_text().splitlines()]
+    assert [(r["samples_selected"], r["samples_backprop"]) for r in log if r["type"] == "epoch"] == [(32, 32),
+                                                                                                   (16, 16)]
+    second = y5.setup(opt, tmp_path / "b")
+    second.load_state_dict(reduce.state_dict(), 0)
+    kept = [b[2] for b in reduce.epoch(loader, 1, 2, model, loss)]
+    assert [b[2] for b in second.epoch(loader, 1, 2, model, loss)] == kept  # the selector's draws restored
+
+
+def test_rs2_rebuilds_the_loader_from_each_epochs_random_subset(coco128_root, tmp_path, listing, batches):
+    opt = parse("--reduce", "rs2", "--rs2-fraction", "0.25")
+    reduce = y5.setup(opt, tmp_path)
+    train = coco128_root / "images" / "train"
+    seen = []
+    for epoch in range(3):
+        assert reduce.subset_changes(epoch) == (epoch > 0)
+        kept = Path(reduce.train_path(train, epoch)).read_text().splitlines()
+        assert len(kept) == math.ceil(0.25 * len(listing)) and set(kept) <= set(listing)
+        seen.append(set(kept))
+        list(reduce.epoch(ListLoader(batches[:1], kept[:8]), epoch, 3))
+        reduce.end_epoch(epoch, RESULTS)
+    assert not (seen[0] & seen[1]) and not (seen[1] & seen[2])  # without replacement across epochs
+    records = [r for r in map(json.loads, (tmp_path / "datareduce" / "log.jsonl").read_text().splitlines())
+               if r["type"] == "epoch"]
+    assert all(r["method"] == "rs2" and r["keep_fraction"] == 0.25 and r["train_samples"] == len(kept)
+               for r in records)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ exactly ``rho`` images; with ``reuse_train_loss`` each training step's per-image
 :class:`WeightedDetectionLoss`) refresh the loss cache, so a trained image needs no scoring forward for η epochs.
 RS2 and InfoBatch restrict the dataset to each epoch's subset (InfoBatch weights the
 per-image loss of its kept well-learned images, :class:`WeightedDetectionLoss`, and scores images by their training
-loss); Composer-SB cuts each active batch to its kept images (:class:`ComposerSelection`).
+loss); Composer-SB cuts each active batch to its kept images (:class:`~datareduce.online.ComposerSelection`).
 
 The run folder (Ultralytics' ``save_dir``) holds the run files every host writes (:mod:`datareduce.run_files`),
 which ``datareduce report`` reads: ``log.jsonl`` (a ``run`` record, an ``ids`` record for an offline subset, one
@@ -61,14 +61,33 @@ from ..distributed import all_sum, gather_1d, gather_losses, gather_objects  # n
 from ..embed import build_extractor  # noqa: E402
 from ..flags import add_reduce_arguments, config_from_args  # noqa: E402
 from ..infobatch import InfoBatchPruner  # noqa: E402
-from ..online import EpochSelectionStats, OnlineSelection  # noqa: E402
+from ..online import ComposerSelection, OnlineSelection  # noqa: E402
 from ..rs2 import RS2Subsets  # noqa: E402
 from ..run_files import COUNTS_NAME, RunFiles  # noqa: E402
 from .ultralytics_data import restrict_dataset  # noqa: E402
 from .ultralytics_loss import PerImageDetectionLoss  # noqa: E402
 
-# rpc needs one class per image
 SUPPORTED = ("full", "sb", "stale-sb", "random-keep", "rpd", "ssp", "rs2", "composer-sb", "infobatch")
+# why the rest cannot run in this trainer, and what to use instead
+REFUSED = {"rpc": "it draws a class-balanced subset, and a detection image has no single class: use --reduce rpd "
+                  "(a random subset of the images)"}
+
+
+def check_supported(cfg: ReduceConfig) -> None:
+    """Refuse, before any work, what this trainer cannot run, in one line naming the flag, why and what to use
+    instead (:class:`~datareduce._validate.UsageError`)."""
+    if cfg.method not in SUPPORTED:
+        why = REFUSED.get(cfg.method, "its training step is not wired into this trainer: use trainers/classify.py")
+        raise UsageError(f"--reduce {cfg.method} is not available for YOLO detection: {why}")
+    if cfg.adonis is not None and cfg.adonis.balance:
+        raise UsageError("--adonis-balance caps each class, and a detection image has no single class: drop it "
+                         "(trainers/classify.py runs it for classification)")
+    if cfg.adonis is not None and cfg.adonis.rescale:
+        raise UsageError("--adonis-rescale weights each kept image's loss, which this trainer's ADONIS selection does "
+                         "not hand to the loss: drop it, or use trainers/classify.py")
+    if cfg.method == "infobatch" and cfg.ids is not None:
+        raise UsageError("--reduce infobatch draws from the whole training set each epoch; combining it with IDS is "
+                         "not supported (use one of them)")
 BOX_KEYS = ("cls", "bboxes")  # per-box entries of a detection batch (besides batch_idx)
 # The private BaseTrainer methods DataReduceDetectionTrainer overrides, as they read in Ultralytics 8.4.190 (the
 # tested range starts there, ULTRALYTICS_MIN), and what each override adds. Re-read them upstream before widening the
@@ -230,54 +249,6 @@ class ReducedTrainLoader:
             yield batch
 
 
-class ComposerSelection:
-    """Composer-SB as the training loader's batch source (the classification host's ``ComposerReducer``): while
-    the selector is active (training progress in [start, end), not an every-``interrupt``-th batch), each raw batch
-    is scored (:meth:`DataReduceDetectionTrainer.score`) and cut to its kept images, trained at once as a smaller
-    batch (no accumulation); otherwise the batch trains as is. Its ``stats``, ``state_dict`` and
-    ``max_batches`` are those :class:`OnlineSelection` gives the trainer's bookkeeping."""
-
-    def __init__(self, selector, score_fn, epochs: int):
-        self.selector, self.score_fn, self.epochs = selector, score_fn, epochs
-        self.stats = EpochSelectionStats()
-
-    @staticmethod
-    def max_batches(num_samples: int) -> int:
-        return 0  # batches are cut, never queued: at most the loader's own
-
-    def epoch(self, loader, epoch: int, last: bool = False):
-        self.stats = stats = EpochSelectionStats()
-        nb = max(len(loader), 1)
-        for i, batch in enumerate(loader):
-            n = YoloBatchOps.size(batch)
-            stats.forward_samples += n
-            stats.loaded += n
-            if self.selector.is_active((epoch + i / nb) / self.epochs, i):
-                start = time.perf_counter()
-                losses = self.score_fn(batch).detach().float().reshape(-1).cpu()
-                stats.score_time_s += time.perf_counter() - start
-                stats.scored += n
-                start = time.perf_counter()
-                keep = self.selector.select(losses)
-                batch = YoloBatchOps.take(batch, keep.nonzero().flatten())
-                stats.select_time_s += time.perf_counter() - start
-                finite = torch.isfinite(losses)
-                stats.loss_sum_all += float(losses[finite].sum())
-                stats.finite_all += int(finite.sum())
-                stats.loss_sum_kept += float(losses[finite & keep].sum())
-                stats.finite_kept += int((finite & keep).sum())
-            stats.selected += YoloBatchOps.size(batch)
-            stats.backprop += YoloBatchOps.size(batch)
-            stats.train_batches += 1
-            yield batch
-
-    def state_dict(self) -> dict:
-        return {"selector": self.selector.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.selector.load_state_dict(state["selector"])
-
-
 class WeightedDetectionLoss:
     """The model's ``v8DetectionLoss`` with one loss weight per image (InfoBatch's 1/(1−r) on kept well-learned
     images): the batch loss is ``B · Σ_i w_i · numerator_i / max(Σ_i score_sum_i, 1)`` (box, cls, dfl), the stock
@@ -419,13 +390,8 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         asked = get_cfg(cfg, overrides)
         self.settings = self.settings_for(seed=asked.seed, epochs=asked.epochs)
         self.reduce = self.settings.reduce
-        if self.reduce.method not in SUPPORTED:
-            raise UsageError(f"--reduce {self.reduce.method} is not available for YOLO detection "
-                             f"(choose one of {', '.join(SUPPORTED)}, or IDS / ADONIS)")
+        check_supported(self.reduce)
         adonis = self.reduce.adonis
-        if adonis is not None and (adonis.balance or adonis.rescale):
-            raise UsageError("the ADONIS balance and rescale variants need one class and one loss weight per "
-                             "sample: not available for detection")
         # ADONIS reuse of training losses: each step's per-image losses (the training criterion's) refresh the cache
         self.reuse_train_losses = adonis is not None and adonis.reuse_train_loss
         super().__init__(cfg, overrides, _callbacks)
@@ -437,9 +403,6 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         self.offline = self.reduce.ids is not None or self.reduce.method in ("rpd", "ssp")
         if self.offline and self.args.rect:
             raise UsageError("IDS / RPD / SSP subsets need rect=False (rect batches are shaped over the full set)")
-        if self.reduce.method == "infobatch" and self.reduce.ids is not None:
-            raise UsageError("--reduce infobatch draws from the whole training set each epoch; combining it with IDS "
-                             "is not supported (use one of them)")
         if self.reduce.method == "infobatch" and self.args.rect:
             raise UsageError("--reduce infobatch trains a per-epoch subset: it needs rect=False")
         for event, callback in CALLBACKS.items():  # once: a DDP worker receives them with the parent's callbacks
@@ -552,7 +515,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         selector = self.reduce.online_selector(max(RANK, 0), epochs=self.epochs) if self.online is None else None
         if selector is not None and self.reduce.method == "composer-sb":
             self.selector = selector
-            self.online = ComposerSelection(selector, self.score, self.epochs)
+            self.online = ComposerSelection(selector, self.score, self.epochs, ops=YoloBatchOps)
         elif selector is not None:
             self.selector = ReuseGate(selector)
             rho = (self.reduce.adonis.rho if self.reduce.adonis is not None else None) or batch_size

@@ -9,12 +9,17 @@ train loader — are passed in by the patched script. Batches are YOLOv5's ``(im
   whole, ranked by distance to one dataset-wide centroid, and the kept images are written as a txt list that the
   patched script passes to YOLOv5's ``create_dataloader`` in place of the train path. With ``--ids-gamma`` a second
   list (the hard subset) replaces it from epoch γ on; the patched script rebuilds its loader then. RPD and SSP
-  subsets work the same way. The lists go to ``<save_dir>/datareduce/``.
+  subsets work the same way. **RS2** writes each epoch's random subset as the list ``train-rs2.txt`` and the
+  patched script rebuilds its loader from it at every epoch. The lists go to ``<save_dir>/datareduce/``.
 * **ADONIS** (also SB, Stale-SB and the random-keep control): :meth:`DataReduce.epoch` wraps the batch loop.
   Each forward batch is scored with one loss per image from YOLOv5's own ``ComputeLoss`` (:func:`per_image_loss`),
   the selected images are queued, and the loop receives batches of exactly ``rho`` images in YOLOv5's format. The
   loss cache (η-reuse) is keyed by the image's position in the full training listing; under mosaic that is the
-  mosaic's first image (YOLOv5 keeps mosaic on for the whole run).
+  mosaic's first image (YOLOv5 keeps mosaic on for the whole run). **Composer-SB** scores each forward batch
+  while it is active and cuts it to its kept images (:class:`~datareduce.online.ComposerSelection`).
+* Refused at start-up (:func:`check_supported`): what needs one class per image (RPC, ``--adonis-balance``) or a
+  per-image loss weight or the training step's per-image losses (InfoBatch, ``--adonis-rescale``,
+  ``--adonis-reuse-train-loss``), which YOLOv5's ``ComputeLoss`` and loop do not give.
 * :meth:`DataReduce.end_epoch` (after validation, with YOLOv5's ``results``): the epoch's record with its mAP.
 
 The run files (:mod:`datareduce.run_files`: ``log.jsonl``, ``manifest.json``, ``selection_counts.npy``, the last
@@ -38,18 +43,52 @@ import torch
 from torch import nn
 
 from .. import distributed, manifest, offline
+from .._validate import UsageError
 from ..atomic import write_text
 from ..config import ReduceConfig
 from ..flags import add_reduce_arguments, config_from_args
-from ..online import OnlineSelection
+from ..online import ComposerSelection, OnlineSelection
+from ..rs2 import RS2Subsets
 from ..run_files import SUBFOLDER, RunFiles
 
-__all__ = ["IMG_FORMATS", "SUPPORTED", "add_arguments", "setup", "DataReduce", "list_images", "YoloV5BatchOps",
-           "per_image_loss", "batch_statistics_only", "make_score_fn"]
+__all__ = ["IMG_FORMATS", "SUPPORTED", "check_supported", "add_arguments", "setup", "DataReduce", "list_images",
+           "YoloV5BatchOps", "per_image_loss", "batch_statistics_only", "make_score_fn"]
 
 IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")  # YOLOv5's image suffixes
-# rpc needs one class per image; composer-sb and infobatch need training loops of their own
-SUPPORTED = ("full", "sb", "stale-sb", "random-keep", "rpd", "ssp")
+SUPPORTED = ("full", "sb", "stale-sb", "random-keep", "composer-sb", "rs2", "rpd", "ssp")
+# why the rest cannot run in YOLOv5's train.py, and what to use instead
+REFUSED = {
+    "rpc": "it draws a class-balanced subset, and a detection image has no single class: use --reduce rpd (a random "
+           "subset of the images)",
+    "infobatch": "it weights each kept image's loss and scores images by their training loss, which YOLOv5's "
+                 "ComputeLoss and loop do not give: use trainers/yolo_train.py, or --reduce rs2 here",
+}
+# selections that queue images into batches of rho (Composer-SB cuts each batch instead)
+ACCUMULATING = ("sb", "stale-sb", "random-keep")
+
+
+def check_supported(cfg: ReduceConfig, rect: bool = False, quad: bool = False) -> None:
+    """Refuse, before any work, what the patched ``train.py`` cannot run, in one line naming the flag, why and
+    what to use instead (:class:`~datareduce._validate.UsageError`)."""
+    if cfg.method not in SUPPORTED:
+        why = REFUSED.get(cfg.method, "its training step is not wired into YOLOv5's loop: use trainers/classify.py")
+        raise UsageError(f"--reduce {cfg.method} is not available in YOLOv5's train.py: {why}")
+    if cfg.adonis is not None and cfg.adonis.balance:
+        raise UsageError("--adonis-balance caps each class, and a detection image has no single class: drop it "
+                         "(trainers/classify.py runs it for classification)")
+    if cfg.adonis is not None and cfg.adonis.rescale:
+        raise UsageError("--adonis-rescale weights each kept image's loss, which YOLOv5's ComputeLoss does not take: "
+                         "drop it, or use trainers/classify.py")
+    cfg.refuse_train_loss_reuse("YOLOv5's train.py")
+    if cfg.method == "rs2" and cfg.ids is not None:
+        raise UsageError("--reduce rs2 draws from the whole training set each epoch; combining it with IDS is not "
+                         "supported (use one of them)")
+    if (cfg.ids is not None or cfg.method in ("rpd", "ssp", "rs2")) and rect:
+        name = "IDS" if cfg.ids is not None else f"--reduce {cfg.method}"
+        raise UsageError(f"{name} trains a subset list, which needs rectangular training off: drop --rect (no --rect)")
+    if (cfg.adonis is not None or cfg.method in ACCUMULATING) and (rect or quad):
+        raise UsageError("ADONIS / SB / random-keep join images into batches of rho, which needs equal-size batches: "
+                         "drop --rect and --quad")
 
 
 def add_arguments(parser):
@@ -231,13 +270,7 @@ class DataReduce:
 
     def __init__(self, cfg: ReduceConfig, save_dir, device=None, log: Callable = print, root=None,
                  rect: bool = False, quad: bool = False, rank: Optional[int] = None, args: Optional[dict] = None):
-        if cfg.method not in SUPPORTED:
-            raise ValueError(f"--reduce {cfg.method} is not supported by the YOLOv5 patch (choose one of "
-                             f"{', '.join(SUPPORTED)}, or IDS / ADONIS); rpc needs one class per image")
-        if cfg.adonis is not None and (cfg.adonis.balance or cfg.adonis.rescale):
-            raise ValueError("--adonis-balance and --adonis-rescale are not supported for detection (an image has "
-                             "no single class, and YOLOv5's loop takes no per-image loss weights)")
-        cfg.refuse_train_loss_reuse("YOLOv5's train.py")
+        check_supported(cfg, rect, quad)
         self.cfg = cfg
         self.args = dict(args or {})
         self.save_dir = Path(save_dir)
@@ -247,11 +280,8 @@ class DataReduce:
         self.say = log if self.rank == 0 else (lambda *a, **k: None)
         self.root = root
         self.offline = cfg.ids is not None or cfg.method in ("rpd", "ssp")
-        self.online = cfg.adonis is not None or cfg.method in ("sb", "stale-sb", "random-keep")
-        if self.offline and rect:
-            raise ValueError("IDS / RPD / SSP subsets need rectangular training off (no --rect)")
-        if self.online and (rect or quad):
-            raise ValueError("ADONIS / SB need equal-size batches: do not combine them with --rect or --quad")
+        self.online = cfg.adonis is not None or cfg.method in ACCUMULATING + ("composer-sb",)
+        self.rs2: Optional[RS2Subsets] = None  # RS2: the per-epoch random subsets of the full listing
         self.listing: Optional[List[str]] = None
         self.manifest: Optional[dict] = None
         self.lists: List[Path] = []
@@ -265,11 +295,14 @@ class DataReduce:
 
     @property
     def active(self) -> bool:
-        return self.offline or self.online
+        return self.offline or self.online or self.cfg.method == "rs2"
 
-    # ---------------------------------------------------------------------------------------- IDS
+    # ---------------------------------------------------------------------------------------- IDS, RS2
     def train_path(self, train_path, epoch: int = 0):
-        """The train path for ``epoch``: ``train_path`` itself, or the txt list of the offline subset."""
+        """The train path for ``epoch``: ``train_path`` itself, or the txt list of the offline subset (RS2: of
+        the epoch's random subset)."""
+        if self.cfg.method == "rs2":
+            return self._rs2_list(train_path, epoch)
         if not self.offline:
             return train_path
         if self.manifest is None:
@@ -279,7 +312,22 @@ class DataReduce:
 
     def subset_changes(self, epoch: int) -> bool:
         """True at the start of an epoch whose subset differs from the loader's (rebuild it from ``train_path``)."""
-        return self.offline and self.current is not None and self._subset_for(epoch) != self.current
+        if self.current is None:
+            return False
+        if self.cfg.method == "rs2":
+            return epoch != self.current
+        return self.offline and self._subset_for(epoch) != self.current
+
+    def _rs2_list(self, train_path, epoch: int) -> str:
+        """Write ``epoch``'s RS2 subset as a txt list (every rank writes the same: the subset is a function of
+        the seed and the epoch) and return its path."""
+        if self.rs2 is None:
+            self._open(list_images(train_path))
+            self.rs2 = RS2Subsets(len(self.listing), self.cfg.rs2.fraction, seed=self.cfg.seed)
+        path = self.out / "train-rs2.txt"
+        write_text(path, "".join(self.listing[i] + "\n" for i in sorted(self.rs2.plan(epoch).tolist())))
+        self.current = epoch
+        return str(path)
 
     def _subset_for(self, epoch: int) -> int:
         starts = [s["from_epoch"] for s in self.manifest["subsets"]]
@@ -344,7 +392,7 @@ class DataReduce:
             return n
         switches = self.manifest is not None and len(self.manifest["subsets"]) > 1
         samples = n * loader.batch_size + (1 if switches else 0)  # the hard subset may hold one more image
-        if not self.online:
+        if not self.online or self.cfg.method == "composer-sb":  # Composer-SB cuts batches, never adds any
             return math.ceil(samples / loader.batch_size)
         rho = self.rho(loader)
         return max(1, math.ceil((samples + rho - 1) / rho))
@@ -369,7 +417,11 @@ class DataReduce:
             self._open(list(loader.dataset.im_files))
         selector = self.cfg.online_selector(self.rank, epochs=epochs)
         score = make_score_fn(model, compute_loss, self.device, amp)
-        self.selection = OnlineSelection(selector, score, self.rho(loader), ops=YoloV5BatchOps, index_fn=self.index)
+        if self.cfg.method == "composer-sb":
+            self.selection = ComposerSelection(selector, score, epochs, ops=YoloV5BatchOps)
+        else:
+            self.selection = OnlineSelection(selector, score, self.rho(loader), ops=YoloV5BatchOps,
+                                             index_fn=self.index)
         if self.pending_state is not None:
             self._load(self.pending_state)
             self.pending_state = None
@@ -379,8 +431,10 @@ class DataReduce:
         for batch in self.selection.epoch(loader, epoch, last):
             self.files.count(self.index(batch))
             yield batch
-        queued = distributed.all_sum([len(self.selection.accumulator)])[0]
-        self._end_training(start, {**self.selection.stats.summed().as_record(), "buffered": int(queued)})
+        record = self.selection.stats.summed().as_record()
+        if isinstance(self.selection, OnlineSelection):
+            record["buffered"] = int(distributed.all_sum([len(self.selection.accumulator)])[0])
+        self._end_training(start, record)
 
     def _counted(self, loader, epoch: int):
         start, images, batches = time.perf_counter(), 0, 0
@@ -390,14 +444,20 @@ class DataReduce:
             self.files.count(self.index(batch))
             yield batch
         images, batches = (int(v) for v in distributed.all_sum([images, batches]))
-        self._end_training(start, {"forward_samples": images, "samples_backprop": images, "train_batches": batches})
+        record = {"forward_samples": images, "samples_backprop": images, "train_batches": batches}
+        if self.rs2 is not None:
+            record["keep_fraction"] = self.rs2.per_epoch / self.rs2.num_samples
+        self._end_training(start, record)
 
     def _end_training(self, start: float, selection: dict) -> None:
         """The epoch's accounting to the run files (every rank, after its last batch): the training set's size, the
         offline subset trained (its mode), and the slowest rank's loop time. YOLOv5 decides when to step."""
         subset = None if self.manifest is None else self.manifest["subsets"][self.current]
-        self.files.end_training({**selection, "train_samples": len(self.listing) if subset is None else
-                                 subset["num_kept"], **({"subset": subset["mode"]} if subset is not None else {}),
+        size = len(self.listing) if subset is None else subset["num_kept"]
+        if self.rs2 is not None:
+            size = self.rs2.per_epoch
+        self.files.end_training({**selection, "train_samples": size,
+                                 **({"subset": subset["mode"]} if subset is not None else {}),
                                  "train_time_s": max(distributed.gather_objects(time.perf_counter() - start))})
 
     def end_epoch(self, epoch: int, results: Sequence[float]) -> None:
