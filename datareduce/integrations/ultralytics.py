@@ -85,9 +85,9 @@ def check_supported(cfg: ReduceConfig) -> None:
     if cfg.adonis is not None and cfg.adonis.rescale:
         raise UsageError("--adonis-rescale weights each kept image's loss, which this trainer's ADONIS selection does "
                          "not hand to the loss: drop it, or use trainers/classify.py")
-    if cfg.method == "infobatch" and cfg.ids is not None:
-        raise UsageError("--reduce infobatch draws from the whole training set each epoch; combining it with IDS is "
-                         "not supported (use one of them)")
+    if cfg.method in ("infobatch", "rs2") and cfg.ids is not None:
+        raise UsageError(f"--reduce {cfg.method} draws from the whole training set each epoch; combining it with IDS "
+                         "is not supported (use one of them)")
 BOX_KEYS = ("cls", "bboxes")  # per-box entries of a detection batch (besides batch_idx)
 # The private BaseTrainer methods DataReduceDetectionTrainer overrides, as they read in Ultralytics 8.4.190 (the
 # tested range starts there, ULTRALYTICS_MIN), and what each override adds. Re-read them upstream before widening the

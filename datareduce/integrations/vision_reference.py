@@ -54,14 +54,15 @@ from ..run_files import SUBFOLDER, RunFiles
 from .classification.checkpoint import reducer_states, restore_reducer
 from .classification.loss import per_sample_loss
 from .classification.offline_subset import SubsetSchedule, build_extractor_for, build_offline_manifest, check_manifest
-from .classification.reducer_choice import build_reducer, check_supported
+from .classification import reducer_choice
+from .classification.reducer_choice import build_reducer
 from .classification.samplers import TrainSampler
 from .classification.scoring import make_score_fn
 from .classification.training_set import full_size
 
-__all__ = ["add_arguments", "setup", "VisionReduce", "StepLoss", "RecordingBatchSampler", "refresh_sampler"]
+__all__ = ["add_arguments", "setup", "check_supported", "VisionReduce", "StepLoss", "RecordingBatchSampler",
+           "refresh_sampler"]
 
-UNSUPPORTED: dict = {}  # method -> why the reference's loop cannot run it (none today)
 PLANNED = ("infobatch", "rs2")  # methods whose reducer sets each epoch's visiting order (TrainSampler.set_plan)
 
 
@@ -431,6 +432,15 @@ def _bare_module(model):
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
+def check_supported(cfg: ReduceConfig, args) -> None:
+    """Refuse, before any work, what the reference's loop cannot run (every method runs; some combinations do
+    not): the classification loop's refusals, and a planned method with the reference's ``--ra-sampler``."""
+    reducer_choice.check_supported(cfg)
+    if cfg.method in PLANNED and getattr(args, "distributed", False) and getattr(args, "ra_sampler", False):
+        raise UsageError(f"--reduce {cfg.method} visits its own plan each epoch, which replaces the --ra-sampler's "
+                         "repeated augmentation: drop one of them")
+
+
 def setup(args, dataset, train_sampler) -> VisionReduce:
     """The :class:`VisionReduce` for the reference's ``args`` (call right after ``load_data``).
 
@@ -440,14 +450,7 @@ def setup(args, dataset, train_sampler) -> VisionReduce:
     if not hasattr(args, "adonis"):
         return VisionReduce(None)
     cfg = config_from_args(args, seed=getattr(args, "seed", None) or 0, train_losses=True)
-    if cfg.method in UNSUPPORTED:
-        raise UsageError(f"{UNSUPPORTED[cfg.method]}, which the reference's train_one_epoch cannot apply: use "
-                         "trainers/classify.py")
-    if cfg.method in PLANNED:
-        check_supported(cfg)  # not with IDS
-        if getattr(args, "distributed", False) and getattr(args, "ra_sampler", False):
-            raise UsageError(f"--reduce {cfg.method} visits its own plan each epoch, which replaces the "
-                             "--ra-sampler's repeated augmentation: drop one of them")
+    check_supported(cfg, args)
     red = VisionReduce(cfg, args, dataset, train_sampler)
     red.select()
     return red
