@@ -46,8 +46,7 @@ from datareduce.distributed import barrier, broadcast_object
 from datareduce.extras import MissingExtra
 from datareduce.flags import (add_reduce_arguments, apply_config_file, config_from_args, described_value,
                               read_config_file, resumable_flags)
-from datareduce.integrations.classification.checkpoint import (load_checkpoint, reducer_states, restore_reducer,
-                                                               save_checkpoint)
+from datareduce.integrations.classification.checkpoint import load_checkpoint, save_checkpoint
 from datareduce.integrations.classification.evaluation import evaluate
 from datareduce.integrations.classification.launch import init_distributed, resolve_device
 from datareduce.integrations.classification.offline_subset import (SubsetSchedule, build_extractor_for,
@@ -60,6 +59,7 @@ from datareduce.integrations.classification.training import job_accounting, trai
 from datareduce.integrations.classification.training_set import full_size
 from datareduce.models import get_model
 from datareduce.run_files import COUNTS_NAME, MANIFEST_NAME, RunFiles
+from datareduce.selection_state import gather_states, restore_state
 
 EMBEDDED = {"model": "resnet20", "epochs": 10, "workers": 0}  # defaults for the embedded digits data
 REFERENCE = {"model": "resnet18", "epochs": 90, "workers": 16}  # the torchvision reference's
@@ -513,7 +513,7 @@ def main(args):
             model_ema.load_state_dict(checkpoint["model_ema"])
         if scaler is not None and "scaler" in checkpoint:
             scaler.load_state_dict(checkpoint["scaler"])
-        restore_reducer(reducer, checkpoint.get("reducer", []), dist.rank, dist.world_size, device)
+        restore_state(reducer, checkpoint.get("reducer"), dist.rank, dist.world_size, device=device)
         files.load_state_dict(checkpoint)
         cumulative = checkpoint.get("cumulative_train_time_s", 0.0)
 
@@ -540,7 +540,7 @@ def main(args):
 
         diverged = not args.allow_nonfinite and not _finite(train_loss)
         record = files.write_epoch(epoch, {"lr": lr, "train_loss": train_loss, "eval_time_s": eval_time, **metrics})
-        states = reducer_states(reducer)
+        states = gather_states(reducer)
         if dist.main:
             print(f"Epoch {epoch}: " + "  ".join(_fmt(k, record.get(k)) for k in
                   ("top1", "top5", "train_loss", "keep_fraction", "samples_backprop", "optimizer_steps",

@@ -18,8 +18,8 @@ reduction, dataset sizes, world size, device); every epoch appends one JSON line
 scored and back-propagated, optimizer steps, mAP50, mAP50-95); IDS preprocessing time is its own line; a summary
 closes it. ``manifest.json`` holds the IDS / RPD / SSP subset, ``selection_counts.npy`` how often each training image
 was back-propagated (uint16, summed over DDP ranks, kept across ``resume=``). Ultralytics' ``args.yaml``,
-``results.csv`` and ``weights/`` sit next to them (``weights/selection_rank<r>.pt``: the selector state and counts
-a resumed run continues from).
+``results.csv`` and ``weights/`` sit next to them (``weights/selection.pt``: every rank's selector state and the
+counts a resumed run continues from).
 """
 import argparse
 import os

@@ -64,6 +64,7 @@ from ..infobatch import InfoBatchPruner  # noqa: E402
 from ..online import ComposerSelection, OnlineSelection  # noqa: E402
 from ..rs2 import RS2Subsets  # noqa: E402
 from ..run_files import COUNTS_NAME, RunFiles  # noqa: E402
+from ..selection_state import gather_states, restore_state  # noqa: E402
 from .ultralytics_data import restrict_dataset  # noqa: E402
 from .ultralytics_loss import PerImageDetectionLoss  # noqa: E402
 
@@ -739,19 +740,22 @@ class DataReduceDetectionTrainer(DetectionTrainer):
                                             "map50_95": m.get("metrics/mAP50-95(B)") if validated else None})
 
     def selection_state_file(self) -> Path:
-        """This rank's selector and queue and the selection counts, saved every epoch next to Ultralytics'
-        checkpoints (which have no room for them)."""
-        return self.wdir / f"selection_rank{max(RANK, 0)}.pt"
+        """Every rank's online-selection state (selector, queue), the InfoBatch scores (the same on every rank) and
+        the selection counts, saved every epoch next to Ultralytics' checkpoints (which have no room for them)."""
+        return self.wdir / "selection.pt"
 
     def save_selection_state(self):
-        write_torch(self.selection_state_file(),
-                    {"epoch": self.epoch, "online": self.online.state_dict() if self.online is not None else None,
-                     "infobatch": self.infobatch.state_dict() if self.infobatch is not None else None,
-                     **self.files.state_dict()})
+        """Gather every rank's selection state (all ranks call this) and save it from the main rank."""
+        states = gather_states(self.online)
+        if RANK in {-1, 0}:
+            write_torch(self.selection_state_file(),
+                        {"epoch": self.epoch, "online": states,
+                         "infobatch": self.infobatch.state_dict() if self.infobatch is not None else None,
+                         **self.files.state_dict()})
 
     def resume_training(self, ckpt):
-        """Stock resume, plus the selection counts and the selector's history, loss cache, RNG and queued images
-        of the resumed epoch."""
+        """Stock resume, plus the selection counts and, on each rank, its selector's history, loss cache, RNG and
+        queued images of the resumed epoch."""
         super().resume_training(ckpt)
         if ckpt is None or not self.resume:
             return
@@ -763,9 +767,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             state = {}
         record = {"epoch": self.start_epoch}
         if self.online is not None:
-            record["selection_state_restored"] = state.get("online") is not None
-            if record["selection_state_restored"]:
-                self.online.load_state_dict(state["online"])
+            record["selection_state_restored"] = restore_state(self.online, state.get("online"))
         if self.infobatch is not None:
             record["selection_state_restored"] = state.get("infobatch") is not None
             if record["selection_state_restored"]:

@@ -51,7 +51,7 @@ from .._validate import UsageError
 from ..config import OFFLINE, ONLINE, ReduceConfig
 from ..flags import add_reduce_arguments, config_from_args
 from ..run_files import SUBFOLDER, RunFiles
-from .classification.checkpoint import reducer_states, restore_reducer
+from ..selection_state import gather_states, restore_state
 from .classification.loss import per_sample_loss
 from .classification.offline_subset import SubsetSchedule, build_extractor_for, build_offline_manifest, check_manifest
 from .classification import reducer_choice
@@ -268,8 +268,7 @@ class VisionReduce:
         self.recorder = RecordingBatchSampler(batch_sampler)
         self.loader = _rebuild(data_loader, self.recorder)
         if self.pending is not None:
-            restore_reducer(self.reducer, self.pending, distributed.rank(), distributed.world_size(),
-                            _device(args))
+            restore_state(self.reducer, self.pending, device=_device(args))
             self.pending = None
 
     def max_batches(self) -> int:
@@ -299,7 +298,7 @@ class VisionReduce:
         """Add the selector state (every rank's) and the selection counts to the reference's checkpoint; call it on
         every rank."""
         if self.active:
-            checkpoint["datareduce"] = {"reducer": reducer_states(self.reducer), **self.files.state_dict()}
+            checkpoint["datareduce"] = {"reducer": gather_states(self.reducer), **self.files.state_dict()}
 
     def load_from(self, checkpoint: dict) -> None:
         """Restore the selector state and the selection counts from a checkpoint written with :meth:`save_to`
@@ -314,8 +313,7 @@ class VisionReduce:
         if self.reducer is None:
             self.pending = state["reducer"]
         else:
-            restore_reducer(self.reducer, state["reducer"], distributed.rank(), distributed.world_size(),
-                            _device(self.args))
+            restore_state(self.reducer, state["reducer"], device=_device(self.args))
 
 
 class _SelectedEpoch:

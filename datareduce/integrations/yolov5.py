@@ -50,6 +50,7 @@ from ..flags import add_reduce_arguments, config_from_args
 from ..online import ComposerSelection, OnlineSelection
 from ..rs2 import RS2Subsets
 from ..run_files import SUBFOLDER, RunFiles
+from ..selection_state import gather_states, restore_state
 
 __all__ = ["IMG_FORMATS", "SUPPORTED", "check_supported", "add_arguments", "setup", "DataReduce", "list_images",
            "YoloV5BatchOps", "per_image_loss", "batch_statistics_only", "make_score_fn"]
@@ -289,6 +290,7 @@ class DataReduce:
         self.selection: Optional[OnlineSelection] = None
         self.index: Optional[PathIndex] = None
         self.pending_state: Optional[dict] = None
+        self.states: Optional[list] = None  # every rank's selection state after the last epoch's training
         self.files: Optional[RunFiles] = None  # made with the full listing (the counts' size)
         self.resume_epoch: Optional[int] = None
         self.epochs: Optional[int] = None
@@ -423,7 +425,7 @@ class DataReduce:
             self.selection = OnlineSelection(selector, score, self.rho(loader), ops=YoloV5BatchOps,
                                              index_fn=self.index)
         if self.pending_state is not None:
-            self._load(self.pending_state)
+            restore_state(self.selection, self.pending_state.get("online"), self.rank)
             self.pending_state = None
 
     def _selected(self, loader, epoch: int, last: bool):
@@ -431,6 +433,7 @@ class DataReduce:
         for batch in self.selection.epoch(loader, epoch, last):
             self.files.count(self.index(batch))
             yield batch
+        self.states = gather_states(self.selection)
         record = self.selection.stats.summed().as_record()
         if isinstance(self.selection, OnlineSelection):
             record["buffered"] = int(distributed.all_sum([len(self.selection.accumulator)])[0])
@@ -477,17 +480,19 @@ class DataReduce:
 
     # ---------------------------------------------------------------------------------------- state
     def state_dict(self) -> Optional[dict]:
-        """The online selection's state (this process's; rank 0's under DDP) and the selection counts, for YOLOv5's
-        checkpoint; before the first epoch, what :meth:`load_state_dict` was given."""
+        """The selection counts and every rank's online-selection state (gathered after each epoch's training:
+        YOLOv5 saves its checkpoint on the main rank only), for YOLOv5's checkpoint; before the first epoch, what
+        :meth:`load_state_dict` was given."""
         if self.files is None:
             return self.pending_state
-        state = {"world_size": distributed.world_size(), **self.files.state_dict()}
-        if self.selection is not None:
-            state["online"] = self.selection.state_dict()
+        state = self.files.state_dict()
+        if self.states is not None:
+            state["online"] = self.states
         return state
 
     def load_state_dict(self, state: Optional[dict], epoch: Optional[int] = None) -> None:
-        """Restore from a checkpoint written by :meth:`state_dict` (``epoch``: the checkpoint's epoch)."""
+        """Restore from a checkpoint written by :meth:`state_dict` (``epoch``: the checkpoint's epoch); each rank
+        takes its own selection state back."""
         if epoch is not None:
             self.resume_epoch = epoch + 1
         if not state:
@@ -497,17 +502,7 @@ class DataReduce:
         if self.selection is None:
             self.pending_state = state
         else:
-            self._load(state)
-
-    def _load(self, state: dict) -> None:
-        if state.get("world_size", 1) != distributed.world_size() or distributed.world_size() > 1:
-            import warnings
-
-            warnings.warn("the YOLOv5 checkpoint holds rank 0's selector state only: under DDP each rank starts "
-                          "a fresh selector, so the selection differs from an uninterrupted run", RuntimeWarning)
-            return
-        self.selection.load_state_dict(state["online"])
-
+            restore_state(self.selection, state.get("online"), self.rank)
 
 def setup(opt, save_dir, device=None, log: Callable = print, root=None) -> DataReduce:
     """The :class:`DataReduce` for YOLOv5's parsed ``opt`` (identity hooks when no data-reduction flag is given).
