@@ -47,11 +47,11 @@ class BuildParams:
     """What a build is made of; the defaults are the detection protocol's set."""
     train_images: int = 4000
     val_images: int = 500
-    canvas: int = 128
-    min_objects: int = 1
-    max_objects: int = 4
+    canvas: int = 96
+    min_objects: int = 2
+    max_objects: int = 6
     min_side: int = 24
-    max_side: int = 64
+    max_side: int = 48
     seed: int = 0
 
     def check(self) -> None:

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import cv2
@@ -31,7 +32,7 @@ def files(root: Path) -> dict:
 def test_same_seed_same_bytes_other_seed_other_images(tmp_path, cifar10_root, coco128_root):
     a = build(tmp_path / "a", cifar10_root, coco128_root)
     b = build(tmp_path / "b", cifar10_root, coco128_root)
-    c = build(tmp_path / "c", cifar10_root, coco128_root, BuildParams(**{**TINY.__dict__, "seed": 1}))
+    c = build(tmp_path / "c", cifar10_root, coco128_root, replace(TINY, seed=1))
     assert a.name == b.name != c.name
     fa, fb, fc = files(a), files(b), files(c)
     assert len([k for k in fa if k.startswith("images/")]) == 9 and fa == fb
@@ -81,7 +82,7 @@ def _cli(script, *argv, timeout=120):
 
 @pytest.mark.parametrize("argv, message", [
     (["--canvas", "100"], "--canvas 100: must be a multiple of 32 (YOLO's stride), at least 32"),
-    (["--max-side", "80"], "--max-side 80: must be between --min-side (24) and half the canvas (64)"),
+    (["--max-side", "80"], "--max-side 80: must be between --min-side (24) and half the canvas (48)"),
     (["--min-objects", "3", "--max-objects", "2"], "--max-objects 2: must be at least --min-objects (3)"),
     (["--data-seed", "-1"], "--data-seed -1: must be 0 or more"),
 ])
@@ -111,7 +112,7 @@ def test_runner_trains_one_epoch_end_to_end_and_skips_it_after(tmp_path, cifar10
     [row] = json.loads((out / "summary.json").read_text())
     assert row["method"] == "full" and row["regime"] == "synthetic" and row["cost_fraction"] == 1
     protocol = json.loads((out / "protocol.json").read_text())
-    assert protocol["dataset"]["params"] == TINY.__dict__ and protocol["imgsz"] == 64
+    assert protocol["dataset"]["params"] == asdict(TINY) and protocol["imgsz"] == 64
     again = _cli("detection.py", *argv)
     assert again.returncode == 0 and "[1/1] full: already finished, skipped" in again.stdout
 
