@@ -272,13 +272,15 @@ class VisionReduce:
             self.pending = None
 
     def max_batches(self) -> int:
+        """An upper bound of the epoch's training batches: the online loop's where it queues samples (0 where it
+        only cuts batches, as Composer-SB), else the loader's."""
         n = len(self.loader)
         loop = getattr(self.reducer, "loop", None)
         if loop is None:
             return n
         samples = len(self.recorder.batch_sampler.sampler) if hasattr(self.recorder.batch_sampler, "sampler") \
             else n * int(self.args.batch_size)
-        return loop.max_batches(samples)
+        return loop.max_batches(samples) or n
 
     def end_epoch(self, epoch: int, top1: Optional[float] = None) -> None:
         """After the epoch's evaluation (``top1``: what the reference's ``evaluate`` returns): the epoch's record,

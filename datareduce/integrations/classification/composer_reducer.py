@@ -1,7 +1,8 @@
-"""The reducer of Composer-style selective backprop: each batch's kept fraction trained at once, no accumulation.
+"""The reducer of Composer-style selective backprop over the core's ``ComposerSelection``.
 
-Unlike :mod:`.online_reducer`, the selector is active only over part of training (by progress), and a batch
-shrinks instead of waiting for a full one, so ranks stay in lockstep without buffering.
+The selection (which batches are active, which samples each keeps) is the core's, the same on every host; this
+module adds only what the classification loop books: the kept samples per class and the epoch's record summed
+over the ranks.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 
 from ...distributed import all_sum
+from ...online import ComposerSelection
 from .reducer import Reducer
 
 
@@ -20,43 +22,27 @@ class ComposerReducer(Reducer):
 
     def __init__(self, selector, score_fn, epochs: int, labels: np.ndarray, num_classes: int):
         super().__init__()
-        self.selector, self.score_fn, self.epochs = selector, score_fn, epochs
-        self.num_batches = None  # forward batches per epoch (training progress); set by train_one_epoch
+        self.loop = ComposerSelection(selector, score_fn, epochs)
         self.labels, self.num_classes = labels, num_classes
+        self.kept: list = []  # this epoch's trained batches' full-set indices
 
     def batches(self, loader, epoch, last):
-        nb = self.num_batches or (len(loader) if hasattr(loader, "__len__") else 0)
-        if not nb:
-            raise ValueError("composer-sb needs the number of batches per epoch: set reducer.num_batches")
-        self.stats = {"forward_samples": 0, "samples_scored": 0, "samples_selected": 0}
-        self.sel = {"forward": 0, "selected": 0}
-        kept_all = []
-        for i, batch in enumerate(loader):
-            n = len(batch[0])
-            self.stats["forward_samples"] += n
-            self.sel["forward"] += n
-            progress = (epoch + i / nb) / self.epochs
-            if self.selector.is_active(progress, i):
-                losses = self.score_fn(batch)
-                self.stats["samples_scored"] += n
-                keep = self.selector.select(losses).nonzero().flatten()
-                batch = tuple(t[keep.to(t.device)] for t in batch)
-            self.stats["samples_selected"] += len(batch[0])
-            self.sel["selected"] += len(batch[0])
-            kept_all.append(batch[-1])
+        """``loader``'s batches (its length sets the training progress), cut to their kept samples while active."""
+        self.kept = []
+        for batch in self.loop.epoch(loader, epoch, last):
+            st = self.loop.stats
+            self.sel = {"forward": st.forward_samples, "selected": st.selected}
+            self.kept.append(batch[-1])
             yield batch, None
-        kept = torch.cat(kept_all).numpy() if kept_all else np.zeros(0, np.int64)
-        self._per_class = np.bincount(self.labels[kept], minlength=self.num_classes)
 
     def epoch_record(self) -> dict:
-        fwd, scored, selected = all_sum([self.stats["forward_samples"], self.stats["samples_scored"],
-                                          self.stats["samples_selected"]])
-        return {"forward_samples": int(fwd), "samples_scored": int(scored), "samples_selected": int(selected),
-                "keep_fraction": selected / fwd if fwd else None,
-                "kept_per_class": [int(c) for c in all_sum(self._per_class)]}
+        """The epoch's selection accounting summed over the ranks, with the kept samples per class."""
+        kept = torch.cat(self.kept).numpy() if self.kept else np.zeros(0, np.int64)
+        per_class = all_sum(np.bincount(self.labels[kept], minlength=self.num_classes))
+        return {**self.loop.stats.summed().as_record(), "kept_per_class": [int(c) for c in per_class]}
 
     def state_dict(self) -> dict:
-        return {"selector": self.selector.state_dict()}
+        return self.loop.state_dict()
 
     def load_state_dict(self, state: dict, device=None) -> None:
-        self.selector.load_state_dict(state["selector"])
+        self.loop.load_state_dict(state)

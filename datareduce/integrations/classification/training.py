@@ -18,11 +18,21 @@ from .loss import autocast, per_sample_loss
 from .reducer import Reducer
 
 
-def to_device(loader, device: torch.device) -> Iterator[tuple]:
-    """Move images and targets of each ``(images, targets, indices)`` batch to ``device``; indices stay on CPU."""
-    non_blocking = device.type == "cuda"
-    for images, targets, indices in loader:
-        yield images.to(device, non_blocking=non_blocking), targets.to(device, non_blocking=non_blocking), indices
+class OnDevice:
+    """The ``(images, targets, indices)`` batches of ``loader`` with images and targets on ``device`` (indices stay
+    on the CPU), sized like ``loader``: Composer-SB's training progress counts the epoch's batches."""
+
+    def __init__(self, loader, device: torch.device):
+        self.loader, self.device = loader, device
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple]:
+        non_blocking = self.device.type == "cuda"
+        for images, targets, indices in self.loader:
+            yield (images.to(self.device, non_blocking=non_blocking),
+                   targets.to(self.device, non_blocking=non_blocking), indices)
 
 
 def train_one_epoch(model, optimizer, loader, device, epoch: int, args, reducer: Reducer, scaler=None,
@@ -46,9 +56,7 @@ def train_one_epoch(model, optimizer, loader, device, epoch: int, args, reducer:
     bar = tqdm(loader, desc=f"Epoch {epoch}", total=len(loader), disable=not show_progress, dynamic_ncols=True,
                leave=False, mininterval=1.0)
     steps, backprop, loss_sum = 0, 0, 0.0
-    if hasattr(reducer, "num_batches"):
-        reducer.num_batches = len(loader)
-    for (images, targets, indices), weights in reducer.batches(to_device(bar, device), epoch, last):
+    for (images, targets, indices), weights in reducer.batches(OnDevice(bar, device), epoch, last):
         with autocast(device, args.amp):
             losses = per_sample_loss(model(images), targets, args.label_smoothing)
             loss = (losses * weights).mean() if weights is not None else losses.mean()
