@@ -15,8 +15,8 @@ from bench.detection_data import BuildParams
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = BuildParams(train_images=6, val_images=3, canvas=64, min_objects=1, max_objects=1, min_side=16, max_side=32)
-TINY_FLAGS = ["--train-images", "6", "--val-images", "3", "--canvas", "64", "--max-objects", "1",
-              "--min-side", "16", "--max-side", "32"]
+TINY_FLAGS = ["--train-images", "6", "--val-images", "3", "--canvas", "64", "--min-objects", "1",
+              "--max-objects", "1", "--min-side", "16", "--max-side", "32"]
 
 
 def build(cache, cifar10_root, coco128_root, params=TINY):
