@@ -2,7 +2,7 @@
 
     python bench/detection.py --protocol synthetic         # the detection protocol: bench/results-detection
     python bench/detection.py --protocol synthetic --methods full,full-c0.5
-    python bench/detection.py --protocol coco128           # the real-COCO smoke check: bench/results/detection
+    python bench/detection.py --epochs 10 --imgsz 160      # COCO128 (the default), the real-COCO smoke check
 
 Two protocols (bench/README.md, "Detection protocol"): ``synthetic``, CIFAR-10 photographs pasted onto crops of
 COCO128 photographs (bench/detection_data.py, built once into the cache; its size flags change the set), on which
@@ -52,7 +52,8 @@ KEPT = (".jsonl", ".csv", ".yaml", ".json")  # what is copied from a run folder 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--protocol", choices=PROTOCOLS, default="synthetic")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="coco128",
+                   help="synthetic: the detection protocol; coco128: real COCO images (default, as before synthetic)")
     p.add_argument("--methods", default=None, help="comma-separated (default: the protocol's; bench/methods.py)")
     p.add_argument("--epochs", type=int, default=None, help="the full run's epochs (default: the protocol's)")
     p.add_argument("--imgsz", type=int, default=None, help="default: the canvas (synthetic), 160 (coco128)")

@@ -118,10 +118,10 @@ def test_runner_trains_one_epoch_end_to_end_and_skips_it_after(tmp_path, cifar10
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--methods", "full,nope"], "--methods 'full,nope': unknown nope; choose from full, full-c0.5, full-c0.8, "),
-    (["--protocol", "coco128", "--canvas", "64"], "--canvas: a setting of the synthetic set; it needs --protocol "
-                                                  "synthetic (given: coco128)"),
-    (["--epochs", "0"], "--epochs 0: must be at least 1"),
+    (["--protocol", "synthetic", "--methods", "full,nope"],
+     "--methods 'full,nope': unknown nope; choose from full, full-c0.5, full-c0.8, "),
+    (["--protocol", "synthetic", "--epochs", "0"], "--epochs 0: must be at least 1"),
+    (["--canvas", "64"], "--canvas: a setting of the synthetic set; it needs --protocol synthetic (given: coco128)"),
 ])
 def test_runner_bad_input_one_line_exit_2(tmp_path, capsys, argv, message):
     from bench import detection
