@@ -344,13 +344,6 @@ class ReduceConfig:
             return ComposerSBSelector(**asdict(self.composer), seed=self.seed + rank)
         return None
 
-    def refuse_train_loss_reuse(self, host: str) -> None:
-        """Refuse ``--adonis-reuse-train-loss`` in a ``host`` whose loop does not hand back the training step's
-        per-sample losses (both trainers and the torchvision reference's hooks do)."""
-        if self.adonis is not None and self.adonis.reuse_train_loss:
-            raise UsageError(f"--adonis-reuse-train-loss needs the training step's per-sample losses, which {host} "
-                             "does not hand back: use trainers/yolo_train.py or trainers/classify.py")
-
     def to_dict(self) -> dict:
         """Every field, nested by family, JSON-ready (the inverse of :meth:`from_dict`)."""
         return asdict(self)

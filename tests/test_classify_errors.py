@@ -105,10 +105,10 @@ def test_an_internal_error_keeps_its_traceback(tmp_path):
     """A ValueError from inside the trainer (a bug injected into a step that runs after the input is checked) is not
     passed off as bad input: Python prints its traceback and exits with 1."""
     program = ("import runpy, sys\n"
-               "from datareduce.integrations.classification import reducer_choice\n"
-               "def broken(cfg):\n"
+               "from datareduce import host_support\n"
+               "def broken(cfg, host):\n"
                "    raise ValueError('injected bug')\n"
-               "reducer_choice.check_supported = broken\n"
+               "host_support.check_supported = broken\n"
                f"sys.argv = [{str(SCRIPT)!r}, *sys.argv[1:]]\n"
                f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n")
     proc = subprocess.run([sys.executable, "-c", program, "--output-dir", str(tmp_path / "o"), "--epochs", "1"],

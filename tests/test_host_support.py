@@ -18,9 +18,11 @@ import torchvision
 from datareduce._validate import UsageError
 from datareduce.config import METHODS, OFFLINE, ONLINE
 from datareduce.flags import add_reduce_arguments, config_from_args
+from datareduce.host_support import check_supported
 from datareduce.integrations import vision_reference as vr
 from datareduce.integrations import yolov5 as y5
 from datareduce.integrations.classification.reducer import FullReducer
+from datareduce.integrations.classification import reducer_choice
 from datareduce.integrations.classification.reducer_choice import build_reducer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,9 +83,7 @@ def start(host: str, flags: list, tmp_path, dataset) -> None:
     if host == "classify":
         args = _classify_parser().parse_args(["--epochs", str(EPOCHS), *flags])
         cfg = config_from_args(args, seed=0)
-        from datareduce.integrations.classification.reducer_choice import check_supported
-
-        check_supported(cfg)
+        check_supported(cfg, reducer_choice.HOST)
         check_reducer(cfg, dataset)
     elif host == "vision":
         p = add_reduce_arguments(argparse.ArgumentParser())
@@ -98,8 +98,8 @@ def start(host: str, flags: list, tmp_path, dataset) -> None:
         defaults = vars(add_reduce_arguments(argparse.ArgumentParser()).parse_args([]))
         given = {k: v for k, v in vars(ns).items() if v != defaults[k]}
         cfg = ul.TrainerSettings.from_flags(seed=0, epochs=EPOCHS, **given).reduce
-        ul.check_supported(cfg)
-        assert cfg.method in ul.SUPPORTED
+        check_supported(cfg, ul.HOST)
+        assert cfg.method in ul.HOST.methods
     else:
         p = argparse.ArgumentParser()
         p.add_argument("--epochs", type=int, default=EPOCHS)

@@ -370,7 +370,7 @@ def test_coco_json_input(coco128_root, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--ids-alpha", "1.5"], "--ids-alpha=1.5 is out of range"),
     (["data=/nonexistent/coco.yaml"], "never downloaded"),
-    (["--reduce", "rpc"], "not available for YOLO detection"),
+    (["--reduce", "rpc"], "not available in trainers/yolo_train.py"),
     (["--reduce", "infobatch", "--ids-alpha", "0.5"], "combining it with IDS is not supported"),
     (["--reduce", "rs2", "--adonis-eta", "2"], "--reduce rs2 and ADONIS both select online"),
     (["epoch=3"], "'epoch' is not a valid YOLO argument"),  # Ultralytics' own checks, before any work

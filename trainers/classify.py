@@ -51,7 +51,8 @@ from datareduce.integrations.classification.evaluation import evaluate
 from datareduce.integrations.classification.launch import init_distributed, resolve_device
 from datareduce.integrations.classification.offline_subset import (SubsetSchedule, build_extractor_for,
                                                                    build_offline_manifest, check_manifest)
-from datareduce.integrations.classification.reducer_choice import build_reducer, check_supported
+from datareduce.host_support import check_supported
+from datareduce.integrations.classification.reducer_choice import HOST, build_reducer
 from datareduce.integrations.classification.samplers import ShardSampler, TrainSampler
 from datareduce.integrations.classification.scoring import make_score_fn
 from datareduce.integrations.classification.seeding import rng_state, seed_epoch
@@ -405,7 +406,7 @@ def main(args):
         reduce_cfg = config_from_args(args, seed=args.seed)
     except ValueError as exc:  # building the config only checks the flags: whatever it refuses, the user gave
         raise UsageError(str(exc)) from exc
-    check_supported(reduce_cfg)
+    check_supported(reduce_cfg, HOST)
     if not args.test_only:
         say(reduce_line(reduce_cfg, rho=args.batch_size))  # what runs, with its effective settings
     if honoured:

@@ -60,6 +60,7 @@ from ..config import ReduceConfig  # noqa: E402
 from ..distributed import all_sum, gather_1d, gather_losses, gather_objects  # noqa: E402
 from ..embed import build_extractor  # noqa: E402
 from ..flags import add_reduce_arguments, config_from_args  # noqa: E402
+from ..host_support import Host, check_supported  # noqa: E402
 from ..infobatch import InfoBatchPruner  # noqa: E402
 from ..online import ComposerSelection, OnlineSelection  # noqa: E402
 from ..rs2 import RS2Subsets  # noqa: E402
@@ -68,27 +69,12 @@ from ..selection_state import gather_states, restore_state  # noqa: E402
 from .ultralytics_data import restrict_dataset  # noqa: E402
 from .ultralytics_loss import PerImageDetectionLoss  # noqa: E402
 
-SUPPORTED = ("full", "sb", "stale-sb", "random-keep", "rpd", "ssp", "rs2", "composer-sb", "infobatch")
-# why the rest cannot run in this trainer, and what to use instead
-REFUSED = {"rpc": "it draws a class-balanced subset, and a detection image has no single class: use --reduce rpd "
-                  "(a random subset of the images)"}
-
-
-def check_supported(cfg: ReduceConfig) -> None:
-    """Refuse, before any work, what this trainer cannot run, in one line naming the flag, why and what to use
-    instead (:class:`~datareduce._validate.UsageError`)."""
-    if cfg.method not in SUPPORTED:
-        why = REFUSED.get(cfg.method, "its training step is not wired into this trainer: use trainers/classify.py")
-        raise UsageError(f"--reduce {cfg.method} is not available for YOLO detection: {why}")
-    if cfg.adonis is not None and cfg.adonis.balance:
-        raise UsageError("--adonis-balance caps each class, and a detection image has no single class: drop it "
-                         "(trainers/classify.py runs it for classification)")
-    if cfg.adonis is not None and cfg.adonis.rescale:
-        raise UsageError("--adonis-rescale weights each kept image's loss, which this trainer's ADONIS selection does "
-                         "not hand to the loss: drop it, or use trainers/classify.py")
-    if cfg.method in ("infobatch", "rs2") and cfg.ids is not None:
-        raise UsageError(f"--reduce {cfg.method} draws from the whole training set each epoch; combining it with IDS "
-                         "is not supported (use one of them)")
+# What this trainer runs: a detection image has no single class, and its ADONIS selection hands no loss weights
+# to the criterion (InfoBatch's weights go through WeightedDetectionLoss).
+HOST = Host("trainers/yolo_train.py", one_class_per_sample=False, loss_weights=False,
+            methods=("full", "sb", "stale-sb", "random-keep", "rpd", "ssp", "rs2", "composer-sb", "infobatch"),
+            why_not={"rpc": "it draws a class-balanced subset, and a detection image has no single class: use "
+                            "--reduce rpd (a random subset of the images)"})
 BOX_KEYS = ("cls", "bboxes")  # per-box entries of a detection batch (besides batch_idx)
 # The private BaseTrainer methods DataReduceDetectionTrainer overrides, as they read in Ultralytics 8.4.190 (the
 # tested range starts there, ULTRALYTICS_MIN), and what each override adds. Re-read them upstream before widening the
@@ -391,7 +377,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         asked = get_cfg(cfg, overrides)
         self.settings = self.settings_for(seed=asked.seed, epochs=asked.epochs)
         self.reduce = self.settings.reduce
-        check_supported(self.reduce)
+        check_supported(self.reduce, HOST)
         adonis = self.reduce.adonis
         # ADONIS reuse of training losses: each step's per-image losses (the training criterion's) refresh the cache
         self.reuse_train_losses = adonis is not None and adonis.reuse_train_loss

@@ -46,15 +46,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .. import distributed
+from .. import distributed, host_support
 from .._validate import UsageError
 from ..config import OFFLINE, ONLINE, ReduceConfig
 from ..flags import add_reduce_arguments, config_from_args
+from ..host_support import Host
 from ..run_files import SUBFOLDER, RunFiles
 from ..selection_state import gather_states, restore_state
 from .classification.loss import per_sample_loss
 from .classification.offline_subset import SubsetSchedule, build_extractor_for, build_offline_manifest, check_manifest
-from .classification import reducer_choice
 from .classification.reducer_choice import build_reducer
 from .classification.samplers import TrainSampler
 from .classification.scoring import make_score_fn
@@ -432,10 +432,13 @@ def _bare_module(model):
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
+HOST = Host("the torchvision reference's train.py")  # its loop runs every method (the reducers of trainers/classify.py)
+
+
 def check_supported(cfg: ReduceConfig, args) -> None:
     """Refuse, before any work, what the reference's loop cannot run (every method runs; some combinations do
     not): the classification loop's refusals, and a planned method with the reference's ``--ra-sampler``."""
-    reducer_choice.check_supported(cfg)
+    host_support.check_supported(cfg, HOST)
     if cfg.method in PLANNED and getattr(args, "distributed", False) and getattr(args, "ra_sampler", False):
         raise UsageError(f"--reduce {cfg.method} visits its own plan each epoch, which replaces the --ra-sampler's "
                          "repeated augmentation: drop one of them")

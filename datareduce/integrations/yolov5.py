@@ -42,7 +42,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from .. import distributed, manifest, offline
+from .. import distributed, host_support, manifest, offline
+from ..host_support import Host
 from .._validate import UsageError
 from ..atomic import write_text
 from ..config import ReduceConfig
@@ -52,38 +53,29 @@ from ..rs2 import RS2Subsets
 from ..run_files import SUBFOLDER, RunFiles
 from ..selection_state import gather_states, restore_state
 
-__all__ = ["IMG_FORMATS", "SUPPORTED", "check_supported", "add_arguments", "setup", "DataReduce", "list_images",
+__all__ = ["IMG_FORMATS", "HOST", "check_supported", "add_arguments", "setup", "DataReduce", "list_images",
            "YoloV5BatchOps", "per_image_loss", "batch_statistics_only", "make_score_fn"]
 
 IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")  # YOLOv5's image suffixes
-SUPPORTED = ("full", "sb", "stale-sb", "random-keep", "composer-sb", "rs2", "rpd", "ssp")
-# why the rest cannot run in YOLOv5's train.py, and what to use instead
-REFUSED = {
-    "rpc": "it draws a class-balanced subset, and a detection image has no single class: use --reduce rpd (a random "
-           "subset of the images)",
-    "infobatch": "it weights each kept image's loss and scores images by their training loss, which YOLOv5's "
-                 "ComputeLoss and loop do not give: use trainers/yolo_train.py, or --reduce rs2 here",
-}
+# What YOLOv5's train.py runs with these hooks: a detection image has no single class, and its ComputeLoss takes no
+# per-image weights and hands back no per-image losses.
+HOST = Host("YOLOv5's train.py", one_class_per_sample=False, loss_weights=False, train_losses=False,
+            methods=("full", "sb", "stale-sb", "random-keep", "composer-sb", "rs2", "rpd", "ssp"),
+            why_not={
+                "rpc": "it draws a class-balanced subset, and a detection image has no single class: use --reduce rpd "
+                       "(a random subset of the images)",
+                "infobatch": "it weights each kept image's loss and scores images by their training loss, which "
+                             "YOLOv5's ComputeLoss and loop do not give: use trainers/yolo_train.py, or --reduce rs2 "
+                             "here",
+            })
 # selections that queue images into batches of rho (Composer-SB cuts each batch instead)
 ACCUMULATING = ("sb", "stale-sb", "random-keep")
 
 
 def check_supported(cfg: ReduceConfig, rect: bool = False, quad: bool = False) -> None:
     """Refuse, before any work, what the patched ``train.py`` cannot run, in one line naming the flag, why and
-    what to use instead (:class:`~datareduce._validate.UsageError`)."""
-    if cfg.method not in SUPPORTED:
-        why = REFUSED.get(cfg.method, "its training step is not wired into YOLOv5's loop: use trainers/classify.py")
-        raise UsageError(f"--reduce {cfg.method} is not available in YOLOv5's train.py: {why}")
-    if cfg.adonis is not None and cfg.adonis.balance:
-        raise UsageError("--adonis-balance caps each class, and a detection image has no single class: drop it "
-                         "(trainers/classify.py runs it for classification)")
-    if cfg.adonis is not None and cfg.adonis.rescale:
-        raise UsageError("--adonis-rescale weights each kept image's loss, which YOLOv5's ComputeLoss does not take: "
-                         "drop it, or use trainers/classify.py")
-    cfg.refuse_train_loss_reuse("YOLOv5's train.py")
-    if cfg.method == "rs2" and cfg.ids is not None:
-        raise UsageError("--reduce rs2 draws from the whole training set each epoch; combining it with IDS is not "
-                         "supported (use one of them)")
+    what to use instead (:class:`~datareduce._validate.UsageError`): :data:`HOST`'s limits, then rect/quad."""
+    host_support.check_supported(cfg, HOST)
     if (cfg.ids is not None or cfg.method in ("rpd", "ssp", "rs2")) and rect:
         name = "IDS" if cfg.ids is not None else f"--reduce {cfg.method}"
         raise UsageError(f"{name} trains a subset list, which needs rectangular training off: drop --rect (no --rect)")

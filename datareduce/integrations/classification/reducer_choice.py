@@ -1,11 +1,11 @@
-"""Which reducer a run gets from its config (``--reduce`` / ``--adonis-*``), and the combinations refused up front.
+"""Which reducer a run gets from its config (``--reduce`` / ``--adonis-*``), and what the classification loop runs.
 
 The one place that maps a method to its reducer, so the trainer and the torchvision-reference hooks agree.
 """
 from __future__ import annotations
 
-from ..._validate import UsageError
 from ...config import ReduceConfig
+from ...host_support import Host
 from .composer_reducer import ComposerReducer
 from .infobatch_reducer import InfoBatchReducer
 from .online_reducer import OnlineReducer
@@ -13,12 +13,7 @@ from .reducer import FullReducer, Reducer
 from .rs2_reducer import RS2Reducer
 from .training_set import full_labels
 
-
-def check_supported(cfg: ReduceConfig) -> None:
-    """Refuse, before any work, the combinations this loop cannot run."""
-    if cfg.method in ("infobatch", "rs2") and cfg.ids is not None:
-        raise UsageError(f"--reduce {cfg.method} draws from the whole training set each epoch; combining it with "
-                         "IDS is not supported (use one of them)")
+HOST = Host("trainers/classify.py")  # every method and variant: one class per sample, loss weights, training losses
 
 
 def build_reducer(cfg: ReduceConfig, score_fn, batch_size: int, epochs: int, dataset, rank: int = 0,
@@ -37,13 +32,11 @@ def build_reducer(cfg: ReduceConfig, score_fn, batch_size: int, epochs: int, dat
     if cfg.method == "composer-sb":
         return ComposerReducer(cfg.online_selector(rank, epochs=epochs), score_fn, epochs, labels, ncls)
     if cfg.method == "infobatch":
-        check_supported(cfg)
         from ...infobatch import InfoBatchPruner
 
         return InfoBatchReducer(InfoBatchPruner(len(dataset), epochs, ratio=cfg.infobatch.ratio,
                                                 delta=cfg.infobatch.delta, seed=cfg.seed))
     if cfg.method == "rs2":
-        check_supported(cfg)
         from ...rs2 import RS2Subsets
 
         return RS2Reducer(RS2Subsets(len(dataset), cfg.rs2.fraction, seed=cfg.seed))
