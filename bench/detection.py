@@ -145,8 +145,7 @@ def main(argv=None) -> int:
         "train_args": a.train_args, "model": "yolov5n.yaml", "dataset": dataset}, indent=1) + "\n")
     write_text(out / "machine.json", json.dumps({
         "platform": platform.platform(), "processor": platform.processor(), "python": platform.python_version(),
-        "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
-        "load_at_start": [round(x, 2) for x in os.getloadavg()]}, indent=1) + "\n")
+        "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}, indent=1) + "\n")
 
     known = detection_methods(a.epochs)
     for n, method in enumerate(methods, 1):

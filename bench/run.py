@@ -92,7 +92,8 @@ def start(cmd: list, run_dir: Path, label: str, parallel: int, classify: bool = 
     if parallel > 1:
         threads = 1
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    conditions = {"parallel": parallel, "threads": threads or os.cpu_count(), "started": time.strftime("%F %T")}
+    conditions = {"parallel": parallel, "threads": threads or os.cpu_count(), "started": time.strftime("%F %T"),
+                  "load_at_start": [round(x, 2) for x in os.getloadavg()]}  # what else the machine was running
     write_text(run_dir / "conditions.json", json.dumps(conditions) + "\n")
     out = open(run_dir / "output.txt", "a")
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
