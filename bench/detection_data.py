@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from bench import data  # noqa: E402
 from datareduce._validate import UsageError  # noqa: E402
+from datareduce.atomic import check_writable_dir  # noqa: E402
 from datareduce.paths import cache_root  # noqa: E402
 
 FORMAT = 1  # bump when the same parameters would draw different images
@@ -88,6 +89,7 @@ def build(params: BuildParams, cache_dir: Path | None = None, cifar: Path | None
     root = Path(cache_dir or default_cache()).expanduser().resolve() / params.folder_name()
     if (root / "build.json").is_file():
         return root
+    check_writable_dir(root.parent, f"--cache-dir {root.parent}")
     cifar = Path(cifar or data.unpack("cifar10-jpeg.tar.gz", "cifar10"))
     coco = Path(coco or data.unpack("coco128.tar.gz", "coco128"))
     names = sorted(p.name for p in (cifar / "train").iterdir() if p.is_dir())

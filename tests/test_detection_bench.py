@@ -93,6 +93,13 @@ def test_bad_build_flags_one_line_exit_2_nothing_written(tmp_path, capsys, argv,
     assert not (tmp_path / "cache").exists()
 
 
+def test_unwritable_cache_one_line_exit_2(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert detection_data.main(["--cache-dir", str(tmp_path / "file" / "cache")]) == 2
+    assert capsys.readouterr().err == (f"detection_data.py: error: --cache-dir {tmp_path / 'file' / 'cache'} cannot "
+                                       f"be written: {tmp_path / 'file'} is a file, not a folder\n")
+
+
 def test_runner_trains_one_epoch_end_to_end_and_skips_it_after(tmp_path, cifar10_root, coco128_root):
     """bench/detection.py --protocol synthetic at tiny size: builds the set, trains full for one epoch through
     trainers/yolo_train.py outside the results folder, keeps only the run's small files, summarises; a second
