@@ -114,7 +114,7 @@ def test_runner_trains_one_epoch_end_to_end_and_skips_it_after(tmp_path, cifar10
                                                       "output.txt", "results.csv"]
     assert (runs / "full" / "seed0" / "weights" / "last.pt").is_file()  # the weights stay outside
     log = [json.loads(line) for line in (kept / "log.jsonl").read_text().splitlines()]
-    assert [r["type"] for r in log] == ["run", "epoch", "summary"] and log[1]["train_images"] == 6
+    assert [r["type"] for r in log] == ["run", "epoch", "summary"] and log[1]["train_samples"] == 6
     assert "imgsz=64" in (kept / "command.txt").read_text()
     [row] = json.loads((out / "summary.json").read_text())
     assert row["method"] == "full" and row["regime"] == "synthetic" and row["cost_fraction"] == 1
