@@ -41,8 +41,8 @@ from methods import detection_methods, frontier_epochs  # noqa: E402
 from run import finished, run_one  # noqa: E402
 
 PROTOCOLS = {
-    "synthetic": {"epochs": 16, "batch": 32, "workers": 1, "out": HERE / "results-detection",
-                  "train_args": ["mosaic=0", "optimizer=AdamW", "lr0=0.004", "nbs=32", "warmup_epochs=1"],
+    "synthetic": {"epochs": 30, "batch": 16, "workers": 1, "out": HERE / "results-detection",
+                  "train_args": ["mosaic=0", "optimizer=AdamW", "lr0=0.004", "nbs=16", "warmup_epochs=1"],
                   "methods": list(detection_methods(1))},
     "coco128": {"epochs": 10, "imgsz": 160, "batch": 16, "workers": 0, "out": HERE / "results" / "detection",
                 "train_args": [], "methods": ["full", "ids", "rpd", "adonis-eta3"]},

@@ -46,13 +46,13 @@ PLACEMENT_TRIES = 50  # random positions tried per object before it is left out 
 @dataclass(frozen=True)
 class BuildParams:
     """What a build is made of; the defaults are the detection protocol's set."""
-    train_images: int = 4000
+    train_images: int = 2000
     val_images: int = 500
     canvas: int = 96
-    min_objects: int = 2
-    max_objects: int = 6
+    min_objects: int = 3
+    max_objects: int = 8
     min_side: int = 24
-    max_side: int = 48
+    max_side: int = 40
     seed: int = 0
 
     def check(self) -> None:

@@ -82,8 +82,8 @@ def _cli(script, *argv, timeout=120):
 
 @pytest.mark.parametrize("argv, message", [
     (["--canvas", "100"], "--canvas 100: must be a multiple of 32 (YOLO's stride), at least 32"),
-    (["--max-side", "80"], "--max-side 80: must be between --min-side (24) and half the canvas (48)"),
-    (["--min-objects", "3", "--max-objects", "2"], "--max-objects 2: must be at least --min-objects (3)"),
+    (["--max-side", "60"], "--max-side 60: must be between --min-side (24) and half the canvas (48)"),
+    (["--max-objects", "2"], "--max-objects 2: must be at least --min-objects (3)"),
     (["--data-seed", "-1"], "--data-seed -1: must be 0 or more"),
 ])
 def test_bad_build_flags_one_line_exit_2_nothing_written(tmp_path, capsys, argv, message):
