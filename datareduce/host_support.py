@@ -42,8 +42,8 @@ def check_supported(cfg: ReduceConfig, host: Host) -> None:
         raise UsageError(f"--adonis-rescale weights each kept sample's loss, which {host.name} does not take: drop "
                          "it, or use trainers/classify.py")
     if adonis is not None and adonis.reuse_train_loss and not host.train_losses:
-        raise UsageError(f"--adonis-reuse-train-loss needs the training step's per-sample losses, which {host.name} does not hand "
-                         "back: drop it, or use trainers/yolo_train.py or trainers/classify.py")
+        raise UsageError(f"--adonis-reuse-train-loss needs the training step's per-sample losses, which {host.name} "
+                         "does not hand back: drop it, or use trainers/yolo_train.py or trainers/classify.py")
     if cfg.method in ("infobatch", "rs2") and cfg.ids is not None:
         raise UsageError(f"--reduce {cfg.method} draws from the whole training set each epoch; combining it with IDS "
                          "is not supported (use one of them)")

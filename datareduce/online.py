@@ -254,8 +254,8 @@ class OnlineSelection:
         losses on every rank, so the epoch can be selected from the cache alone."""
         stale = indices[self.selector.needs_scoring(indices, epoch)]
         start = time.perf_counter()
-        losses = [self._score(self.load_fn(chunk)) for chunk in stale.split(self.rho)] if len(stale) else []
-        losses = torch.cat(losses) if losses else torch.zeros(0)
+        losses = (torch.cat([self._score(self.load_fn(chunk)) for chunk in stale.split(self.rho)]) if len(stale)
+                  else torch.zeros(0))
         self.stats.scored += len(stale)
         self.stats.loaded += len(stale)
         self.stats.score_time_s += time.perf_counter() - start
@@ -271,8 +271,8 @@ class OnlineSelection:
         gives labels for class-aware selectors. The selector runs batch by batch exactly as :meth:`epoch`
         would. Returns the dataset indices to load and train, in order, a multiple of ``rho`` long (the
         samples queued from earlier epochs first); the rest are carried to the next epoch, or, with ``last``,
-        trained as one final batch. Every rank trains the same number of batches. Stale losses (see :meth:`can_plan`) are
-        scored first.
+        trained as one final batch. Every rank trains the same number of batches. Stale losses (see
+        :meth:`can_plan`) are scored first.
         """
         self.stats = EpochSelectionStats()
         index_batches = [torch.as_tensor(b).reshape(-1).cpu() for b in index_batches]
