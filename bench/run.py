@@ -77,6 +77,30 @@ def trainer_command(a, root: Path, method: str, flags: list, seed: int, run_dir:
     return cmd
 
 
+def other_trainers() -> int | None:
+    """How many benchmark trainer processes (classify.py, yolo_train.py) are already running, e.g. another
+    runner's; their presence makes this run's wall time contended. None where /proc cannot tell (not Linux)."""
+    if not Path("/proc").is_dir():
+        return None
+    count = 0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:  # the process ended while we looked
+            continue
+        count += any(a.endswith((b"trainers/classify.py", b"trainers/yolo_train.py")) for a in args)
+    return count
+
+
+def threads_of(env: dict, classify: bool) -> int:
+    """The CPU threads the trainer will use: Ultralytics' own CPU default for yolo_train.py (it sets torch's
+    threads itself); for classify.py OMP_NUM_THREADS where set, else torch's default (every core)."""
+    if not classify:
+        from ultralytics.utils import NUM_THREADS
+        return NUM_THREADS
+    return int(env.get("OMP_NUM_THREADS") or os.cpu_count())
+
+
 def start(cmd: list, run_dir: Path, label: str, parallel: int, classify: bool = True):
     """Start one trainer process (for trainers/classify.py: resuming an interrupted run from its checkpoint);
     its output goes to run_dir/output.txt. With ``parallel`` > 1 it gets one thread."""
@@ -88,12 +112,11 @@ def start(cmd: list, run_dir: Path, label: str, parallel: int, classify: bool = 
         cmd = cmd + ["--overwrite"]
     write_text(run_dir / "command.txt", shlex.join(cmd) + "\n")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    threads = None
     if parallel > 1:
-        threads = 1
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    conditions = {"parallel": parallel, "threads": threads or os.cpu_count(), "started": time.strftime("%F %T"),
-                  "load_at_start": [round(x, 2) for x in os.getloadavg()]}  # what else the machine was running
+    conditions = {"parallel": parallel, "threads": threads_of(env, classify), "started": time.strftime("%F %T"),
+                  "other_trainers_at_start": other_trainers(),  # another runner's jobs: not quiet
+                  "load_at_start": [round(x, 2) for x in os.getloadavg()]}
     write_text(run_dir / "conditions.json", json.dumps(conditions) + "\n")
     out = open(run_dir / "output.txt", "a")
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)

@@ -29,6 +29,13 @@ from ceiling import ceiling  # noqa: E402
 FRONTIER_PREFIX = "full-c"
 
 
+def quiet(run: dict) -> bool:
+    """Whether a run's wall time is uncontended: one at a time, and no other runner's trainer running when it
+    started (older runs did not record the latter)."""
+    cond = run["conditions"]
+    return cond.get("parallel", 1) == 1 and not cond.get("other_trainers_at_start")
+
+
 def load_runs(root: Path) -> dict:
     """{method: {seed: run}} for every finished run under root/runs/<method>/seed<k>/log.jsonl."""
     runs = {}
@@ -141,7 +148,7 @@ def summarize(root: Path, metric: str = "top1") -> list:
                 "seed": seed, "final": final(run), "acc_drop_pp": final(base) - final(run),
                 "cost_fraction": cost, "vs_frontier_pp": None if front is None else final(run) - front,
                 "train_boost": metrics.train_boost(trajectory(b, metric), trajectory(m, metric)),
-                "quiet": run["conditions"].get("parallel", 1) == 1 and base["conditions"].get("parallel", 1) == 1,
+                "quiet": quiet(run) and quiet(base),
                 "boost_to_5pp": metrics.boost_to_drop(trajectory(b, metric), trajectory(m, metric), 5.0),
                 "backprop_fraction": backprop, "scored_fraction": scored,
                 "selector_overhead_pct": 100.0 * select_time / train_time if train_time else None,

@@ -90,3 +90,23 @@ def test_readme_long_protocol_results_come_from_the_summary():
     done = subprocess.run([sys.executable, str(REPO / "bench" / "readme_results.py"), "--check"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="counts processes through /proc")
+def test_a_run_started_beside_another_runners_trainer_is_not_quiet():
+    """The runner records how many benchmark trainers were already running (e.g. a detection runner beside a
+    classification one); the summariser then never takes that run's wall time as quiet."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import run
+    import summarize
+
+    before = run.other_trainers()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "elsewhere/trainers/classify.py"])
+    try:
+        assert run.other_trainers() == before + 1
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert summarize.quiet({"conditions": {"parallel": 1, "other_trainers_at_start": 0}})
+    assert not summarize.quiet({"conditions": {"parallel": 1, "other_trainers_at_start": 1}})
+    assert not summarize.quiet({"conditions": {"parallel": 2}})
