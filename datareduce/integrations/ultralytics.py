@@ -43,7 +43,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .ultralytics_env import ULTRALYTICS_MIN, check_ultralytics, ensure_offline, no_amp_download
+from .ultralytics_env import (ULTRALYTICS_MIN, check_private_overrides, check_ultralytics, ensure_offline,
+                              no_amp_download)
 
 check_ultralytics()  # a check only: the [yolo] extra is installed at a tested release (else one line naming pip)
 
@@ -374,6 +375,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
 
     def __init__(self, cfg=DEFAULT_CFG, overrides=None, _callbacks=None):
         ensure_offline()  # before any Ultralytics network path: online flags off, a local font, env for DDP workers
+        check_private_overrides(type(self), DetectionTrainer, PRIVATE_OVERRIDES)  # the methods we override still match
         asked = get_cfg(cfg, overrides)
         self.settings = self.settings_for(seed=asked.seed, epochs=asked.epochs)
         self.reduce = self.settings.reduce

@@ -5,10 +5,15 @@ detection dataset check unless a font already sits in its config dir, and on CUD
 check AMP. :func:`ensure_offline` sets all of that up and :func:`no_amp_download` guards the AMP check. Nothing
 here runs at import: ``trainers/yolo_train.py`` calls :func:`ensure_offline` before it imports Ultralytics, and
 ``DataReduceDetectionTrainer`` calls both when it is built and set up, so no shell setup is needed.
+
+It also holds the Ultralytics release checks: :func:`check_ultralytics` (before Ultralytics is imported: the
+``[yolo]`` extra is installed, at a release of the tested range) and :func:`check_private_overrides` (when the
+trainer is built: the private methods it overrides are still there, with the parameters it was written for).
 """
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import re
 import shutil
@@ -47,6 +52,18 @@ def ultralytics_version_problem(version: str) -> Optional[str]:
             f"installs a tested release (or set {UNTESTED_ENV}=1 to try this one anyway)")
 
 
+def installed_version() -> str:
+    """The installed Ultralytics distribution's version (a source checkout: its ``__version__``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ultralytics")
+    except PackageNotFoundError:  # importable but not installed as a distribution
+        import ultralytics
+
+        return getattr(ultralytics, "__version__", "unknown")
+
+
 def check_ultralytics(version: Optional[str] = None) -> None:
     """Before Ultralytics is imported: refuse a missing one (:class:`MissingExtra`, naming the ``[yolo]`` extra)
     or a release outside the tested range (also :class:`MissingExtra`; with ``DATAREDUCE_UNTESTED_ULTRALYTICS=1``
@@ -54,14 +71,7 @@ def check_ultralytics(version: Optional[str] = None) -> None:
     if version is None:
         if not available("ultralytics"):
             raise MissingExtra(missing_message("the YOLO trainer", "Ultralytics (AGPL-3.0)", "yolo"), "yolo")
-        from importlib.metadata import PackageNotFoundError, version as dist_version
-
-        try:
-            version = dist_version("ultralytics")
-        except PackageNotFoundError:  # importable but not installed as a distribution (a source checkout)
-            import ultralytics
-
-            version = getattr(ultralytics, "__version__", "unknown")
+        version = installed_version()
     problem = ultralytics_version_problem(version)
     if problem is None:
         return
@@ -69,6 +79,38 @@ def check_ultralytics(version: Optional[str] = None) -> None:
         warnings.warn(problem, RuntimeWarning, stacklevel=2)
         return
     raise MissingExtra(problem, "yolo")
+
+
+def _parameters(method) -> list:
+    """A method's parameters as compared across releases: names, kinds and defaults (annotations aside)."""
+    return [(p.name, p.kind, p.default) for p in inspect.signature(method).parameters.values()]
+
+
+def override_problems(ours: type, upstream: type, names) -> list:
+    """Which of the private ``upstream`` methods ``names`` that ``ours`` overrides are gone from ``upstream`` or
+    take other parameters than our override: one ``"name: why"`` string each, empty when all still match."""
+    problems = []
+    for name in names:
+        if not callable(getattr(upstream, name, None)):
+            problems.append(f"{name}: missing")
+        elif _parameters(getattr(ours, name)) != _parameters(getattr(upstream, name)):
+            theirs, mine = inspect.signature(getattr(upstream, name)), inspect.signature(getattr(ours, name))
+            problems.append(f"{name}: now {theirs}, ours {mine}")
+    return problems
+
+
+def check_private_overrides(ours: type, upstream: type, names, version: Optional[str] = None) -> None:
+    """When the trainer is built: refuse, in one line naming the installed release, the tested range and the
+    methods, an Ultralytics whose private ``upstream`` methods that ``ours`` overrides (``names``) are missing or
+    take other parameters (:class:`MissingExtra`; ``DATAREDUCE_UNTESTED_ULTRALYTICS`` does not lift this: the
+    overrides would not be called as written). ``version`` defaults to the installed one."""
+    problems = override_problems(ours, upstream, names)
+    if problems:
+        raise MissingExtra(
+            f"ultralytics {version or installed_version()} is installed, but datareduce's YOLO trainer is tested "
+            f"with ultralytics{ULTRALYTICS_RANGE} and overrides private {upstream.__name__} methods that this "
+            f"release lacks or has changed ({'; '.join(problems)}); {install_hint('yolo')} installs a tested release",
+            "yolo")
 
 
 def default_config_dir() -> Path:
