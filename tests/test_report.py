@@ -309,7 +309,9 @@ def test_old_yolo_run_folder_format(coco128_root, tmp_path):
     assert kept_mask(r.manifest, r.images.keys).sum() == len(kept)
     rep = build([run], tmp_path / "out")
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"index.html", "metric_vs_time.png",
-                                                               "selection_rate.png"}
+                                                               "selection_rate.png", "kept_dropped_yolo.png",
+                                                               "box_counts.png"}  # boxes from COCO128's labels
+    assert len(rep.box_counts.names) == 80 and rep.box_counts.total.sum() == 929  # COCO128's train boxes
     assert any("no selection_counts.npy" in n for n in rep.notes)
     assert any("used no embeddings" in n for n in rep.notes)
 

@@ -27,8 +27,12 @@ the default ``$DATAREDUCE_CACHE/embeddings`` or ``~/.cache/datareduce/embeddings
 by the manifest's dataset fingerprint and extractor key, and recomputed only if the same extractor (same key:
 architecture, weights, preprocessing) can be rebuilt here.
 
-The modules: :mod:`.runs` reads and checks run folders, :mod:`.images` opens their training images,
-:mod:`.table` compares runs with the baseline, :mod:`.selection` says what each run selected, :mod:`.embeddings`
+Detection images have their boxes drawn from their YOLO label files (``images/…/x.jpg`` ↔ ``labels/…/x.txt``),
+and each run's kept boxes are counted per class against the whole training set's.
+
+The modules: :mod:`.runs` reads and checks run folders, :mod:`.images` opens their training images, :mod:`.boxes`
+reads the boxes of detection images, :mod:`.table` compares runs with the baseline, :mod:`.selection` says what
+each run selected (for detection, the boxes per class it kept), :mod:`.embeddings`
 finds the IDS embeddings, :mod:`.canvas`, :mod:`.plots` and :mod:`.grids` draw, :mod:`.page` writes the HTML and
 :mod:`.command` puts it together (:func:`build`, the entry point).
 """

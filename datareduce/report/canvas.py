@@ -6,6 +6,9 @@ import io
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
           "#17becf"]
 KEPT_COLOR, DROPPED_COLOR = "#2ca02c", "#d62728"
+# The boxes drawn on detection images, one colour per class: none of them the kept / dropped frame colours.
+BOX_COLORS = ["#1f77b4", "#ff7f0e", "#9467bd", "#00b8d4", "#e377c2", "#d4a017", "#8c564b", "#000000", "#bcbd22",
+              "#17becf", "#7f7f7f", "#ff00ff"]
 
 
 def new_figure(w, h):

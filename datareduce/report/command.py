@@ -11,11 +11,11 @@ from ..atomic import write_bytes, write_text
 from ..run_files import COUNTS_NAME
 from .canvas import png_bytes
 from .embeddings import manifest_extractor_key, run_embeddings
-from .grids import fig_ids_prototypes, fig_selected_grid
-from .page import Picture, Report, render_html
-from .plots import fig_backprop_histogram, fig_ids_pca, fig_metric_vs_time, fig_selection_rate
+from .grids import fig_ids_prototypes, fig_kept_dropped, fig_selected_grid
+from .page import BoxCounts, Picture, Report, render_html
+from .plots import fig_backprop_histogram, fig_box_shares, fig_ids_pca, fig_metric_vs_time, fig_selection_rate
 from .runs import Run, load_runs
-from .selection import most_least
+from .selection import box_shares, most_least
 from .table import DROP_PP, choose_baseline, metrics_table, timing_caution
 
 
@@ -57,6 +57,28 @@ def class_choice(run: Run, source: Optional[Run]) -> str:
     return (f"the class the {source.method} run {source.name} back-propagated least often on average, shown for "
             f"every run so they can be compared (not picked from this {run.method} run's counts); pass --class NAME "
             "for another")
+
+
+def _box_counts(runs: Sequence[Run], notes: List[str]) -> Optional[BoxCounts]:
+    """Detection runs: the boxes per class of the training set and what each run kept of them (runs over another
+    listing than the first detection run's are left out, with a note)."""
+    with_boxes = [r for r in runs if r.images is not None and r.images.boxes is not None]
+    if not with_boxes:
+        return None
+    first = with_boxes[0]
+    boxes = first.images.boxes
+    if boxes.unreadable:
+        path, why = boxes.unreadable[0]
+        notes.append(f"{len(boxes.unreadable)} label file(s) of the training set could not be read (first: {path}: "
+                     f"{why}): their images count as having no boxes")
+    shares = []
+    for r in with_boxes:
+        if r.images.keys != first.images.keys:
+            notes.append(f"{r.name}: trained on other images than {first.name}, so its boxes per class are not "
+                         "compared with theirs")
+            continue
+        shares += box_shares(r)
+    return BoxCounts(names=boxes.names, total=boxes.per_class(), shares=shares)
 
 
 def build(run_dirs: Sequence, out, class_name: Optional[str] = None, data_path=None, cache_dir=None,
@@ -139,7 +161,7 @@ def build(run_dirs: Sequence, out, class_name: Optional[str] = None, data_path=N
              f"selected_{slug}.png", f"{r.name}: most and least selected images (Figure 8c/d)",
              "Top block: the images back-propagated most often; bottom block: least often (ties drawn at "
              "random). The label under each image is its class and its count.")
-        if chosen is not None and chosen in r.images.class_names:
+        if chosen is not None and chosen in r.images.class_names and len(r.images.class_names) > 1:
             why = class_choice(r, picked_from)
             members = np.flatnonzero(r.images.labels == r.images.class_names.index(chosen))
             most, least = most_least(r.counts, grid, members)
@@ -155,6 +177,25 @@ def build(run_dirs: Sequence, out, class_name: Optional[str] = None, data_path=N
                 save(fig_selected_grid(r, most, least, f"{r.name} ({r.method}): class {chosen!r}, most (top) and "
                                                        "least (bottom) often back-propagated"),
                      name, f"{r.name}: class {chosen!r}, most and least selected", f"The same for one class ({why}).")
+    for r in runs:
+        if r.manifest is None or r.images is None or r.images.boxes is None:
+            continue
+        for s in range(len(r.manifest["subsets"])):
+            step(f"kept and dropped images of {r.name}")
+            suffix = f"_subset{s}" if len(r.manifest["subsets"]) > 1 else ""
+            save(fig_kept_dropped(r, s, grid), f"kept_dropped_{_slug(r.name)}{suffix}.png",
+                 f"{r.name}: images kept and dropped by its subset" + (f" {s + 1}" if suffix else ""),
+                 "Top block: images the subset keeps (green frame); bottom block: images it drops (red), each drawn "
+                 "at random, with their boxes (one colour per class, legend below) and their number of boxes.")
+    box_counts = _box_counts(runs, notes)
+    if box_counts is not None and box_counts.shares:
+        step("boxes per class")
+        save(fig_box_shares(box_counts.shares, box_counts.names, box_counts.total), "box_counts.png",
+             "Boxes per class kept by each run",
+             "Top: the boxes of each class in the whole training set (from the YOLO label files). Bottom: the share "
+             "of them in the images each run kept (an offline subset), or back-propagated per epoch on average "
+             "(online selection), against full training; dashed: the run's share of all boxes. A class well below "
+             "its run's line is starved by that subset. The table 'Boxes per class' gives the numbers.")
     for r in runs:
         m = r.manifest
         if m is None:
@@ -190,6 +231,6 @@ def build(run_dirs: Sequence, out, class_name: Optional[str] = None, data_path=N
     for r in runs:
         notes.extend(f"{r.name}: {n}" for n in r.notes)
     report = Report(out=out, runs=runs, baseline=base, table=table, figures=figures, notes=notes, files=files,
-                    class_name=chosen)
+                    class_name=chosen, box_counts=box_counts)
     files.append(write_text(out / "index.html", render_html(report)))
     return report

@@ -9,15 +9,18 @@ import numpy as np
 
 from .. import manifest as manifest_mod
 from .._validate import UsageError
+from .boxes import Boxes, load_boxes
 
 
 class Images:
     """The full training set of a run, in dataset-index order: sample ids, labels, class names, pixels.
 
     Built from a classification dataset of :mod:`datareduce.datasets` (:meth:`from_dataset`) or from a list of
-    image files (:meth:`from_files`, detection: one group, no classes)."""
+    image files (:meth:`from_files`, detection: one group, no classes; with ``box_names``, the data YAML's class
+    names, :attr:`boxes` reads each image's YOLO labels on first use)."""
 
-    def __init__(self, keys, labels, class_names, source: str, files=None, dataset=None, cache_suffix: str = ""):
+    def __init__(self, keys, labels, class_names, source: str, files=None, dataset=None, cache_suffix: str = "",
+                 box_names=None):
         self.keys = [str(k) for k in keys]
         self.labels = np.asarray(labels, dtype=np.int64)
         self.class_names = [str(c) for c in class_names]
@@ -25,6 +28,8 @@ class Images:
         self.files = files
         self.dataset = dataset
         self.cache_suffix = cache_suffix  # what the trainer appends to the listing fingerprint in the embedding cache
+        self.box_names = box_names  # detection: the data YAML's ``names`` (None: images without boxes)
+        self._boxes = None
 
     @classmethod
     def from_dataset(cls, dataset, source: str) -> "Images":
@@ -34,9 +39,17 @@ class Images:
                    cache_suffix="|" + (str(root) if root else ""))
 
     @classmethod
-    def from_files(cls, files, root, source: str) -> "Images":
+    def from_files(cls, files, root, source: str, box_names=None) -> "Images":
         keys = [os.path.relpath(os.path.abspath(f), root) for f in files]
-        return cls(keys, np.zeros(len(files), dtype=np.int64), ["all images"], source, list(files))
+        return cls(keys, np.zeros(len(files), dtype=np.int64), ["all images"], source, list(files),
+                   box_names=box_names)
+
+    @property
+    def boxes(self) -> Optional[Boxes]:
+        """Detection images: every image's boxes from its YOLO label file (read once); None otherwise."""
+        if self._boxes is None and self.box_names is not None and self.files is not None:
+            self._boxes = load_boxes(self.files, self.box_names)
+        return self._boxes
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -92,10 +105,7 @@ def open_images(data_path: Optional[str]) -> Images:
 IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"}
 
 
-def _detection_candidates(data_yaml: Path):
-    """(root, image files) pairs a YOLO data YAML may mean: its ``train`` images (a folder, a list of folders or
-    a .txt list), relative to each plausible dataset root (``path`` as given, relative to the YAML, the YAML's
-    folder). The caller keeps the one whose listing matches the manifest's fingerprint."""
+def _read_data_yaml(data_yaml: Path) -> dict:
     import yaml
 
     try:
@@ -104,6 +114,13 @@ def _detection_candidates(data_yaml: Path):
         raise FileNotFoundError(f"cannot read the data YAML {data_yaml}: {e}") from None
     if not isinstance(data, dict) or "train" not in data:
         raise FileNotFoundError(f"{data_yaml} is not a YOLO data YAML (no 'train' entry)")
+    return data
+
+
+def _detection_candidates(data_yaml: Path, data: dict):
+    """(root, image files) pairs a YOLO data YAML may mean: its ``train`` images (a folder, a list of folders or
+    a .txt list), relative to each plausible dataset root (``path`` as given, relative to the YAML, the YAML's
+    folder). The caller keeps the one whose listing matches the manifest's fingerprint."""
     here = data_yaml.parent
     roots = []
     for r in ([Path(str(data["path"])).expanduser()] if data.get("path") else []):
@@ -148,11 +165,12 @@ def open_detection_images(data, manifest: Optional[dict], fraction=1.0) -> Image
         path = path / "data.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"data YAML {path} not found")
-    candidates = _detection_candidates(path)
+    data = _read_data_yaml(path)
+    candidates = _detection_candidates(path, data)
     if not candidates:
         raise FileNotFoundError(f"no training images found for {path}")
     for root, files in candidates:
-        images = Images.from_files(train_fraction(files, fraction), root, str(path))
+        images = Images.from_files(train_fraction(files, fraction), root, str(path), box_names=data.get("names") or [])
         if manifest is None or manifest_mod.dataset_fingerprint(images.keys) == manifest["dataset"]["fingerprint"]:
             return images
     raise UsageError(f"the training images of {path} do not match the run's manifest (fingerprint "

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+import numpy as np
+
 from ..run_files import COUNTS_NAME
 from .runs import METRIC_LABEL, Run
 from .table import DROP_PP
@@ -21,6 +23,16 @@ class Picture:
 
 
 @dataclass
+class BoxCounts:
+    """Detection: the class names, the boxes per class of the training set, and what each run kept of them
+    (:class:`~.selection.BoxShare`)."""
+
+    names: List[str]
+    total: np.ndarray
+    shares: list
+
+
+@dataclass
 class Report:
     """What :func:`datareduce.report.build` wrote: the runs read, the table, the figures and notes, every file."""
 
@@ -32,6 +44,7 @@ class Report:
     notes: List[str]
     files: List[Path]
     class_name: Optional[str] = None
+    box_counts: Optional[BoxCounts] = None
 
     @property
     def index(self) -> Path:
@@ -59,6 +72,36 @@ tr.base td{background:#eef6ff}figure{margin:14px 0}figure img{max-width:100%;bor
 figcaption{font-size:13px;color:#555;max-width:900px}.muted{color:#666;font-size:13px}code{font-size:12px}
 ul.notes li{font-size:13px;color:#664d00}
 """
+
+
+def _box_table(counts: BoxCounts) -> str:
+    """The per-class box counts: the training set's, then each run's kept boxes and their share; a run's most
+    starved class (the lowest share) in bold."""
+    e = html.escape
+    parts = ["<h2>Boxes per class</h2><p class=muted>Boxes of each class in the training set (its YOLO label files) "
+             "and, per run, the boxes in the images it kept (an offline subset) or back-propagated per epoch on "
+             "average (online selection), with their share of the class's boxes. In bold: the run's lowest share, "
+             "the class its subset starves most.</p>"]
+    if not counts.shares:
+        parts.append("<p class=muted>No run kept a subset of the boxes (full training keeps every box).</p>")
+    head = "".join(f"<th colspan=2>{e(s.label)}</th>" for s in counts.shares)
+    parts.append(f"<table><tr><th class=l>class</th><th>boxes in the training set</th>{head}</tr>")
+    lowest = [int(np.nanargmin(s.share)) if np.isfinite(s.share).any() else None for s in counts.shares]
+    for c, name in enumerate(counts.names):
+        cells = [f"<td class=l>{e(name)}</td>", f"<td>{_fmt(int(counts.total[c]))}</td>"]
+        for s, low in zip(counts.shares, lowest):
+            kept = s.kept[c]
+            kept = int(kept) if float(kept).is_integer() else float(kept)
+            share = "–" if not np.isfinite(s.share[c]) else f"{100 * s.share[c]:.1f} %"
+            if c == low:
+                share = f"<b>{share}</b>"
+            cells += [f"<td>{_fmt(kept, 1)}</td>", f"<td>{share}</td>"]
+        parts.append(f"<tr>{''.join(cells)}</tr>")
+    total = [f"<td>{_fmt(float(s.kept.sum()) if not float(s.kept.sum()).is_integer() else int(s.kept.sum()), 1)}"
+             f"</td><td>{100 * s.overall:.1f} %</td>" for s in counts.shares]
+    parts.append(f"<tr><td class=l><b>all</b></td><td>{_fmt(int(counts.total.sum()))}</td>{''.join(total)}</tr>")
+    parts.append("</table>")
+    return "".join(parts)
 
 
 def render_html(report: Report) -> str:
@@ -125,6 +168,8 @@ def render_html(report: Report) -> str:
         parts.append(f"<tr{' class=base' if row['baseline'] else ''}>{''.join(cells)}</tr>")
     parts.append("</table>")
 
+    if report.box_counts is not None:
+        parts.append(_box_table(report.box_counts))
     parts.append("<h2>Figures</h2>")
     for f in report.figures:
         parts.append(f"<figure id='{e(f.file)}'><figcaption><b>{e(f.title)}</b></figcaption>"

@@ -135,3 +135,32 @@ def fig_ids_pca(run: Run, emb: np.ndarray, max_points: int = 4000, seed: int = 0
                  + (f" ({len(show)} of {n} samples shown)" if len(show) < n else ""), fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def fig_box_shares(shares: Sequence, names: Sequence[str], total: np.ndarray):
+    """Detection: per class, the boxes in the training set (top) and the share of them each run kept (bottom;
+    dashed: the run's share of all boxes), so a class a subset starves stands out below its run's line."""
+    n = len(names)
+    fig = new_figure(max(8, 0.32 * n + 2), 6.4)
+    ax1, ax2 = fig.add_subplot(2, 1, 1), fig.add_subplot(2, 1, 2)
+    x = np.arange(n)
+    ax1.bar(x, total, color="#999999")
+    ax1.set_ylabel("boxes in the\ntraining set")
+    ax1.set_title("Boxes per class: in the training set, and the share each run kept")
+    for i, s in enumerate(shares):
+        color = COLORS[i % len(COLORS)]
+        ax2.plot(x, 100 * s.share, marker="o", ms=4, lw=1, color=color, label=f"{s.label} ({100 * s.overall:.1f} %)")
+        ax2.axhline(100 * s.overall, color=color, ls="--", lw=0.8)
+    ax2.set_ylabel("kept boxes / boxes\nof the class (%)")
+    top = max([100.0] + [float(np.nanmax(100 * s.share)) for s in shares if np.isfinite(s.share).any()])
+    ax2.set_ylim(0, top * 1.05)
+    for ax in (ax1, ax2):
+        ax.set_xticks(x)
+        ax.set_xticklabels([name[:14] for name in names], rotation=45 if n > 6 else 0, ha="right" if n > 6 else
+                           "center", fontsize=8)
+        ax.set_xlim(-0.6, n - 0.4)
+        ax.grid(alpha=0.3, axis="y")
+    if shares:
+        ax2.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
