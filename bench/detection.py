@@ -11,9 +11,14 @@ full training learns in minutes on a CPU; and ``coco128``, real COCO images, too
 ``detection_methods`` (``full-c<c>`` is full training for c × the epochs, the schedule compressed).
 
 Ultralytics trains each run in ``--runs-dir`` (outside the project: it saves weights there); when a run ends its
-log.jsonl, results.csv, args.yaml and manifest go to <out>/runs/<method>/seed<k>/, with command.txt and
-conditions.json. A run finished there is skipped; an interrupted one resumes from its last.pt (or starts again
-if it has none). Then <out>/summary.json and table.md (mAP50-95, bench/summarize.py) as for classification.
+log.jsonl, results.csv, args.yaml, manifest and selection_counts.npy go to <out>/runs/<method>/seed<k>/, with
+command.txt (the trainer named relative to the repository, where it runs) and conditions.json. A run finished
+there is skipped; an interrupted one resumes from its last.pt (or starts again if it has none). Before the runs,
+<out>/ceiling.json: the cost of ADONIS's scoring forward over a training step (f of the counted cost,
+bench/ceiling.py), measured once on a quiet machine, or reused from a committed quiet measurement of the same
+model, batch and size when the machine is busy (with none, not written: ``python bench/ceiling.py --detection``
+measures it later). Then <out>/summary.json, table.md and the plots (mAP50-95, bench/summarize.py) as for
+classification.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
 from bench import data, detection_data  # noqa: E402
+from ceiling import detection_key, ensure_ceiling, measure_detection  # noqa: E402
 from datareduce._validate import UsageError  # noqa: E402
 from datareduce.atomic import write_bytes, write_text  # noqa: E402
 from datareduce.paths import cache_root  # noqa: E402
@@ -47,7 +53,9 @@ PROTOCOLS = {
     "coco128": {"epochs": 10, "imgsz": 160, "batch": 16, "workers": 0, "out": HERE / "results" / "detection",
                 "train_args": [], "methods": ["full", "ids", "rpd", "adonis-eta3"]},
 }
-KEPT = (".jsonl", ".csv", ".yaml", ".json")  # what is copied from a run folder (never weights/ nor images)
+KEPT = (".jsonl", ".csv", ".yaml", ".json", ".npy")  # copied from a run folder (never weights/ nor images)
+MODEL = "yolov5n.yaml"
+TRAINER = "trainers/yolo_train.py"  # relative to the repository, where the runs are started
 
 
 def parse_args(argv=None):
@@ -96,13 +104,13 @@ def check(a, proto) -> list:
 
 def trainer_command(a, method: str, flags: list, data_dir: Path, work: Path) -> list:
     """The yolo_train.py command of one run: resumed from its last.pt when an interrupted run left one."""
-    script = [sys.executable, str(REPO / "trainers" / "yolo_train.py"), *flags]
+    script = [sys.executable, TRAINER, *flags]
     last = work / "weights" / "last.pt"
     if last.exists():
         return [*script, f"resume={last}"]
     shutil.rmtree(work, ignore_errors=True)  # killed before its first checkpoint: start again
     epochs = frontier_epochs(float(method[len("full-c"):]), a.epochs) if method.startswith("full-c") else a.epochs
-    return [*script, f"data={data_dir}", "model=yolov5n.yaml", f"imgsz={a.imgsz}", f"epochs={epochs}",
+    return [*script, f"data={data_dir}", f"model={MODEL}", f"imgsz={a.imgsz}", f"epochs={epochs}",
             f"batch={a.batch}", f"workers={a.workers}", f"seed={a.seed}", "deterministic=True", "plots=False",
             "device=cpu", *a.train_args, f"project={work.parent}", f"name={work.name}", "exist_ok=True"]
 
@@ -142,10 +150,14 @@ def main(argv=None) -> int:
         f.write(shlex.join([sys.executable, *sys.argv]) + "\n")
     write_text(out / "protocol.json", json.dumps({
         "protocol": a.protocol, "epochs": a.epochs, "imgsz": a.imgsz, "batch": a.batch, "workers": a.workers,
-        "train_args": a.train_args, "model": "yolov5n.yaml", "dataset": dataset}, indent=1) + "\n")
+        "train_args": a.train_args, "model": MODEL, "dataset": dataset}, indent=1) + "\n")
     write_text(out / "machine.json", json.dumps({
         "platform": platform.platform(), "processor": platform.processor(), "python": platform.python_version(),
         "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}, indent=1) + "\n")
+    later = shlex.join(["python", "bench/ceiling.py", "--detection", "--out", str(out), "--batch", str(a.batch),
+                        "--imgsz", str(a.imgsz), "--data", str(data_dir)])
+    ensure_ceiling(out, detection_key(MODEL, a.batch, a.imgsz),
+                   lambda: measure_detection(data_dir, MODEL, a.batch, a.imgsz), later=later)
 
     known = detection_methods(a.epochs)
     for n, method in enumerate(methods, 1):

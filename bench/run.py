@@ -242,33 +242,24 @@ def main(argv=None):
 
 def measure_ceiling(out: Path, config: str, extra: str) -> None:
     """The cost of a no-grad scoring forward relative to a training step (forward_over_step, the f of the
-    counted cost), for the config's model on this machine and the device/precision ``extra`` asks for, once."""
-    if (out / "ceiling.json").exists():
-        return
+    counted cost), for the config's model on this machine and the device/precision ``extra`` asks for, once
+    (bench/ceiling.py's ensure_ceiling: a busy machine reuses a quiet measurement of the same model)."""
     import torch
     import yaml
 
-    from ceiling import measure
+    from ceiling import ensure_ceiling, measure
     from datareduce.models import get_model
 
     settings = yaml.safe_load(Path(config).read_text())
     flags = shlex.split(extra)
     device = flags[flags.index("--device") + 1] if "--device" in flags else "cpu"
     name, batch, amp = settings.get("model", "resnet20"), int(settings.get("batch-size", 128)), "--amp" in flags
-    load = os.getloadavg()[0]
-    if load > 1.0:  # a busy machine skews the ratio (0.32 and 4.5 measured beside running trainers, 0.46 quiet)
-        for other in sorted(HERE.glob("results*/ceiling.json")):
-            known = json.loads(other.read_text())
-            if (known.get("model"), known.get("batch"), known.get("device"), known.get("amp")) == (name, batch, device, amp):
-                known["source"] = f"{other.relative_to(REPO)} (this machine was busy, load {load:.1f}: not measured again)"
-                write_text(out / "ceiling.json", json.dumps(known, indent=1) + "\n")
-                return
-        print(f"warning: measuring the scoring/step ratio on a busy machine (load {load:.1f}); the counted costs "
-              f"of {out} then depend on it: rerun bench/ceiling.py on a quiet machine", file=sys.stderr)
-    torch.manual_seed(0)
-    result = measure(get_model(name, num_classes=10), batch=batch, device=device, amp=amp)
-    write_text(out / "ceiling.json", json.dumps({"model": name, **result, "load": round(load, 2)}, indent=1) + "\n")
 
+    def measured():
+        torch.manual_seed(0)
+        return measure(get_model(name, num_classes=10), batch=batch, device=device, amp=amp)
+
+    ensure_ceiling(out, {"model": name, "batch": batch, "device": device, "amp": amp}, measured)
 
 if __name__ == "__main__":
     main()

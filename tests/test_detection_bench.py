@@ -111,11 +111,12 @@ def test_runner_trains_one_epoch_end_to_end_and_skips_it_after(tmp_path, cifar10
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     kept = out / "runs" / "full" / "seed0"
     assert sorted(p.name for p in kept.iterdir()) == ["args.yaml", "command.txt", "conditions.json", "log.jsonl",
-                                                      "output.txt", "results.csv"]
+                                                      "output.txt", "results.csv", "selection_counts.npy"]
     assert (runs / "full" / "seed0" / "weights" / "last.pt").is_file()  # the weights stay outside
     log = [json.loads(line) for line in (kept / "log.jsonl").read_text().splitlines()]
     assert [r["type"] for r in log] == ["run", "epoch", "summary"] and log[1]["train_samples"] == 6
-    assert "imgsz=64" in (kept / "command.txt").read_text()
+    command = (kept / "command.txt").read_text()
+    assert "imgsz=64" in command and command.startswith(f"{sys.executable} trainers/yolo_train.py ")  # no checkout
     [row] = json.loads((out / "summary.json").read_text())
     assert row["method"] == "full" and row["regime"] == "synthetic" and row["cost_fraction"] == 1
     protocol = json.loads((out / "protocol.json").read_text())
@@ -137,3 +138,67 @@ def test_runner_bad_input_one_line_exit_2(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert err.startswith(f"detection.py: error: {message}") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------- the scoring cost f
+def test_detection_scoring_forward_costs_less_than_a_training_step(tmp_path, cifar10_root, coco128_root):
+    """bench/ceiling.py times the trainer's own scoring forward and training step of yolov5n on a real batch."""
+    from bench.ceiling import measure_detection
+
+    root = build(tmp_path, cifar10_root, coco128_root)
+    m = measure_detection(root, batch=4, imgsz=64, repeats=2)
+    assert m["batch"] == 4 and m["imgsz"] == 64 and m["device"] == "cpu" and m["amp"] is False
+    assert 0 < m["forward_s"] < m["step_s"] and m["forward_over_step"] == m["forward_s"] / m["step_s"]
+
+
+def test_ceiling_is_measured_once_and_reused_when_busy(tmp_path, cifar10_root, coco128_root, capsys):
+    from bench.ceiling import detection_key, ensure_ceiling, measure_detection
+
+    root = build(tmp_path / "set", cifar10_root, coco128_root)
+    key, calls = detection_key(batch=4, imgsz=64), []
+
+    def measured():
+        calls.append(1)
+        return measure_detection(root, batch=4, imgsz=64, repeats=1)
+
+    quiet = ensure_ceiling(tmp_path / "quiet", key, measured, load=0.2)
+    written = json.loads((tmp_path / "quiet" / "ceiling.json").read_text())
+    assert written == quiet and {**written, **key} == written and written["load"] == 0.2 and len(calls) == 1
+    assert ensure_ceiling(tmp_path / "quiet", key, measured, load=0.2) == written and len(calls) == 1  # kept
+    # busy: the quiet measurement of the same model, batch and size is reused, naming its source
+    busy = ensure_ceiling(tmp_path / "busy", key, measured, load=3.0, committed=[tmp_path / "quiet" / "ceiling.json"])
+    assert len(calls) == 1 and busy["forward_over_step"] == written["forward_over_step"]
+    assert busy["source"] == (f"{tmp_path / 'quiet' / 'ceiling.json'} (this machine was busy, load 3.0: not "
+                              "measured again)")
+    # busy, nothing to reuse (another batch size): with a command to run later, nothing is written
+    other = detection_key(batch=8, imgsz=64)
+    assert ensure_ceiling(tmp_path / "none", other, measured, later="python bench/ceiling.py --detection", load=3.0,
+                          committed=[tmp_path / "quiet" / "ceiling.json"]) is None
+    assert not (tmp_path / "none" / "ceiling.json").exists() and len(calls) == 1
+    assert "on a quiet machine run python bench/ceiling.py --detection" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--out", "OUT"], "give --detection (this command measures YOLO only; bench/run.py measures the "
+                       "classification model of its runs itself)"),
+    (["--detection", "--out", "OUT", "--batch", "0"], "--batch 0: must be at least 1"),
+    (["--detection", "--out", "OUT", "--data", "NOPE"], "--data NOPE: no data.yaml there (give a YOLO set's folder)"),
+])
+def test_ceiling_command_bad_input_one_line_exit_2(tmp_path, capsys, argv, message):
+    from bench import ceiling
+
+    argv = [a.replace("OUT", str(tmp_path / "out")).replace("NOPE", str(tmp_path / "nope")) for a in argv]
+    message = message.replace("NOPE", str(tmp_path / "nope"))
+    assert ceiling.main(argv) == 2
+    assert capsys.readouterr().err == f"ceiling.py: error: {message}\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_ceiling_command_writes_ceiling_json(tmp_path, cifar10_root, coco128_root):
+    root = build(tmp_path / "set", cifar10_root, coco128_root)
+    done = _cli("ceiling.py", "--detection", "--out", str(tmp_path / "out"), "--data", str(root), "--batch", "4",
+                "--imgsz", "64", "--repeats", "1", "--force")
+    assert done.returncode == 0, done.stderr[-3000:]
+    written = json.loads((tmp_path / "out" / "ceiling.json").read_text())
+    assert written["task"] == "detect" and written["model"] == "yolov5n.yaml" and written["batch"] == 4
+    assert 0 < written["forward_over_step"] < 1 and json.loads(done.stdout[done.stdout.index("{"):]) == written
