@@ -27,6 +27,8 @@ from datareduce.atomic import write_text  # noqa: E402
 from ceiling import ceiling  # noqa: E402
 
 FRONTIER_PREFIX = "full-c"
+METRIC_NAMES = {"top1": "top-1 accuracy", "map50_95": "mAP50-95", "map50": "mAP50"}
+ALSO = {"map50_95": "map50"}  # a second metric also summarised (its final value per run) when the first is this
 
 
 def quiet(run: dict) -> bool:
@@ -119,8 +121,10 @@ def summarize(root: Path, metric: str = "top1") -> list:
     protocol_file = root / "protocol.json"
     regime = json.loads(protocol_file.read_text())["protocol"] if protocol_file.exists() else root.name
 
-    def final(run):
-        return trajectory(run["epochs"], metric)[-1][1]
+    def final(run, which=metric):
+        return trajectory(run["epochs"], which)[-1][1]
+
+    also = ALSO.get(metric)
 
     frontier = {}  # seed -> [(cost, accuracy)] of the full-data runs, the full run included
     for method, by_seed in runs.items():
@@ -153,6 +157,7 @@ def summarize(root: Path, metric: str = "top1") -> list:
                 "backprop_fraction": backprop, "scored_fraction": scored,
                 "selector_overhead_pct": 100.0 * select_time / train_time if train_time else None,
                 "ceiling": ceiling(f, scored, backprop) if cost_model else None,
+                **({f"final_{also}": final(run, also) if trajectory(run["epochs"], also) else None} if also else {}),
             })
         if not per_seed:
             continue
@@ -160,7 +165,7 @@ def summarize(root: Path, metric: str = "top1") -> list:
                "reduce": by_seed[min(by_seed)]["params"].get("reduce"),
                "seeds": [p["seed"] for p in per_seed], "per_seed": per_seed}
         for key in ("final", "acc_drop_pp", "train_boost", "boost_to_5pp", "backprop_fraction", "scored_fraction",
-                    "selector_overhead_pct", "ceiling", "cost_fraction"):
+                    "selector_overhead_pct", "ceiling", "cost_fraction", *([f"final_{also}"] if also else [])):
             row[key], row[key + "_sd"] = mean_sd([p[key] for p in per_seed])
         row["top1_mean"], row["top1_sd"] = row["final"], row["final_sd"]
         _, row["acc_drop_ci95"] = t_interval([p["acc_drop_pp"] for p in per_seed])
@@ -234,8 +239,9 @@ def plot_cost(rows, out: Path, metric="top1"):
         ax.errorbar(r["cost_fraction"], r["final"], xerr=r["cost_fraction_sd"] or 0, yerr=r["final_sd"] or 0,
                     marker="o", capsize=3, ls="none", label=f"{r['method']} ({len(r['seeds'])} seeds)")
     ax.set_xlabel("counted cost (scoring forwards × f + back-propagated samples) / full training's")
-    ax.set_ylabel(f"final validation {metric} %")
-    ax.set_title(f"Accuracy against compute ({rows[0]['regime']} protocol); mean ± sd over seeds")
+    name = METRIC_NAMES.get(metric, metric)
+    ax.set_ylabel(f"final validation {name} %")
+    ax.set_title(f"{name[0].upper() + name[1:]} against compute ({rows[0]['regime']} protocol); mean ± sd over seeds")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()

@@ -202,3 +202,37 @@ def test_ceiling_command_writes_ceiling_json(tmp_path, cifar10_root, coco128_roo
     written = json.loads((tmp_path / "out" / "ceiling.json").read_text())
     assert written["task"] == "detect" and written["model"] == "yolov5n.yaml" and written["batch"] == 4
     assert 0 < written["forward_over_step"] < 1 and json.loads(done.stdout[done.stdout.index("{"):]) == written
+
+
+def test_readme_block_from_a_real_summary(tmp_path, cifar10_root, coco128_root):
+    """The runner's summary of real tiny runs (full and RPD, one epoch) has each run's final mAP50 beside its
+    mAP50-95 and the summariser's mAP-against-cost plot; the README block is generated from them, naming the
+    methods not run yet."""
+    from bench import readme_results
+    from datareduce import records
+
+    out = tmp_path / "out"
+    argv = ["--protocol", "synthetic", *TINY_FLAGS, "--cache-dir", str(tmp_path / "cache"), "--epochs", "1",
+            "--methods", "full,rpd", "--batch", "4", "--workers", "0", "--out", str(out), "--runs-dir",
+            str(tmp_path / "runs")]
+    done = _cli("detection.py", *argv)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = json.loads((out / "summary.json").read_text())
+    assert [r["method"] for r in rows] == ["full", "rpd"] and (out / "accuracy_vs_cost.png").stat().st_size > 0
+    for r in rows:
+        log = records.read(out / "runs" / r["method"] / "seed0" / "log.jsonl")
+        last = [e for e in log if e["type"] == "epoch"][-1]
+        assert r["final_map50"] == pytest.approx(100 * last["map50"]) and r["final"] == pytest.approx(
+            100 * last["map50_95"])
+    block = readme_results.render_detection(rows, out)
+    start, end = readme_results.DETECTION
+    assert block.startswith(start + "\n") and block.endswith("\n" + end)
+    rpd = rows[1]
+    assert (f"| `rpd` | 1 | {rpd['final_map50']:.2f} | {rpd['final']:.2f} | "
+            f"{rpd['acc_drop_pp']:.2f} — | {rpd['cost_fraction']:.3f} | ") in block
+    assert "Not run yet: `full-c0.5`, `full-c0.8`, `ids`, `ids-gamma`, `fraction0.8`, `adonis-eta3`, " \
+           "`adonis-prune`, `infobatch`." in block
+    assert "- IDS α 0.8 (target: ≤ 1.0 p.p. mAP50-95 drop at ≥ 1.2× wall-time boost): not run yet." in block
+    assert "![mAP50-95 against counted cost](bench/out/accuracy_vs_cost.png)" in block
+    measured = (out / "ceiling.json").exists()  # only on a quiet machine (else the runner says how to measure it)
+    assert ("f = " in block) == measured and ("not counted yet" in block) != measured
