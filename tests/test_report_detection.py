@@ -1,6 +1,6 @@
 """`datareduce report` on real detection runs: trainers/yolo_train.py for one epoch on a tiny set of the detection
 protocol's builder (real CIFAR-10 objects pasted on real COCO128 photos, 10 classes, YOLO labels), with IDS (a
-manifest) and with ADONIS (selection counts). The report draws each image's boxes and counts each class's kept
+manifest), with ADONIS (selection counts) and with Ultralytics' own fraction= (the first images of the listing). The report draws each image's boxes and counts each class's kept
 boxes; the counts here are recomputed from the label files themselves."""
 import json
 import re
@@ -36,12 +36,14 @@ def dataset(tmp_path_factory, cifar10_root, coco128_root) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(dataset, tmp_path_factory):
-    """Two real one-epoch runs: IDS α 0.5 (a manifest) and ADONIS selecting from the first batch (counts)."""
+    """Three real one-epoch runs: IDS α 0.5 (a manifest), ADONIS selecting from the first batch (counts) and
+    full training on Ultralytics' fraction=0.5."""
     project = tmp_path_factory.mktemp("detection-runs")
     cache = project / "cache"
     out = {}
     for name, flags in (("ids", ["--ids-alpha", "0.5", "--ids-image-size", "64"]),
-                        ("adonis", ["--adonis-theta", "0.05", "--adonis-rho", "4", "--adonis-omega", "-1"])):
+                        ("adonis", ["--adonis-theta", "0.05", "--adonis-rho", "4", "--adonis-omega", "-1"]),
+                        ("fraction", ["fraction=0.5"])):
         args = yolo_train.parse_args([*TRAIN, f"data={dataset}", f"project={project}", f"name={name}",
                                       "--cache-dir", str(cache), *flags])
         out[name] = yolo_train.train(args).save_dir
@@ -59,7 +61,8 @@ def labels_of(dataset: Path, image_key: str) -> list:
 @pytest.fixture(scope="module")
 def report(runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "html"
-    return build([runs["ids"], runs["adonis"]], out, cache_dir=runs["cache"] / "embeddings", embed_missing=False)
+    return build([runs["ids"], runs["adonis"], runs["fraction"]], out, cache_dir=runs["cache"] / "embeddings",
+                 embed_missing=False)
 
 
 def test_kept_boxes_per_class_are_the_label_files_counted(report, runs, dataset):
@@ -71,7 +74,7 @@ def test_kept_boxes_per_class_are_the_label_files_counted(report, runs, dataset)
         np.add.at(total, labels_of(dataset, key), 1)
     assert counts.total.tolist() == total.tolist() and total.sum() >= 24  # 2-3 boxes an image
 
-    ids_share, adonis_share = counts.shares
+    ids_share, adonis_share, fraction_share = counts.shares
     m = manifest.read(runs["ids"] / "manifest.json")
     kept = np.zeros(10, dtype=int)
     for key in m["subsets"][0]["kept"]:
@@ -91,12 +94,19 @@ def test_kept_boxes_per_class_are_the_label_files_counted(report, runs, dataset)
         assert np.allclose(adonis_share.share, np.where(total > 0, trained / np.maximum(total, 1), np.nan),
                            equal_nan=True)
 
+    first = np.zeros(10, dtype=int)  # fraction=0.5: Ultralytics trains the first 6 images of the listing
+    for key in keys[:6]:
+        np.add.at(first, labels_of(dataset, key), 1)
+    assert fraction_share.label == "fraction: fraction= subset (the first 6 images)"
+    assert fraction_share.kept.tolist() == first.tolist()
+
 
 def test_the_page_has_the_grids_with_boxes_and_the_box_table(report, runs, dataset):
     files = {p.name for p in report.files}
-    assert {"kept_dropped_ids.png", "box_counts.png", "selected_adonis.png", "index.html"} <= files
+    assert {"kept_dropped_ids.png", "kept_dropped_fraction.png", "box_counts.png", "selected_adonis.png",
+            "index.html"} <= files
     assert not any("class-" in f for f in files)  # no per-class grid of the one image group "all images"
-    for name in ("kept_dropped_ids.png", "box_counts.png", "selected_adonis.png"):
+    for name in ("kept_dropped_ids.png", "kept_dropped_fraction.png", "box_counts.png", "selected_adonis.png"):
         with Image.open(report.out / name) as im:
             arr = np.asarray(im.convert("RGB"))
         assert arr.shape[0] > 200 and len(np.unique(arr.reshape(-1, 3), axis=0)) > 50, name
@@ -105,7 +115,7 @@ def test_the_page_has_the_grids_with_boxes_and_the_box_table(report, runs, datas
     rows = re.findall(r"<tr><td class=l>([^<]+)</td><td>([\d,]+)</td>", table)
     assert [r[0] for r in rows] == report.box_counts.names
     assert [int(r[1].replace(",", "")) for r in rows] == report.box_counts.total.tolist()
-    assert table.count("<b>") >= 2  # each run's most starved class
+    assert table.count("<b>") >= 3  # each run's most starved class
 
 
 def test_boxes_are_drawn_where_the_labels_say(dataset):

@@ -15,7 +15,7 @@ from .grids import fig_ids_prototypes, fig_kept_dropped, fig_selected_grid
 from .page import BoxCounts, Picture, Report, render_html
 from .plots import fig_backprop_histogram, fig_box_shares, fig_ids_pca, fig_metric_vs_time, fig_selection_rate
 from .runs import Run, load_runs
-from .selection import box_shares, most_least
+from .selection import box_shares, kept_subsets, most_least, whole_set
 from .table import DROP_PP, choose_baseline, metrics_table, timing_caution
 
 
@@ -66,14 +66,14 @@ def _box_counts(runs: Sequence[Run], notes: List[str]) -> Optional[BoxCounts]:
     if not with_boxes:
         return None
     first = with_boxes[0]
-    boxes = first.images.boxes
+    boxes = whole_set(first).boxes
     if boxes.unreadable:
         path, why = boxes.unreadable[0]
         notes.append(f"{len(boxes.unreadable)} label file(s) of the training set could not be read (first: {path}: "
                      f"{why}): their images count as having no boxes")
     shares = []
     for r in with_boxes:
-        if r.images.keys != first.images.keys:
+        if whole_set(r).keys != whole_set(first).keys:
             notes.append(f"{r.name}: trained on other images than {first.name}, so its boxes per class are not "
                          "compared with theirs")
             continue
@@ -178,13 +178,14 @@ def build(run_dirs: Sequence, out, class_name: Optional[str] = None, data_path=N
                                                        "least (bottom) often back-propagated"),
                      name, f"{r.name}: class {chosen!r}, most and least selected", f"The same for one class ({why}).")
     for r in runs:
-        if r.manifest is None or r.images is None or r.images.boxes is None:
+        if r.images is None or r.images.boxes is None:
             continue
-        for s in range(len(r.manifest["subsets"])):
+        subsets = kept_subsets(r)
+        for s, subset in enumerate(subsets):
             step(f"kept and dropped images of {r.name}")
-            suffix = f"_subset{s}" if len(r.manifest["subsets"]) > 1 else ""
-            save(fig_kept_dropped(r, s, grid), f"kept_dropped_{_slug(r.name)}{suffix}.png",
-                 f"{r.name}: images kept and dropped by its subset" + (f" {s + 1}" if suffix else ""),
+            suffix = f"_subset{s}" if len(subsets) > 1 else ""
+            save(fig_kept_dropped(r, subset, grid), f"kept_dropped_{_slug(r.name)}{suffix}.png",
+                 f"{r.name}: images kept and dropped by its {subset.what}",
                  "Top block: images the subset keeps (green frame); bottom block: images it drops (red), each drawn "
                  "at random, with their boxes (one colour per class, legend below) and their number of boxes.")
     box_counts = _box_counts(runs, notes)

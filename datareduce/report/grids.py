@@ -9,7 +9,7 @@ import numpy as np
 from .canvas import BOX_COLORS, DROPPED_COLOR, KEPT_COLOR, new_figure
 from .images import Images
 from .runs import Run
-from .selection import kept_mask
+from .selection import KeptSubset, kept_mask
 
 
 def _hex_rgb(color: str):
@@ -126,11 +126,10 @@ def _cell_name(imgs: Images, i: int) -> str:
     return imgs.class_names[imgs.labels[i]][:11]
 
 
-def fig_kept_dropped(run: Run, subset: int = 0, k: int = 16, cols: int = 8, seed: int = 0):
-    """An offline subset's kept images (top block, green frames) and dropped images (bottom block, red), ``k``
-    of each drawn at random (seeded), each labelled with its class or its number of boxes."""
-    imgs, m = run.images, run.manifest
-    kept = kept_mask(m, imgs.keys, subset)
+def fig_kept_dropped(run: Run, subset: KeptSubset, k: int = 16, cols: int = 8, seed: int = 0):
+    """The images an offline ``subset`` keeps (top block, green frames) and drops (bottom block, red), ``k`` of
+    each drawn at random (seeded), each labelled with its class or its number of boxes."""
+    imgs, kept = subset.images, subset.kept
     rng = np.random.default_rng(seed)
     cells, row_labels = [], []
     for mask, label, frame in ((kept, "kept", KEPT_COLOR), (~kept, "dropped", DROPPED_COLOR)):
@@ -142,12 +141,9 @@ def fig_kept_dropped(run: Run, subset: int = 0, k: int = 16, cols: int = 8, seed
         block += [(None, None, None)] * (-len(block) % cols)
         cells += block
         row_labels += [label] * (len(block) // cols)
-    sub = m["subsets"][subset]
-    what = sub.get("mode") or m.get("method")
-    when = f" (from epoch {sub['from_epoch']})" if len(m["subsets"]) > 1 else ""
-    return fig_mosaic(imgs, cells, cols, f"{run.name}: the {what} subset{when} keeps {int(kept.sum())} of "
-                      f"{len(kept)} images; {min(k, int(kept.sum()))} kept (top) and "
-                      f"{min(k, int((~kept).sum()))} dropped (bottom) at random", row_labels)
+    return fig_mosaic(imgs, cells, cols, f"{run.name}: the {subset.what} keeps {int(kept.sum())} of {len(kept)} "
+                      f"images; {min(k, int(kept.sum()))} kept (top) and {min(k, int((~kept).sum()))} dropped "
+                      "(bottom) at random", row_labels)
 
 
 def fig_ids_prototypes(run: Run, emb: np.ndarray, k: int = 6, max_classes: int = 10):

@@ -42,6 +42,7 @@ class Run:
     manifest_file: Optional[str] = None
     images: Optional[Images] = None
     data_path: Optional[str] = None
+    whole_images: Optional[Images] = None  # detection cut by Ultralytics' fraction=: the uncut listing
     notes: List[str] = field(default_factory=list)
 
     @property
@@ -303,9 +304,13 @@ def _attach_images(run: Run, data_path) -> None:
         run.notes.append(f"the dataset recorded by the run, {data_path}, is not on this machine: images are not "
                          "shown; pass --data-path")
         return
+    fraction = _ultralytics_args(run).get("fraction", 1.0) if run.detection else 1.0
     try:
         if run.detection:
-            images = open_detection_images(data_path, run.manifest, _ultralytics_args(run).get("fraction", 1.0))
+            images = open_detection_images(data_path, run.manifest, fraction)
+            if fraction not in (None, 0, 1) and not isinstance(fraction, bool):  # maybe cut: the whole listing too
+                whole = open_detection_images(data_path, None, 1.0)
+                run.whole_images = whole if len(whole) != len(images) else None
         else:
             images = open_images(None if data_path is None else str(data_path))
     except (FileNotFoundError, UsageError) as e:

@@ -7,6 +7,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from .images import Images
 from .runs import Run
 
 
@@ -48,6 +49,41 @@ def kept_mask(manifest: dict, keys: Sequence[str], subset: int = 0) -> np.ndarra
 
 
 @dataclass
+class KeptSubset:
+    """A subset an offline run trained on, as a mask over the whole training set (``images``): a manifest's
+    subset, or the first images of the listing that Ultralytics' ``fraction=`` keeps."""
+
+    what: str
+    images: Images
+    kept: np.ndarray
+
+
+def kept_subsets(run: Run) -> List[KeptSubset]:
+    """The subsets ``run`` trained on (several with the γ switch); none for a run on the whole set, or whose
+    images are not on this machine."""
+    if run.images is None:
+        return []
+    if run.manifest is not None:
+        subsets = run.manifest["subsets"]
+        out = []
+        for s, sub in enumerate(subsets):
+            what = f"{sub.get('mode') or run.manifest.get('method')} subset"
+            what += f" from epoch {sub['from_epoch']}" if len(subsets) > 1 else ""
+            out.append(KeptSubset(what, run.images, kept_mask(run.manifest, run.images.keys, s)))
+        return out
+    if run.whole_images is not None:  # Ultralytics' fraction=: the first images of the listing
+        kept = np.zeros(len(run.whole_images), dtype=bool)
+        kept[:len(run.images)] = True
+        return [KeptSubset(f"fraction= subset (the first {len(run.images):,} images)", run.whole_images, kept)]
+    return []
+
+
+def whole_set(run: Run) -> Optional[Images]:
+    """The whole training set ``run`` selected from (for Ultralytics' ``fraction=``, the uncut listing)."""
+    return run.whole_images if run.whole_images is not None else run.images
+
+
+@dataclass
 class BoxShare:
     """Per class, the boxes one run kept: ``kept[c]`` boxes of class ``c`` (online selection: box
     back-propagations over the number of epochs, the boxes trained per epoch on average), ``share[c]`` that over
@@ -61,11 +97,12 @@ class BoxShare:
 
 
 def box_shares(run: Run) -> List[BoxShare]:
-    """What ``run`` kept of each class's boxes: one entry per subset of its manifest (an offline subset keeps the
-    boxes of its kept images), else one from its per-image counts (online selection back-propagates an image's
-    boxes as often as the image; full training, once per epoch); none for a run that kept every box alike (full
-    training) or has no detection images."""
-    boxes = run.images.boxes if run.images is not None else None
+    """What ``run`` kept of each class's boxes: one entry per subset it trained on (an offline subset keeps the
+    boxes of its kept images, :func:`kept_subsets`), else one from its per-image counts (online selection
+    back-propagates an image's boxes as often as the image; full training, once per epoch); none for a run that
+    kept every box alike (full training) or has no detection images."""
+    images = whole_set(run)
+    boxes = images.boxes if images is not None else None
     if boxes is None:
         return []
     total = boxes.per_class()
@@ -74,14 +111,11 @@ def box_shares(run: Run) -> List[BoxShare]:
     def add(label, kept):
         with np.errstate(invalid="ignore", divide="ignore"):
             share = np.where(total > 0, kept / np.maximum(total, 1), np.nan)
-        out.append(BoxShare(run.name, label, kept, share, float(kept.sum() / max(total.sum(), 1))))
+        out.append(BoxShare(run.name, f"{run.name}: {label}", kept, share, float(kept.sum() / max(total.sum(), 1))))
 
-    if run.manifest is not None:
-        subsets = run.manifest["subsets"]
-        for s, sub in enumerate(subsets):
-            what = sub.get("mode") or run.manifest.get("method")
-            when = f" from epoch {sub['from_epoch']}" if len(subsets) > 1 else ""
-            add(f"{run.name}: {what} subset{when}", boxes.per_class(kept_mask(run.manifest, run.images.keys, s)))
-    elif run.counts is not None and not (run.counts == len(run.epochs)).all():
-        add(f"{run.name}: back-propagated, per epoch", boxes.per_class(run.counts) / max(len(run.epochs), 1))
+    subsets = kept_subsets(run)
+    for sub in subsets:
+        add(sub.what, boxes.per_class(sub.kept))
+    if not subsets and run.counts is not None and not (run.counts == len(run.epochs)).all():
+        add("back-propagated, per epoch", boxes.per_class(run.counts) / max(len(run.epochs), 1))
     return out
