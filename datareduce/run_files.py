@@ -93,6 +93,7 @@ class RunFiles:
         self.log: Optional[records.RunLog] = None
         self.waiting: list = []
         self.accounting: Optional[dict] = None
+        self.counts_before: Optional[np.ndarray] = None  # the counts before the last epoch ended (forget_epoch)
         self.wrote_manifest = False
 
     def open(self, args: dict, resume_epoch: Optional[int] = None, **facts) -> None:
@@ -158,8 +159,18 @@ class RunFiles:
     def end_training(self, selection: dict) -> None:
         """After the epoch's last training batch, on every rank: sum its counts over the ranks, and keep its
         accounting (``selection``, the job's: see :func:`epoch_record`) for :meth:`write_epoch`."""
+        self.counts_before = self.counts.counts.copy()
         self.counts.end_epoch()
         self.accounting = dict(selection)
+
+    def forget_epoch(self) -> None:
+        """Forget what the epoch being trained counted so far, and undo the last :meth:`end_training` whose epoch
+        has no record yet: a host that trains an epoch again (Ultralytics after a NaN loss or an out-of-memory
+        retry) counts it once."""
+        self.counts.drop_epoch()
+        if self.accounting is not None:
+            self.counts.counts = self.counts_before
+            self.accounting = None
 
     def write_epoch(self, epoch: int, metrics: Optional[dict] = None) -> dict:
         """The epoch's record (:func:`epoch_record` of the accounting :meth:`end_training` kept and the host's

@@ -24,5 +24,9 @@ class SelectionCounts:
         self.counts = np.minimum(self.counts.astype(np.int64) + total, 65535).astype(np.uint16)
         self._epoch[:] = 0
 
+    def drop_epoch(self) -> None:
+        """Forget this rank's counts of the epoch not yet folded in (an epoch started again)."""
+        self._epoch[:] = 0
+
     def save(self, path) -> None:
         write_npy(path, self.counts)

@@ -21,7 +21,7 @@ def test_resume_repeats_the_uninterrupted_run(cifar10_small, tmp_path):
     assert "--resume" in proc.stdout
     assert [e["epoch"] for e in log(part, "epoch")] == [0] and not log(part, "summary")
     ckpt = torch.load(part / "checkpoint.pth", map_location="cpu", weights_only=False)
-    assert ckpt["epoch"] == 0 and ckpt["reducer"][0]["accumulator"]["held"] > 0  # a partial buffer is saved
+    assert ckpt["epoch"] == 0 and ckpt["selection"][0]["accumulator"]["held"] > 0  # a partial buffer is saved
     run([*common, "--resume", part / "checkpoint.pth"])  # output dir: the checkpoint's folder
 
     a, b = log(whole, "epoch"), log(part, "epoch")

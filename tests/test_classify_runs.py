@@ -113,7 +113,7 @@ def test_a_diverged_run_stops_and_keeps_the_last_good_checkpoint(cifar10_small, 
     assert len(epochs) == 4 and len(log(out, "summary")) == 1
     assert any(e["train_loss"] is not None and e["train_loss"] != e["train_loss"] for e in epochs)  # nan
     ckpt = torch.load(out / "checkpoint.pth", map_location="cpu", weights_only=True)
-    total = ckpt["reducer"][0]["selector"]["nonfinite"]
+    total = ckpt["selection"][0]["selector"]["nonfinite"]
     assert total > 0 and sum(e["nonfinite_losses"] for e in epochs) == total
     assert all(0 <= e["nonfinite_losses"] <= e["forward_samples"] for e in epochs)
     assert epochs[0]["nonfinite_losses"] == 0  # the first epoch still had finite losses

@@ -49,18 +49,18 @@ from datareduce.flags import (add_reduce_arguments, apply_config_file, config_fr
 from datareduce.integrations.classification.checkpoint import load_checkpoint, save_checkpoint
 from datareduce.integrations.classification.evaluation import evaluate
 from datareduce.integrations.classification.launch import init_distributed, resolve_device
-from datareduce.integrations.classification.offline_subset import (SubsetSchedule, build_extractor_for,
-                                                                   build_offline_manifest, check_manifest)
+from datareduce.integrations.classification.offline_subset import (build_extractor_for, build_offline_manifest,
+                                                                   check_manifest, manifest_ids)
 from datareduce.host_support import check_supported
 from datareduce.integrations.classification.reducer_choice import HOST, build_reducer
 from datareduce.integrations.classification.samplers import ShardSampler, TrainSampler
 from datareduce.integrations.classification.scoring import make_score_fn
 from datareduce.integrations.classification.seeding import rng_state, seed_epoch
-from datareduce.integrations.classification.training import job_accounting, train_one_epoch
-from datareduce.integrations.classification.training_set import full_size
+from datareduce.integrations.classification.training import train_one_epoch
+from datareduce.integrations.classification.training_set import TrainingSet, full_size
 from datareduce.models import get_model
-from datareduce.run_files import COUNTS_NAME, MANIFEST_NAME, RunFiles
-from datareduce.selection_state import gather_states, restore_state
+from datareduce.run_files import COUNTS_NAME, MANIFEST_NAME
+from datareduce.session import ReductionSession
 
 EMBEDDED = {"model": "resnet20", "epochs": 10, "workers": 0}  # defaults for the embedded digits data
 REFERENCE = {"model": "resnet18", "epochs": 90, "workers": 16}  # the torchvision reference's
@@ -451,11 +451,13 @@ def main(args):
                                                     progress=progress, workers=args.workers)
         bar.close()
         ids_info["time_s"] = time.perf_counter() - t0
-    subsets = SubsetSchedule(manifest, splits.train)
 
     # From here on we write.
     out_dir = Path(args.output_dir)
-    files = RunFiles(out_dir, full_size(splits.train), reduce_cfg, main=dist.main)
+    session = ReductionSession(reduce_cfg, out_dir, TrainingSet(splits.train, train_sampler), args.epochs,
+                               main=dist.main, manifest=manifest,
+                               keys=manifest_ids(splits.train) if manifest is not None else None)
+    files = session.files
     if dist.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         if checkpoint is None or replace:  # a fresh start: no file of an earlier run (or start) stays behind
@@ -501,10 +503,9 @@ def main(args):
             multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(1.0 - alpha), use_buffers=True)
 
     score_fn = make_score_fn(model_without_ddp, args.label_smoothing, bn=args.score_bn, amp=args.amp)
-    reducer = build_reducer(reduce_cfg, score_fn, args.batch_size, args.epochs, splits.train, dist.rank,
-                            collate_fn=data_loader.collate_fn, device=device)
+    session.attach(build_reducer(reduce_cfg, score_fn, args.batch_size, args.epochs, splits.train, dist.rank,
+                                 collate_fn=data_loader.collate_fn, device=device))
 
-    cumulative = 0.0
     if checkpoint is not None:
         model_without_ddp.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -514,24 +515,17 @@ def main(args):
             model_ema.load_state_dict(checkpoint["model_ema"])
         if scaler is not None and "scaler" in checkpoint:
             scaler.load_state_dict(checkpoint["scaler"])
-        restore_state(reducer, checkpoint.get("reducer"), dist.rank, dist.world_size, device=device)
-        files.load_state_dict(checkpoint)
-        cumulative = checkpoint.get("cumulative_train_time_s", 0.0)
+        session.load_state_dict(checkpoint, device=device)
 
     say(f"Start training ({method_name(reduce_cfg)}, {dist.world_size} process(es), {device})")
     epochs_run = 0
     for epoch in range(args.start_epoch, args.epochs):
         seed_epoch(args.seed, epoch, dist.rank)
-        subsets.apply(splits.train, epoch)
         train_sampler.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
-        stats = train_one_epoch(model, optimizer, data_loader, device, epoch, args, reducer, scaler, model_ema,
-                                files, last=epoch == args.epochs - 1, show_progress=dist.main)
+        train_loss = train_one_epoch(model, optimizer, data_loader, device, epoch, args, session, scaler, model_ema,
+                                     show_progress=dist.main)
         lr_scheduler.step()
-        # One record for the whole job: the slowest rank's loop time, counts summed over ranks.
-        selection, train_loss = job_accounting(stats, reducer)
-        cumulative += selection["train_time_s"]
-        files.end_training({**selection, "train_samples": len(splits.train), "cumulative_train_time_s": cumulative})
         t0 = time.perf_counter()
         metrics = evaluate(model_without_ddp, data_loader_test, device, num_classes, amp=args.amp)
         if model_ema is not None:
@@ -540,8 +534,8 @@ def main(args):
         eval_time = time.perf_counter() - t0
 
         diverged = not args.allow_nonfinite and not _finite(train_loss)
-        record = files.write_epoch(epoch, {"lr": lr, "train_loss": train_loss, "eval_time_s": eval_time, **metrics})
-        states = gather_states(reducer)
+        record = session.write_epoch(epoch, {"lr": lr, "train_loss": train_loss, "eval_time_s": eval_time, **metrics})
+        state = session.state_dict()
         if dist.main:
             print(f"Epoch {epoch}: " + "  ".join(_fmt(k, record.get(k)) for k in
                   ("top1", "top5", "train_loss", "keep_fraction", "samples_backprop", "optimizer_steps",
@@ -552,9 +546,8 @@ def main(args):
         if dist.main:
             checkpoint_state = {
                 "model": model_without_ddp.state_dict(), "optimizer": optimizer.state_dict(),
-                "lr_scheduler": lr_scheduler.state_dict(), "epoch": epoch, "args": saved_args(args),
-                "reducer": states, "manifest": manifest, **files.state_dict(),
-                "cumulative_train_time_s": cumulative, "rng": rng_state()}
+                "lr_scheduler": lr_scheduler.state_dict(), "epoch": epoch, "args": saved_args(args), **state,
+                "rng": rng_state()}
             if model_ema is not None:
                 checkpoint_state["model_ema"] = model_ema.state_dict()
             if scaler is not None:

@@ -53,12 +53,13 @@ from ..flags import add_reduce_arguments, config_from_args
 from ..host_support import Host
 from ..run_files import SUBFOLDER, RunFiles
 from ..selection_state import gather_states, restore_state
+from ..session import SubsetSchedule
 from .classification.loss import per_sample_loss
-from .classification.offline_subset import SubsetSchedule, build_extractor_for, build_offline_manifest, check_manifest
+from .classification.offline_subset import build_extractor_for, build_offline_manifest, check_manifest, manifest_ids
 from .classification.reducer_choice import build_reducer
 from .classification.samplers import TrainSampler
 from .classification.scoring import make_score_fn
-from .classification.training_set import full_size
+from .classification.training_set import full_size, keep_samples
 
 __all__ = ["add_arguments", "setup", "check_supported", "VisionReduce", "StepLoss", "RecordingBatchSampler",
            "refresh_sampler"]
@@ -147,6 +148,7 @@ class VisionReduce:
         self.dataset = dataset
         self.sampler = train_sampler
         self.schedule: Optional[SubsetSchedule] = None
+        self.subset: Optional[int] = None  # which subset of the schedule is in place
         self.reducer = None
         self.recorder: Optional[RecordingBatchSampler] = None
         self.loader: Optional[DataLoader] = None
@@ -189,15 +191,24 @@ class VisionReduce:
                 manifest, info = build_offline_manifest(dataset, cfg, extractor, workers=int(args.workers))
             if not hasattr(dataset, "sample_ids"):  # full-set index of each kept sample (the ADONIS cache key)
                 dataset.sample_ids = np.arange(len(dataset.samples), dtype=np.int64)
-            self.schedule = SubsetSchedule(manifest, dataset)
-        self.schedule.apply(dataset, int(getattr(args, "start_epoch", 0)))
-        refresh_sampler(self.sampler, dataset)
+            self.schedule = SubsetSchedule(manifest, manifest_ids(dataset))
+        self.use_subset(int(getattr(args, "start_epoch", 0)))
         info["time_s"] = time.perf_counter() - start
         subsets = manifest["subsets"]
         self.files.offline_subset(manifest, **info)
         self.say(f"datareduce: {manifest['method']} keeps {[s['num_kept'] for s in subsets]} of "
                  f"{manifest['dataset']['num_samples']} training images (from epochs "
                  f"{[s['from_epoch'] for s in subsets]}) in {info['time_s']:.1f}s")
+
+    def use_subset(self, epoch: int) -> bool:
+        """Keep the offline subset of ``epoch`` in place and re-size the sampler; True when it changed."""
+        index = None if self.schedule is None else self.schedule.index_at(epoch)
+        if index == self.subset:
+            return False
+        keep_samples(self.dataset, self.schedule.positions[index])
+        refresh_sampler(self.sampler, self.dataset)
+        self.subset = index
+        return True
 
     # ------------------------------------------------------------------------------------ criterion
     def criterion(self, criterion):
@@ -241,8 +252,7 @@ class VisionReduce:
             self.files.open(vars(self.args), resume_epoch=self.resume_epoch, dataset="imagefolder",
                             num_classes=len(self.dataset.classes), device=str(_device(self.args)))
             self.opened = True
-        if self.schedule is not None and self.schedule.apply(self.dataset, epoch):
-            refresh_sampler(self.sampler, self.dataset)
+        if self.use_subset(epoch):
             self.say(f"datareduce: epoch {epoch} trains on {len(self.dataset)} images (subset switch)")
         if self.plan_sampler is not None:  # InfoBatch / RS2: this epoch's visiting order (len() follows it)
             self.reducer.prepare_epoch(epoch, self.plan_sampler, epoch == int(self.args.epochs) - 1)

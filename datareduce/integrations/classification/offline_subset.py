@@ -1,21 +1,21 @@
-"""The offline subset(s) a run trains on: the manifest (read and checked, or built) and its per-epoch schedule.
+"""The offline subset(s) a run trains on: the manifest of a classification training set, read and checked, or built.
 
 A manifest lists the kept sample ids of each subset (IDS, SSP, RPC, RPD; two with the γ switch); it is only ever
-used for the exact dataset listing it was made from. :class:`SubsetSchedule` puts each epoch's subset in place.
+used for the exact dataset listing it was made from. The reduction session puts each epoch's subset in place
+(:class:`datareduce.session.SubsetSchedule`).
 """
 from __future__ import annotations
 
 import time
-from typing import List, Optional
+from typing import List
 
-import numpy as np
 import torch
 
 from ... import distributed
 from ... import manifest as manifest_mod
 from ... import offline
 from ...config import ReduceConfig
-from .training_set import full_labels, keep_samples, raw_images
+from .training_set import full_labels, raw_images
 
 
 def manifest_ids(dataset) -> List[str]:
@@ -57,35 +57,3 @@ def build_offline_manifest(dataset, cfg: ReduceConfig, extractor=None, progress=
     made = distributed.broadcast_object(made)
     info["select_time_s"] = time.perf_counter() - t0
     return made, info
-
-
-class SubsetSchedule:
-    """Which full-set positions the training set holds in each epoch, from a manifest (γ switch included)."""
-
-    def __init__(self, manifest: Optional[dict], dataset):
-        self.starts: List[int] = []
-        self.positions: List[np.ndarray] = []
-        if manifest is not None:
-            keys = manifest_ids(dataset)
-            manifest_mod.verify(manifest, keys)
-            where = {str(k): i for i, k in enumerate(keys)}
-            for s in manifest["subsets"]:
-                self.starts.append(int(s["from_epoch"]))
-                self.positions.append(np.sort(np.fromiter((where[k] for k in s["kept"]), dtype=np.int64)))
-        self.active = None
-
-    def positions_for(self, epoch: int) -> Optional[np.ndarray]:
-        if not self.starts:
-            return None
-        i = max(j for j, s in enumerate(self.starts) if s <= epoch) if self.starts[0] <= epoch else 0
-        return self.positions[i]
-
-    def apply(self, dataset, epoch: int) -> bool:
-        """Put the subset of ``epoch`` in place; True when it changed."""
-        pos = self.positions_for(epoch)
-        key = None if pos is None else id(pos)
-        if key == self.active:
-            return False
-        keep_samples(dataset, pos)
-        self.active = key
-        return True

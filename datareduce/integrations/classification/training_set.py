@@ -3,7 +3,8 @@
 Offline subsets (IDS / SSP / RPC / RPD, the γ switch) are applied to the dataset's own lists (``samples``,
 ``targets``, ``data`` …), never through a ``Subset``, so every loader, sampler and index stays valid. The full
 lists are remembered on the dataset, so the full set's labels, size and images, and the mapping between
-full-set indices and positions, stay available whatever subset is active.
+full-set indices and positions, stay available whatever subset is active. :class:`TrainingSet` is the dataset as
+the reduction session drives it.
 """
 from __future__ import annotations
 
@@ -107,3 +108,19 @@ def positions_of(dataset, ids: np.ndarray) -> np.ndarray:
     lookup = np.full(int(held.max()) + 1 if len(held) else 0, -1, dtype=np.int64)
     lookup[held] = np.arange(len(held))
     return lookup[ids]
+
+
+class TrainingSet:
+    """The training dataset and its sampler as the reduction session (:class:`datareduce.session.ReductionSession`)
+    sees them: the full set's size, offline subsets put in place (:func:`keep_samples`), the size now, and the
+    sampler whose visiting order a method sets (None: the host's loop plans nothing)."""
+
+    def __init__(self, dataset, sampler=None):
+        self.dataset, self.sampler = dataset, sampler
+        self.num_samples = full_size(dataset)
+
+    def use_subset(self, positions) -> None:
+        keep_samples(self.dataset, positions)
+
+    def num_train(self) -> int:
+        return len(self.dataset)
