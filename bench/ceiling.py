@@ -89,7 +89,8 @@ def measure_detection(data_dir: Path, model: str = "yolov5n.yaml", batch: int = 
                       repeats: int = 10, device: str = "cpu", optimizer: str = "AdamW", lr0: float = 0.004) -> dict:
     """Median seconds of ADONIS's scoring forward of one batch and of Ultralytics' training step on it, and
     their ratio, for a YOLO ``model`` from scratch on the first ``batch`` training images of the YOLO set at
-    ``data_dir`` (a folder holding ``data.yaml``), at ``imgsz``, on ``device`` (fp32)."""
+    ``data_dir`` (a folder holding ``data.yaml``), at ``imgsz``, on ``device`` (fp32; on the CPU with the
+    threads Ultralytics trains with, its ``NUM_THREADS``)."""
     sys.path.insert(0, str(REPO))
     from datareduce.integrations.ultralytics_env import ensure_offline
 
@@ -98,7 +99,7 @@ def measure_detection(data_dir: Path, model: str = "yolov5n.yaml", batch: int = 
     from ultralytics.data import build_yolo_dataset
     from ultralytics.data.dataset import YOLODataset
     from ultralytics.nn.tasks import DetectionModel
-    from ultralytics.utils import YAML
+    from ultralytics.utils import NUM_THREADS, YAML
     from ultralytics.utils.torch_utils import ModelEMA
 
     from datareduce.integrations.ultralytics import batch_statistics_only
@@ -140,9 +141,16 @@ def measure_detection(data_dir: Path, model: str = "yolov5n.yaml", batch: int = 
         ema.update(net)
         sync()
 
-    out = {"forward_s": median_time(forward, repeats), "step_s": median_time(step, repeats)}
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(NUM_THREADS)  # as Ultralytics' select_device does for CPU training
+    try:
+        out = {"forward_s": median_time(forward, repeats), "step_s": median_time(step, repeats)}
+    finally:
+        used = torch.get_num_threads()
+        torch.set_num_threads(threads)
     out["forward_over_step"] = out["forward_s"] / out["step_s"]
-    out.update(batch=len(raw["im_file"]), imgsz=imgsz, device=str(device), amp=False)
+    out.update(batch=len(raw["im_file"]), imgsz=imgsz, device=str(device), amp=False, threads=used)
     return out
 
 

@@ -148,6 +148,8 @@ def test_detection_scoring_forward_costs_less_than_a_training_step(tmp_path, cif
     root = build(tmp_path, cifar10_root, coco128_root)
     m = measure_detection(root, batch=4, imgsz=64, repeats=2)
     assert m["batch"] == 4 and m["imgsz"] == 64 and m["device"] == "cpu" and m["amp"] is False
+    from ultralytics.utils import NUM_THREADS
+    assert m["threads"] == NUM_THREADS  # the threads Ultralytics trains with on the CPU
     assert 0 < m["forward_s"] < m["step_s"] and m["forward_over_step"] == m["forward_s"] / m["step_s"]
 
 
