@@ -77,19 +77,20 @@ def trainer_command(a, root: Path, method: str, flags: list, seed: int, run_dir:
     return cmd
 
 
-def other_trainers() -> int | None:
-    """How many benchmark trainer processes (classify.py, yolo_train.py) are already running, e.g. another
-    runner's; their presence makes this run's wall time contended. None where /proc cannot tell (not Linux)."""
+def trainer_pids() -> set | None:
+    """The process ids of running benchmark trainers (classify.py, yolo_train.py), e.g. another runner's; their
+    presence makes a run's wall time contended. None where /proc cannot tell (not Linux)."""
     if not Path("/proc").is_dir():
         return None
-    count = 0
+    pids = set()
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             args = cmdline.read_bytes().split(b"\0")
         except OSError:  # the process ended while we looked
             continue
-        count += any(a.endswith((b"trainers/classify.py", b"trainers/yolo_train.py")) for a in args)
-    return count
+        if any(a.endswith((b"trainers/classify.py", b"trainers/yolo_train.py")) for a in args):
+            pids.add(int(cmdline.parent.name))
+    return pids
 
 
 def threads_of(env: dict, classify: bool) -> int:
@@ -114,8 +115,9 @@ def start(cmd: list, run_dir: Path, label: str, parallel: int, classify: bool = 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if parallel > 1:
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    pids = trainer_pids()
     conditions = {"parallel": parallel, "threads": threads_of(env, classify), "started": time.strftime("%F %T"),
-                  "other_trainers_at_start": other_trainers(),  # another runner's jobs: not quiet
+                  "other_trainers_at_start": None if pids is None else len(pids),  # another runner's jobs: not quiet
                   "load_at_start": [round(x, 2) for x in os.getloadavg()]}
     write_text(run_dir / "conditions.json", json.dumps(conditions) + "\n")
     out = open(run_dir / "output.txt", "a")

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -100,10 +101,12 @@ def test_a_run_started_beside_another_runners_trainer_is_not_quiet():
     import run
     import summarize
 
-    before = run.other_trainers()
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "elsewhere/trainers/classify.py"])
     try:
-        assert run.other_trainers() == before + 1
+        deadline = time.monotonic() + 10  # /proc shows the command line once the child has started
+        while sleeper.pid not in run.trainer_pids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sleeper.pid in run.trainer_pids()
     finally:
         sleeper.kill()
         sleeper.wait()
