@@ -346,6 +346,12 @@ class OnlineSelection:
         self.stats.train_batches += 1
         yield batch
 
+    def epoch_record(self) -> dict:
+        """The epoch's selection accounting for the whole job (:meth:`EpochSelectionStats.summed`) and the
+        selected samples queued for the next epoch, summed over the ranks (every rank calls it)."""
+        buffered = distributed.all_sum([len(self.accumulator)])[0]
+        return {**self.stats.summed().as_record(), "buffered": int(buffered)}
+
     def kept_indices(self) -> torch.Tensor:
         """Dataset indices kept so far this epoch (all of them in warm-up epochs)."""
         parts = self.stats.kept_indices
@@ -368,7 +374,7 @@ class ComposerSelection:
     While the selector is active (training progress in [start, end), not an every-``interrupt``-th batch), each
     forward batch is scored with ``score_fn`` and cut to its kept samples with ``ops.take``, trained at once as a
     smaller batch (no accumulation, so ranks stay in lockstep); otherwise the batch trains as is. ``stats``,
-    ``max_batches`` and ``state_dict`` are :class:`OnlineSelection`'s, so a host books both alike.
+    ``max_batches``, ``epoch_record`` and ``state_dict`` are :class:`OnlineSelection`'s, so a host books both alike.
     """
 
     def __init__(self, selector, score_fn, epochs: int, ops=TensorBatchOps):
@@ -407,6 +413,10 @@ class ComposerSelection:
             stats.backprop += self.ops.size(batch)
             stats.train_batches += 1
             yield batch
+
+    def epoch_record(self) -> dict:
+        """The epoch's selection accounting for the whole job (every rank calls it)."""
+        return self.stats.summed().as_record()
 
     def state_dict(self) -> dict:
         return {"selector": self.selector.state_dict()}

@@ -87,14 +87,15 @@ def test_loader_length_bounds_selected_batches(dataset):
         selector = AdonisConfig(alpha=alpha, theta=0.0, omega=-1).selector()
         online = OnlineSelection(selector, lambda b: torch.rand(YoloBatchOps.size(b)), rho, YoloBatchOps,
                                  lambda b: torch.arange(YoloBatchOps.size(b)))
-        wrapped = ReducedTrainLoader(loader, max(5, online.max_batches(20)), online, indices=position)
+        booked = []  # what the trainer books with the session: each yielded batch's positions in the listing
+        wrapped = ReducedTrainLoader(loader, max(5, online.max_batches(20)), online,
+                                     on_batch=lambda b: booked.append(position(b)))
         wrapped.last = True
         batches = list(wrapped)
         sizes = [YoloBatchOps.size(b) for b in batches]
         assert len(sizes) <= len(wrapped) and all(s == rho for s in sizes[:-1])
-        assert wrapped.images == sum(sizes) and wrapped.batches == len(sizes)
-        # `trained` names each yielded image by its position in the listing (what selection_counts.npy counts)
-        trained = torch.cat(wrapped.trained).tolist() if wrapped.trained else []
+        assert len(booked) == len(batches)
+        trained = torch.cat(booked).tolist() if booked else []
         assert trained == [files.index(f) for b in batches for f in b["im_file"]] and len(set(trained)) == len(trained)
 
 

@@ -58,15 +58,15 @@ from .. import manifest, offline  # noqa: E402
 from .._validate import UsageError, check_number  # noqa: E402
 from ..atomic import write_torch  # noqa: E402
 from ..config import ReduceConfig  # noqa: E402
-from ..distributed import all_sum, gather_1d, gather_losses, gather_objects  # noqa: E402
+from ..distributed import gather_1d, gather_losses  # noqa: E402
 from ..embed import build_extractor  # noqa: E402
 from ..flags import add_reduce_arguments, config_from_args  # noqa: E402
 from ..host_support import Host, check_supported  # noqa: E402
 from ..infobatch import InfoBatchPruner  # noqa: E402
 from ..online import ComposerSelection, OnlineSelection  # noqa: E402
 from ..rs2 import RS2Subsets  # noqa: E402
-from ..run_files import COUNTS_NAME, RunFiles  # noqa: E402
-from ..selection_state import gather_states, restore_state  # noqa: E402
+from ..run_files import COUNTS_NAME  # noqa: E402
+from ..session import ReductionSession  # noqa: E402
 from .ultralytics_data import restrict_dataset  # noqa: E402
 from .ultralytics_loss import PerImageDetectionLoss  # noqa: E402
 
@@ -209,15 +209,13 @@ class ReducedTrainLoader:
     counters from it once; under-counting would silently skip optimizer steps). Iterating yields the loader's
     batches, or with ``online`` set the ADONIS/SB selection's batches of exactly ``rho`` images. Everything
     else (``dataset``, ``sampler``, ``batch_size``, ``num_workers``, ``drop_last``, ``reset()``, ``close()``) is
-    the wrapped loader's, which the trainer may swap (IDS γ switch). With ``indices`` (a batch's positions in the
-    full training listing), ``trained`` collects the positions of every image yielded this epoch.
+    the wrapped loader's, which the trainer may swap (IDS γ switch). ``on_batch(batch)`` is called with every
+    batch yielded (the trainer books it with the reduction session).
     """
 
-    def __init__(self, loader, length: int, online: OnlineSelection | None = None, indices=None):
-        self.loader, self.length, self.online, self.indices = loader, length, online, indices
+    def __init__(self, loader, length: int, online: OnlineSelection | None = None, on_batch=None):
+        self.loader, self.length, self.online, self.on_batch = loader, length, online, on_batch
         self.epoch, self.last = 0, False
-        self.images = self.batches = 0  # trained this epoch
-        self.trained = []
 
     def __len__(self) -> int:
         return self.length
@@ -226,15 +224,29 @@ class ReducedTrainLoader:
         return getattr(self.loader, name)
 
     def __iter__(self):
-        self.images = self.batches = 0
-        self.trained = []
         source = self.loader if self.online is None else self.online.epoch(self.loader, self.epoch, self.last)
         for batch in source:
-            self.images += YoloBatchOps.size(batch)
-            self.batches += 1
-            if self.indices is not None:
-                self.trained.append(self.indices(batch))
+            if self.on_batch is not None:
+                self.on_batch(batch)
             yield batch
+
+
+class TrainingImages:
+    """The trainer's training images as the reduction session sees them: the full listing's size, the offline
+    subset the next train dataset build keeps (Ultralytics builds its datasets itself: the trainer rebuilds its
+    loader when the subset changes) and the size of the dataset in place. It plans no visiting order."""
+
+    sampler = None
+
+    def __init__(self, trainer, num_samples: int):
+        self.trainer, self.num_samples = trainer, num_samples
+        self.positions = None  # full-listing positions the train dataset keeps (None: all)
+
+    def use_subset(self, positions) -> None:
+        self.positions = positions
+
+    def num_train(self) -> int:
+        return len(self.trainer.train_loader.dataset)
 
 
 class WeightedDetectionLoss:
@@ -397,23 +409,20 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         for event, callback in CALLBACKS.items():  # once: a DDP worker receives them with the parent's callbacks
             if callback not in self.callbacks[event]:
                 self.add_callback(event, callback)
-        self.subsets = None  # the manifest of the offline subsets, made on the first train dataset build
+        self.session = None  # the reduction session, made with the full training listing (its first dataset build)
+        self.images = None  # the training images as the session sees them
         self.rs2 = None  # RS2: the per-epoch random subsets of the full training listing
         self.infobatch = None  # InfoBatch: the pruner (scores of the full training listing, this epoch's weights)
         self.infobatch_pruned = 0  # images the current epoch's plan pruned
         self.weighted_loss = None  # InfoBatch, ADONIS reusing training losses: the training model's criterion
         self.full_index = None  # resolved image path -> position in the full training listing
-        self.loaded_subset = None  # which manifest subset the current train dataset holds
+        self.loaded_epoch = None  # RS2, InfoBatch: the epoch whose subset the current train dataset holds
         self.online = None
         self.selector = None
         self.per_image_loss = None
         self.mosaic_closed = False
-        self.files = None  # the run files, made with the full training listing (the first train dataset build)
-        self.optimizer_steps = 0
         self.batches_since_step = 0  # back-propagated batches whose gradients wait for the next optimizer step
         self.stepped = False  # whether this batch stepped the optimizer
-        self.epoch_start_time = None
-        self.accounting = None  # this epoch's selection accounting, for its record
 
     # ------------------------------------------------------------------ IDS: the offline subset
     def build_dataset(self, img_path, mode="train", batch=None):
@@ -422,30 +431,23 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             return super().build_dataset(img_path, mode, batch)
         with override_configs(self.args, {"cache": False}):  # never load images we may drop
             dataset = super().build_dataset(img_path, mode, batch)
-        if self.full_index is None:
-            self.full_index = {os.path.realpath(f): i for i, f in enumerate(dataset.im_files)}
-            self.files = RunFiles(self.save_dir, len(self.full_index), self.reduce, main=RANK in {-1, 0})
+        if self.session is None:
+            self.start_session(dataset.im_files)
+        epoch = getattr(self, "epoch", self.start_epoch)
         if self.offline:
-            listing = self.sample_ids(dataset.im_files)
-            if self.subsets is None:
-                self.subsets = self.select_subsets(listing, dataset.im_files)
-            epoch = getattr(self, "epoch", self.start_epoch)
-            self.loaded_subset = self.subset_at(epoch)
-            kept = manifest.kept_indices(self.subsets, listing, epoch)
-            restrict_dataset(dataset, [dataset.im_files[i] for i in kept])
+            self.session.use_subset(epoch)
+            restrict_dataset(dataset, [dataset.im_files[i] for i in self.images.positions])
         elif self.reduce.method == "rs2":
             if self.rs2 is None:
                 self.rs2 = RS2Subsets(len(dataset.im_files), self.reduce.rs2.fraction, seed=self.reduce.seed)
-            epoch = getattr(self, "epoch", self.start_epoch)
-            self.loaded_subset = epoch
+            self.loaded_epoch = epoch
             kept = sorted(self.rs2.plan(epoch).tolist())
             restrict_dataset(dataset, [dataset.im_files[i] for i in kept])
         elif self.reduce.method == "infobatch":
             if self.infobatch is None:
                 self.infobatch = InfoBatchPruner(len(dataset.im_files), self.epochs, ratio=self.reduce.infobatch.ratio,
                                                  delta=self.reduce.infobatch.delta, seed=self.reduce.seed)
-            epoch = getattr(self, "epoch", self.start_epoch)
-            self.loaded_subset = epoch
+            self.loaded_epoch = epoch
             kept = sorted(self.infobatch.plan(epoch).tolist())  # the same on every rank: the scores are shared
             self.infobatch_pruned = self.infobatch.num_samples - len(kept)
             restrict_dataset(dataset, [dataset.im_files[i] for i in kept])
@@ -453,21 +455,33 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             restrict_dataset(dataset, dataset.im_files, cache=self.args.cache)  # cache the kept images only
         return dataset
 
+    def start_session(self, im_files) -> None:
+        """The reduction session of the full training listing ``im_files`` (the first train dataset build), with
+        this run's offline subset(s)."""
+        self.full_index = {os.path.realpath(f): i for i, f in enumerate(im_files)}
+        listing = self.sample_ids(im_files)
+        made, info = self.select_subsets(listing, im_files) if self.offline else (None, None)
+        self.images = TrainingImages(self, len(self.full_index))
+        self.session = ReductionSession(self.reduce, self.save_dir, self.images, self.epochs, main=RANK in {-1, 0},
+                                        manifest=made, keys=listing if made is not None else None)
+        if made is not None:
+            self.session.files.offline_subset(made, **info)
+
     def sample_ids(self, im_files) -> list:
         """The manifest's ids of the images: paths relative to the dataset root."""
         root = Path(self.data["path"]).resolve()
         return [os.path.relpath(os.path.abspath(f), root) for f in im_files]
 
-    def select_subsets(self, listing, im_files) -> dict:
-        """The manifest of this run's offline subset(s): read from ``--ids-manifest`` or computed and written."""
+    def select_subsets(self, listing, im_files) -> tuple:
+        """The manifest of this run's offline subset(s), read from ``--ids-manifest`` or computed, and what it cost
+        (the keywords of :meth:`~datareduce.run_files.RunFiles.offline_subset`)."""
         cfg = self.reduce
         start = time.time()
         if cfg.ids is not None and cfg.ids.manifest:
             chosen = manifest.read(cfg.ids.manifest)
             manifest.verify(chosen, listing)
-            self.files.offline_subset(chosen, time.time() - start, source=cfg.ids.manifest)
             self.say_kept(chosen, f"from {cfg.ids.manifest}")
-            return chosen
+            return chosen, {"time_s": time.time() - start, "source": cfg.ids.manifest}
         emb, record, embed_time = None, None, None
         if offline.needs_embeddings(cfg):
             ex = build_extractor(cfg.embed.extractor, weights=cfg.embed.weights, image_size=cfg.embed.image_size,
@@ -476,9 +490,9 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             emb, embed_time = offline.embed_samples(im_files, listing, self.data["path"], ex, cfg.embed, shard=False)
             record = offline.extractor_record(cfg.embed, ex)
         made = offline.build_manifest(cfg, listing, emb, extractor=record)
-        self.files.offline_subset(made, time.time() - start, embed_time_s=embed_time)
-        self.say_kept(made, f"in {time.time() - start:.1f}s")
-        return made
+        seconds = time.time() - start
+        self.say_kept(made, f"in {seconds:.1f}s")
+        return made, {"time_s": seconds, "embed_time_s": embed_time}
 
     @staticmethod
     def say_kept(made: dict, how: str) -> None:
@@ -490,10 +504,6 @@ class DataReduceDetectionTrainer(DetectionTrainer):
                          + (f" from epoch {s['from_epoch']}" if len(subs) > 1 else "") for s in subs)
         LOGGER.info(f"datareduce: {made['method'].upper()} kept {kept} of {made['dataset']['num_samples']} "
                     f"training images ({how})")
-
-    def subset_at(self, epoch: int) -> int:
-        """Position in the manifest of the subset trained in ``epoch``."""
-        return sum(s["from_epoch"] <= epoch for s in self.subsets["subsets"]) - 1
 
     # ------------------------------------------------------------------ ADONIS: the online selection
     def get_dataloader(self, dataset_path, batch_size=16, rank=0, mode="train"):
@@ -510,13 +520,15 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             rho = (self.reduce.adonis.rho if self.reduce.adonis is not None else None) or batch_size
             self.online = OnlineSelection(self.selector, self.score, rho, YoloBatchOps, self.image_indices,
                                           reuse_train_losses=self.reuse_train_losses)
-        return ReducedTrainLoader(loader, self.max_batches(loader), self.online, self.image_indices)
+        if selector is not None:
+            self.session.attach(self.online)
+        return ReducedTrainLoader(loader, self.max_batches(loader), self.online, self.book_batch)
 
     def max_batches(self, loader) -> int:
         """An upper bound of the training batches of any epoch on this rank, over every subset of the run."""
         images = len(loader.dataset)
-        if self.subsets is not None:
-            images = max(s["num_kept"] for s in self.subsets["subsets"])
+        if self.session.schedule is not None:
+            images = self.session.schedule.largest()
         if self.rs2 is not None:
             images = self.rs2.per_epoch
         if self.infobatch is not None:
@@ -524,6 +536,10 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         per_rank = math.ceil(images / max(self.world_size, 1))
         bound = math.ceil(per_rank / loader.batch_size)  # warm-up (ω) epochs train the loader's batches as is
         return max(bound, self.online.max_batches(per_rank)) if self.online is not None else bound
+
+    def book_batch(self, batch) -> None:
+        """A training batch, booked with the session by its images' positions in the full training listing."""
+        self.session.trained(self.image_indices(batch))
 
     def image_indices(self, batch) -> torch.Tensor:
         """Positions of a batch's images in the full training listing (the key of the η-reuse loss cache)."""
@@ -574,7 +590,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
     def optimizer_step(self):
         """Stock step, counted for the epoch record."""
         super().optimizer_step()
-        self.optimizer_steps += 1
+        self.session.stepped()
         self.stepped = True
 
     def count_batch(self):
@@ -589,7 +605,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         small set, an RS2 or IDS subset, a tiny dataset) can end short of that, and the run's last epoch then loses
         them. This step's weight decay is scaled to the batches it holds (of ``accumulate``), as Ultralytics scales
         it to the images a step sees. An epoch that stepped keeps Ultralytics' cadence untouched."""
-        if self.optimizer_steps or not any(p.grad is not None for p in self.model.parameters()):
+        if self.session.book.steps or not any(p.grad is not None for p in self.model.parameters()):
             return
         pending = max(self.batches_since_step, 1)
         LOGGER.info(f"datareduce: epoch {self.epoch + 1}: {pending} batch(es) back-propagated since the last "
@@ -645,15 +661,15 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         ``args.yaml``) and its data (a resumed run keeps its log's, and drops the records of the epochs it
         redoes)."""
         if RANK in {-1, 0}:  # the only rank with a test loader
-            self.files.open(vars(self.args), resume_epoch=self.start_epoch if self.resume else None, dataset="yolo",
-                            num_val=len(self.test_loader.dataset), num_classes=self.data["nc"],
-                            device=str(self.device))
+            self.session.files.open(vars(self.args), resume_epoch=self.start_epoch if self.resume else None,
+                                    dataset="yolo", num_val=len(self.test_loader.dataset), num_classes=self.data["nc"],
+                                    device=str(self.device))
 
     def start_epoch_reduction(self):
-        """Swap in the γ subset when it starts (RS2: this epoch's subset), and tell the loader and selector where
-        training stands."""
-        if ((self.subsets is not None and self.subset_at(self.epoch) != self.loaded_subset)
-                or ((self.rs2 is not None or self.infobatch is not None) and self.epoch != self.loaded_subset)):
+        """Swap in the γ subset when it starts (RS2, InfoBatch: this epoch's subset), tell the loader and selector
+        where training stands, and start the session's epoch (its clock starts after the loader is in place)."""
+        if (self.session.use_subset(self.epoch)
+                or ((self.rs2 is not None or self.infobatch is not None) and self.epoch != self.loaded_epoch)):
             self.train_loader.close()
             loader = super().get_dataloader(self.data["train"], self.train_loader.batch_size, LOCAL_RANK, "train")
             self.train_loader.loader = loader  # built for self.epoch's subset by build_dataset
@@ -668,8 +684,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             self.selector.reuse = self.mosaic_closed or not self.args.mosaic
         if self.weighted_loss is not None:
             self.weighted_loss.take_seen()  # a redone epoch (NaN loss) drops the losses of its first try
-        self.optimizer_steps = 0
-        self.epoch_start_time = time.time()
+        self.session.start_epoch(self.epoch)  # a redone epoch (NaN loss) forgets what its first try booked
 
     def end_training_epoch(self):
         """After the epoch's last batch, before validation: apply its pending gradients if it made no step, then
@@ -678,28 +693,21 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         self.count_epoch()
 
     def count_epoch(self):
-        """The epoch's selection accounting for the whole job (all ranks run this hook): samples summed over the
-        ranks, the slowest rank's loop time, the optimizer steps (the same on every rank)."""
-        seconds = time.time() - self.epoch_start_time
-        loader = self.train_loader
+        """The epoch's accounting for the whole job through the session (all ranks run this hook), with what only
+        this trainer knows: whether η-reuse was on, the offline subset's mode, InfoBatch's pruning."""
         if self.tloss is None:
             self.stand_in_losses()
-        images, batches = (int(v) for v in all_sum([loader.images, loader.batches]))
-        selection = {"forward_samples": images}
+        extra = {}
         if self.online is not None:
-            selection = {**self.online.stats.summed().as_record(),
-                         "scoring_reuse": getattr(self.selector, "reuse", False)}
-            if isinstance(self.online, OnlineSelection):
-                selection["buffered"] = int(all_sum([len(self.online.accumulator)])[0])
-        selection.update(samples_backprop=images, train_batches=batches, optimizer_steps=self.optimizer_steps,
-                         train_samples=len(loader.dataset), train_time_s=max(gather_objects(seconds)))
-        if self.subsets is not None:
-            selection["subset"] = self.subsets["subsets"][self.loaded_subset]["mode"]
+            extra["scoring_reuse"] = getattr(self.selector, "reuse", False)
+        schedule = self.session.schedule
+        if schedule is not None:
+            extra["subset"] = schedule.modes[self.session.subset]
         if self.infobatch is not None:
             self.update_infobatch()
-            selection.update(pruned_samples=int(self.infobatch_pruned),
-                             keep_fraction=1 - self.infobatch_pruned / self.infobatch.num_samples)
-        self.accounting = selection
+            extra.update(pruned_samples=int(self.infobatch_pruned),
+                         keep_fraction=1 - self.infobatch_pruned / self.infobatch.num_samples)
+        self.session.end_training(**extra)
 
     def update_infobatch(self):
         """The epoch's training-forward losses of every rank update the pruner's scores, the same on every rank
@@ -711,35 +719,31 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         self.infobatch.update(gather_1d(positions), gather_losses(losses))
 
     def end_epoch(self):
-        """Fold the epoch's images into the selection counts (over every rank), save them and the selection state,
-        and write the ``epoch`` record. All ranks run this hook; Ultralytics' final evaluation reruns it on the main
-        rank after the last epoch: nothing is counted then. (Counted here, not at the end of the training loop:
-        an epoch that Ultralytics redoes after a NaN loss counts once.)"""
-        if self.accounting is None:
+        """Save the selection state and the counts, and write the ``epoch`` record with its mAP. All ranks run this
+        hook; Ultralytics' final evaluation reruns it on the main rank after the last epoch, when no epoch waits
+        for its record. (An epoch that Ultralytics redoes after a NaN loss counts once: the session forgets its
+        first try.)"""
+        if not self.session.awaiting_record:
             return
-        for positions in self.train_loader.trained:
-            self.files.count(positions)
-        self.files.end_training(self.accounting)
-        self.accounting = None
         self.save_selection_state()
         validated = self.args.val or self.epoch + 1 >= self.epochs
         m = self.metrics or {}
-        self.files.write_epoch(self.epoch, {"map50": m.get("metrics/mAP50(B)") if validated else None,
+        self.session.write_epoch(self.epoch, {"map50": m.get("metrics/mAP50(B)") if validated else None,
                                             "map50_95": m.get("metrics/mAP50-95(B)") if validated else None})
 
     def selection_state_file(self) -> Path:
-        """Every rank's online-selection state (selector, queue), the InfoBatch scores (the same on every rank) and
-        the selection counts, saved every epoch next to Ultralytics' checkpoints (which have no room for them)."""
+        """The session's state (every rank's online selection, the selection counts, the offline subset) and the
+        InfoBatch scores (the same on every rank), saved every epoch next to Ultralytics' checkpoints (which have no
+        room for them)."""
         return self.wdir / "selection.pt"
 
     def save_selection_state(self):
         """Gather every rank's selection state (all ranks call this) and save it from the main rank."""
-        states = gather_states(self.online)
+        state = self.session.state_dict()
         if RANK in {-1, 0}:
             write_torch(self.selection_state_file(),
-                        {"epoch": self.epoch, "online": states,
-                         "infobatch": self.infobatch.state_dict() if self.infobatch is not None else None,
-                         **self.files.state_dict()})
+                        {"epoch": self.epoch, **state,
+                         "infobatch": self.infobatch.state_dict() if self.infobatch is not None else None})
 
     def resume_training(self, ckpt):
         """Stock resume, plus the selection counts and, on each rank, its selector's history, loss cache, RNG and
@@ -754,18 +758,19 @@ class DataReduceDetectionTrainer(DetectionTrainer):
                            "start afresh")
             state = {}
         record = {"epoch": self.start_epoch}
+        restored = self.session.load_state_dict(state)
         if self.online is not None:
-            record["selection_state_restored"] = restore_state(self.online, state.get("online"))
+            record["selection_state_restored"] = restored["selection_state_restored"]
         if self.infobatch is not None:
             record["selection_state_restored"] = state.get("infobatch") is not None
             if record["selection_state_restored"]:
                 self.infobatch.load_state_dict(state["infobatch"])
-            self.loaded_subset = None  # the first epoch's plan is drawn again, from the restored scores
-        record["selection_counts_restored"] = self.files.load_state_dict(state)
+            self.loaded_epoch = None  # the first epoch's plan is drawn again, from the restored scores
+        record["selection_counts_restored"] = restored["selection_counts_restored"]
         if state and not record["selection_counts_restored"]:
             LOGGER.warning(f"{path}: no selection counts of this training set; {COUNTS_NAME} counts from epoch "
                            f"{self.start_epoch} on")
-        self.files.write("resume", record)
+        self.session.files.write("resume", record)
 
     def stand_in_losses(self):
         """An epoch without a training batch (fewer than rho images selected so far) must still leave what the
@@ -780,5 +785,5 @@ class DataReduceDetectionTrainer(DetectionTrainer):
     def log_summary(self):
         """The run's totals, with the final evaluation of the best checkpoint."""
         m = self.metrics or {}
-        self.files.write_summary("map50_95", final_eval_map50=m.get("metrics/mAP50(B)"),
+        self.session.files.write_summary("map50_95", final_eval_map50=m.get("metrics/mAP50(B)"),
                                  final_eval_map50_95=m.get("metrics/mAP50-95(B)"))
