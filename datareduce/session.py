@@ -86,27 +86,41 @@ class ReductionSession:
     * ``num_train()`` — how many samples the training set holds now;
     * ``sampler`` — what a method's ``prepare_epoch`` sets the visiting order of (None: the host plans nothing).
 
-    ``epochs``: the run's; ``main``: whether this rank writes. ``manifest`` (with ``keys``, the full training
-    listing's sample ids) is the offline subset; ``selection`` the method, which may also be attached later
-    (:meth:`attach`): state restored before it is attached waits for it.
+    ``epochs``: the run's (needed where a method prepares its epochs: the last one trains what it still holds);
+    ``main``: whether this rank writes. ``manifest`` (with ``keys``, the full training listing's sample ids) is the
+    offline subset; ``selection`` the method, which may also be attached later (:meth:`attach`): state restored
+    before it is attached waits for it. ``books_steps``: whether the host books its optimizer steps
+    (:meth:`stepped`); a host whose upstream loop decides when to step (YOLOv5's) records none.
     """
 
-    def __init__(self, cfg, folder, data, epochs: int, *, main: bool = True, manifest: Optional[dict] = None,
-                 keys: Optional[Sequence[str]] = None, selection=None):
+    def __init__(self, cfg, folder, data, epochs: Optional[int] = None, *, main: bool = True,
+                 manifest: Optional[dict] = None, keys: Optional[Sequence[str]] = None, selection=None,
+                 books_steps: bool = True):
         self.cfg = cfg
         self.data = data
-        self.epochs = check_number("epochs", epochs, low=1, integer=True)
+        self.epochs = None if epochs is None else check_number("epochs", epochs, low=1, integer=True)
+        self.books_steps = bool(books_steps)
         self.files = RunFiles(folder, data.num_samples, cfg, main=main)
-        self.manifest = manifest
-        self.schedule = None if manifest is None else SubsetSchedule(manifest, keys)
+        self.manifest: Optional[dict] = None
+        self.schedule: Optional[SubsetSchedule] = None
         self.subset: Optional[int] = None  # which subset of the schedule is in place
         self.selection = None
         self.pending: Optional[list] = None  # selection states restored before the selection was attached
         self.pending_kwargs: dict = {}
+        self.states: list = []  # every rank's selection state when the last epoch ended (state_dict's)
         self.book: Optional[EpochBook] = None
         self.epoch: Optional[int] = None
+        if manifest is not None:
+            self.use_manifest(manifest, keys)
         if selection is not None:
             self.attach(selection)
+
+    def use_manifest(self, manifest: dict, keys: Sequence[str]) -> None:
+        """Train on the offline subset(s) of ``manifest``, made of the full training listing's sample ids
+        ``keys`` (a host that builds the session before it has chosen them)."""
+        self.manifest = manifest
+        self.schedule = SubsetSchedule(manifest, keys)
+        self.subset = None
 
     # ------------------------------------------------------------------------------------------- the method
     def attach(self, selection) -> None:
@@ -118,6 +132,8 @@ class ReductionSession:
 
     def last(self, epoch: int) -> bool:
         """Whether ``epoch`` is the run's last (an online selection then trains what it still holds)."""
+        if self.epochs is None:
+            raise ValueError("a session that prepares its method's epochs needs the run's epochs")
         return epoch == self.epochs - 1
 
     # ------------------------------------------------------------------------------------------- each epoch
@@ -171,19 +187,21 @@ class ReductionSession:
         """After the epoch's last training batch, on every rank: the job's accounting to the run files — the
         method's record (summed over the ranks), the slowest rank's loop time, the optimizer steps (the same on
         every rank; each rank's listed under DDP), batches and samples summed over the ranks, the training set's
-        size — with the host's ``extra``. Returns the epoch's mean training loss (None when nothing was trained or
-        no loss booked)."""
+        size — with the host's ``extra``; and gathers every rank's selection state for :meth:`state_dict` (a
+        host may save its checkpoint on the main rank alone). Returns the epoch's mean training loss (None when
+        nothing was trained or no loss booked)."""
         book = self.book
         seconds = max(distributed.gather_objects(book.seconds()))
         steps = [int(s) for s in distributed.gather_objects(book.steps)]
         batches, backprop, loss_sum = distributed.all_sum([book.batches, book.samples, book.loss_sum])
         selection = dict(self.selection.epoch_record()) if self.selection is not None else {}
         selection.setdefault("forward_samples", int(backprop))  # without a method, every sample visited is trained
-        selection.update(train_time_s=seconds, optimizer_steps=steps[0], train_batches=int(batches),
-                         samples_backprop=int(backprop))
-        if len(steps) > 1:
+        selection.update(train_time_s=seconds, optimizer_steps=steps[0] if self.books_steps else None,
+                         train_batches=int(batches), samples_backprop=int(backprop))
+        if len(steps) > 1 and self.books_steps:
             selection["optimizer_steps_per_rank"] = steps
         self.files.end_training({**selection, "train_samples": self.data.num_train(), **extra})
+        self.states = gather_states(self.selection)
         return loss_sum / backprop if backprop else None
 
     @property
@@ -198,9 +216,9 @@ class ReductionSession:
 
     # ------------------------------------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict:
-        """What the host's checkpoint carries: every rank's selection state (a collective: every rank calls
-        it), the selection counts and the offline subset."""
-        return {"selection": gather_states(self.selection), **self.files.state_dict(), "manifest": self.manifest}
+        """What the host's checkpoint carries: every rank's selection state when the last epoch ended (or as
+        restored), the selection counts and the offline subset."""
+        return {"selection": self.states, **self.files.state_dict(), "manifest": self.manifest}
 
     def load_state_dict(self, state: Optional[dict], **restore_kwargs) -> dict:
         """Restore :meth:`state_dict`'s ``state``: this rank's selection state (``restore_kwargs`` go to the
@@ -209,6 +227,7 @@ class ReductionSession:
         state = state or {}
         states = state.get("selection")
         restored = bool(states)
+        self.states = list(states or [])
         if self.selection is None:
             self.pending, self.pending_kwargs = (states or None), restore_kwargs
         else:

@@ -146,3 +146,20 @@ def test_a_session_without_a_method_counts_the_full_data(tmp_path):
 def test_bad_epochs_are_refused(tmp_path):
     with pytest.raises(ValueError, match="epochs"):
         ReductionSession(config([]), tmp_path, TrainingSet(DigitsDataset(size=8)), 0)
+
+
+def test_a_host_that_books_no_steps_records_none_and_a_manifest_may_come_later(tmp_path, subset_manifest):
+    dataset = DigitsDataset(train=True, size=8)
+    session = ReductionSession(config(), tmp_path, TrainingSet(dataset), books_steps=False)
+    session.use_manifest(subset_manifest, manifest_ids(dataset))
+    session.files.open({})
+    session.start_epoch(0)
+    assert len(dataset) == len(session.schedule.positions_at(0))
+    for batch in DataLoader(dataset, batch_size=BATCH):
+        session.trained(batch[2])
+    session.end_training()
+    record = session.write_epoch(0)
+    assert record["optimizer_steps"] is None and record["train_batches"] == -(-len(dataset) // BATCH)
+    assert session.state_dict()["selection"] == []  # no method: no selection state
+    with pytest.raises(ValueError, match="epochs"):
+        session.last(0)  # a session that prepares a method's epochs needs the run's

@@ -337,7 +337,7 @@ def test_selector_state_survives_a_checkpoint(tmp_path, model, batches, listing)
     path = tmp_path / "last.pt"
     torch.save({"datareduce": first.state_dict(), "epoch": 0}, path)
     ckpt = torch.load(path, weights_only=False)
-    assert len(ckpt["datareduce"]["online"]) == 1  # one selection state per rank
+    assert len(ckpt["datareduce"]["selection"]) == 1  # one selection state per rank
     second = y5.setup(opt, tmp_path / "b")
     second.load_state_dict(ckpt["datareduce"], ckpt["epoch"])
     assert second.resume_epoch == 1 and second.state_dict() is ckpt["datareduce"]
@@ -345,7 +345,7 @@ def test_selector_state_survives_a_checkpoint(tmp_path, model, batches, listing)
     b = list(second.epoch(loader, 1, 5, model, loss))
     assert [x[2] for x in a] == [x[2] for x in b]  # the same images, in the same batches
     assert second.selection.stats.scored == 0  # the restored cache still holds epoch 0's losses
-    two_ranks = {**ckpt["datareduce"], "online": ckpt["datareduce"]["online"] * 2}
+    two_ranks = {**ckpt["datareduce"], "selection": ckpt["datareduce"]["selection"] * 2}
     third = y5.setup(opt, tmp_path / "c")
     third.load_state_dict(two_ranks, ckpt["epoch"])
     with pytest.warns(RuntimeWarning, match="2 rank"):  # another world size: rank 0's state, and a warning

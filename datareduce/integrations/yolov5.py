@@ -50,8 +50,8 @@ from ..config import ReduceConfig
 from ..flags import add_reduce_arguments, config_from_args
 from ..online import ComposerSelection, OnlineSelection
 from ..rs2 import RS2Subsets
-from ..run_files import SUBFOLDER, RunFiles
-from ..selection_state import gather_states, restore_state
+from ..run_files import SUBFOLDER
+from ..session import ReductionSession
 
 __all__ = ["IMG_FORMATS", "HOST", "check_supported", "add_arguments", "setup", "DataReduce", "list_images",
            "YoloV5BatchOps", "per_image_loss", "batch_statistics_only", "make_score_fn"]
@@ -251,6 +251,26 @@ class PathIndex:
 
 
 # ============================================================================================== the hooks object
+class ImageListing:
+    """The training images as the reduction session sees them: the full listing's size, the offline subset in
+    place (its txt list, written up front, is the one the patched script rebuilds its loader from) and the size
+    of the images an epoch trains on. It plans no visiting order."""
+
+    sampler = None
+
+    def __init__(self, owner: "DataReduce", num_samples: int):
+        self.owner, self.num_samples = owner, num_samples
+        self.positions = None  # full-listing positions of the offline subset in place (None: all)
+
+    def use_subset(self, positions) -> None:
+        self.positions = positions
+
+    def num_train(self) -> int:
+        if self.owner.rs2 is not None:
+            return self.owner.rs2.per_epoch
+        return self.num_samples if self.positions is None else len(self.positions)
+
+
 class DataReduce:
     """What the patched ``train.py`` holds: the run's data-reduction settings and state.
 
@@ -276,14 +296,12 @@ class DataReduce:
         self.online = cfg.adonis is not None or cfg.method in ACCUMULATING + ("composer-sb",)
         self.rs2: Optional[RS2Subsets] = None  # RS2: the per-epoch random subsets of the full listing
         self.listing: Optional[List[str]] = None
-        self.manifest: Optional[dict] = None
-        self.lists: List[Path] = []
-        self.current: Optional[int] = None
+        self.lists: List[Path] = []  # the txt list of each offline subset, in the manifest's order
+        self.rs2_epoch: Optional[int] = None  # RS2: the epoch whose subset list was written last
         self.selection: Optional[OnlineSelection] = None
         self.index: Optional[PathIndex] = None
-        self.pending_state: Optional[dict] = None
-        self.states: Optional[list] = None  # every rank's selection state after the last epoch's training
-        self.files: Optional[RunFiles] = None  # made with the full listing (the counts' size)
+        self.pending_state: Optional[dict] = None  # a checkpoint's state, until the session exists
+        self.session: Optional[ReductionSession] = None  # made with the full listing (the counts' size)
         self.resume_epoch: Optional[int] = None
         self.epochs: Optional[int] = None
 
@@ -299,18 +317,18 @@ class DataReduce:
             return self._rs2_list(train_path, epoch)
         if not self.offline:
             return train_path
-        if self.manifest is None:
+        if self.session is None:
             self._select(train_path)
-        self.current = self._subset_for(epoch)
-        return str(self.lists[self.current])
+        self.session.use_subset(epoch)
+        return str(self.lists[self.session.subset])
 
     def subset_changes(self, epoch: int) -> bool:
         """True at the start of an epoch whose subset differs from the loader's (rebuild it from ``train_path``)."""
-        if self.current is None:
-            return False
         if self.cfg.method == "rs2":
-            return epoch != self.current
-        return self.offline and self._subset_for(epoch) != self.current
+            return self.rs2_epoch is not None and epoch != self.rs2_epoch
+        session = self.session
+        return (self.offline and session is not None and session.subset is not None
+                and session.schedule.index_at(epoch) != session.subset)
 
     def _rs2_list(self, train_path, epoch: int) -> str:
         """Write ``epoch``'s RS2 subset as a txt list (every rank writes the same: the subset is a function of
@@ -320,34 +338,32 @@ class DataReduce:
             self.rs2 = RS2Subsets(len(self.listing), self.cfg.rs2.fraction, seed=self.cfg.seed)
         path = self.out / "train-rs2.txt"
         write_text(path, "".join(self.listing[i] + "\n" for i in sorted(self.rs2.plan(epoch).tolist())))
-        self.current = epoch
+        self.rs2_epoch = epoch
         return str(path)
 
-    def _subset_for(self, epoch: int) -> int:
-        starts = [s["from_epoch"] for s in self.manifest["subsets"]]
-        return max([i for i, s in enumerate(starts) if s <= epoch], default=0)
-
-    def _open(self, listing: List[str]) -> None:
-        """The run files, for the full training ``listing`` (after ``load_state_dict``: a resumed run continues
-        its log and counts), and the image index the counts and the loss cache are keyed by."""
+    def _open(self, listing: List[str], chosen: Optional[dict] = None, keys: Optional[List[str]] = None) -> None:
+        """The reduction session of the full training ``listing`` with the offline subset ``chosen`` (made of
+        ``keys``): its run files continue a resumed run's log and counts (after ``load_state_dict``); and the
+        image index the counts and the loss cache are keyed by."""
         self.listing = listing
         self.index = PathIndex(listing)
-        self.files = RunFiles(self.out, len(listing), self.cfg, main=self.rank == 0)
-        self.files.load_state_dict(self.pending_state)
-        self.files.open(self.args, resume_epoch=self.resume_epoch, dataset="yolov5", device=str(self.device))
+        self.session = ReductionSession(self.cfg, self.out, ImageListing(self, len(listing)), main=self.rank == 0,
+                                        manifest=chosen, keys=keys, books_steps=False)
+        self.session.load_state_dict(self.pending_state, rank=self.rank)
+        self.session.files.open(self.args, resume_epoch=self.resume_epoch, dataset="yolov5", device=str(self.device))
 
     def _select(self, train_path) -> None:
         cfg = self.cfg
         start = time.perf_counter()
-        self._open(list_images(train_path))
-        keys = sample_ids(self.listing, self.root)
+        listing = list_images(train_path)
+        keys = sample_ids(listing, self.root)
         info = {}
         if cfg.ids is not None and cfg.ids.manifest:
             chosen = manifest.read(cfg.ids.manifest)
             manifest.verify(chosen, keys)
         else:
-            chosen = self._make_manifest(keys, info)
-        self.manifest = chosen
+            chosen = self._make_manifest(listing, keys, info)
+        self._open(listing, chosen, keys)
         self.out.mkdir(parents=True, exist_ok=True)
         position = {k: i for i, k in enumerate(keys)}
         self.lists = []
@@ -357,19 +373,20 @@ class DataReduce:
             write_text(path, "".join(self.listing[i] + "\n" for i in kept))  # every rank's loader reads it
             self.lists.append(path)
         seconds = time.perf_counter() - start
-        self.files.offline_subset(chosen, seconds, source=cfg.ids.manifest if cfg.ids is not None else None, **info)
+        self.session.files.offline_subset(chosen, seconds, source=cfg.ids.manifest if cfg.ids is not None else None,
+                                          **info)
         self.say(f"datareduce: {chosen['method']} keeps {[s['num_kept'] for s in chosen['subsets']]} of {len(keys)} "
                  f"training images (from epochs {[s['from_epoch'] for s in chosen['subsets']]}) in {seconds:.1f}s "
                  f"-> {self.out}")
 
-    def _make_manifest(self, keys: List[str], info: dict) -> dict:
+    def _make_manifest(self, listing: List[str], keys: List[str], info: dict) -> dict:
         cfg, emb, record = self.cfg, None, None
         if offline.needs_embeddings(cfg):
             from ..embed import build_extractor
 
             ex = build_extractor(cfg.embed.extractor, weights=cfg.embed.weights, device=self.device,
                                  image_size=cfg.embed.image_size)
-            emb, info["embed_time_s"] = offline.embed_samples(self.listing, keys, self.root, ex, cfg.embed)
+            emb, info["embed_time_s"] = offline.embed_samples(listing, keys, self.root, ex, cfg.embed)
             record = offline.extractor_record(cfg.embed, ex)
         return offline.build_manifest(cfg, keys, emb, extractor=record)
 
@@ -384,7 +401,8 @@ class DataReduce:
         n = len(loader)
         if not self.active:
             return n
-        switches = self.manifest is not None and len(self.manifest["subsets"]) > 1
+        schedule = None if self.session is None else self.session.schedule
+        switches = schedule is not None and len(schedule.starts) > 1
         samples = n * loader.batch_size + (1 if switches else 0)  # the hard subset may hold one more image
         if not self.online or self.cfg.method == "composer-sb":  # Composer-SB cuts batches, never adds any
             return math.ceil(samples / loader.batch_size)
@@ -396,18 +414,16 @@ class DataReduce:
         """The batches to train on in ``epoch``: the loader itself without online selection, else the selected
         batches of exactly ``rho`` images (a short remainder only at the end of the last epoch)."""
         self.epochs = epochs
-        if not self.online:
-            if self.active:
-                return self._counted(loader, epoch)
+        if not self.active:
             return loader
-        if self.selection is None:
+        if self.online and self.selection is None:
             if model is None or compute_loss is None:
                 raise ValueError("online selection needs the model and YOLOv5's ComputeLoss")
             self._start_selection(loader, epochs, model, compute_loss, amp)
-        return self._selected(loader, epoch, last=epoch == epochs - 1)
+        return self._trained(loader, epoch, last=epoch == epochs - 1)
 
     def _start_selection(self, loader, epochs, model, compute_loss, amp) -> None:
-        if self.files is None:  # no offline subset: the loader's listing is the full one
+        if self.session is None:  # no offline subset: the loader's listing is the full one
             self._open(list(loader.dataset.im_files))
         selector = self.cfg.online_selector(self.rank, epochs=epochs)
         score = make_score_fn(model, compute_loss, self.device, amp)
@@ -416,44 +432,23 @@ class DataReduce:
         else:
             self.selection = OnlineSelection(selector, score, self.rho(loader), ops=YoloV5BatchOps,
                                              index_fn=self.index)
-        if self.pending_state is not None:
-            restore_state(self.selection, self.pending_state.get("online"), self.rank)
-            self.pending_state = None
+        self.session.attach(self.selection)  # with a resumed run's state, on each rank its own
 
-    def _selected(self, loader, epoch: int, last: bool):
-        start = time.perf_counter()
-        for batch in self.selection.epoch(loader, epoch, last):
-            self.files.count(self.index(batch))
+    def _trained(self, loader, epoch: int, last: bool):
+        """The epoch's training batches (the online selection's, or the loader's), each booked with the session,
+        and the epoch's accounting after the last (every rank): the offline subset's mode, RS2's keep fraction.
+        YOLOv5 decides when to step."""
+        session = self.session
+        session.start_epoch(epoch)
+        for batch in loader if self.selection is None else self.selection.epoch(loader, epoch, last):
+            session.trained(self.index(batch))
             yield batch
-        self.states = gather_states(self.selection)
-        record = self.selection.stats.summed().as_record()
-        if isinstance(self.selection, OnlineSelection):
-            record["buffered"] = int(distributed.all_sum([len(self.selection.accumulator)])[0])
-        self._end_training(start, record)
-
-    def _counted(self, loader, epoch: int):
-        start, images, batches = time.perf_counter(), 0, 0
-        for batch in loader:
-            images += YoloV5BatchOps.size(batch)
-            batches += 1
-            self.files.count(self.index(batch))
-            yield batch
-        images, batches = (int(v) for v in distributed.all_sum([images, batches]))
-        record = {"forward_samples": images, "samples_backprop": images, "train_batches": batches}
+        extra = {}
+        if session.schedule is not None:
+            extra["subset"] = session.schedule.modes[session.subset]
         if self.rs2 is not None:
-            record["keep_fraction"] = self.rs2.per_epoch / self.rs2.num_samples
-        self._end_training(start, record)
-
-    def _end_training(self, start: float, selection: dict) -> None:
-        """The epoch's accounting to the run files (every rank, after its last batch): the training set's size, the
-        offline subset trained (its mode), and the slowest rank's loop time. YOLOv5 decides when to step."""
-        subset = None if self.manifest is None else self.manifest["subsets"][self.current]
-        size = len(self.listing) if subset is None else subset["num_kept"]
-        if self.rs2 is not None:
-            size = self.rs2.per_epoch
-        self.files.end_training({**selection, "train_samples": size,
-                                 **({"subset": subset["mode"]} if subset is not None else {}),
-                                 "train_time_s": max(distributed.gather_objects(time.perf_counter() - start))})
+            extra["keep_fraction"] = self.rs2.per_epoch / self.rs2.num_samples
+        session.end_training(**extra)
 
     def end_epoch(self, epoch: int, results: Sequence[float]) -> None:
         """After YOLOv5's validation, on the main rank: the epoch's record with ``results`` (YOLOv5's ``(P, R,
@@ -462,25 +457,22 @@ class DataReduce:
         if not self.active:
             return
         validated = not self.args.get("noval") or epoch + 1 == self.epochs
-        rec = self.files.write_epoch(epoch, {"map50": float(results[2]) if validated else None,
+        rec = self.session.write_epoch(epoch, {"map50": float(results[2]) if validated else None,
                                              "map50_95": float(results[3]) if validated else None})
         self.say(f"datareduce: epoch {epoch} {rec['method']} kept {rec['samples_selected']}/{rec['forward_samples']} "
                  f"images ({rec['keep_fraction'] or 0:.2f}), scored {rec['samples_scored']}, trained "
                  f"{rec['samples_backprop']} in {rec['train_batches']} batches")
         if epoch + 1 == self.epochs:
-            self.files.write_summary("map50_95")
+            self.session.files.write_summary("map50_95")
 
     # ---------------------------------------------------------------------------------------- state
     def state_dict(self) -> Optional[dict]:
-        """The selection counts and every rank's online-selection state (gathered after each epoch's training:
-        YOLOv5 saves its checkpoint on the main rank only), for YOLOv5's checkpoint; before the first epoch, what
-        :meth:`load_state_dict` was given."""
-        if self.files is None:
+        """The session's state for YOLOv5's checkpoint: the selection counts and every rank's online-selection
+        state (gathered after each epoch's training: YOLOv5 saves its checkpoint on the main rank only); before
+        the session exists, what :meth:`load_state_dict` was given."""
+        if self.session is None:
             return self.pending_state
-        state = self.files.state_dict()
-        if self.states is not None:
-            state["online"] = self.states
-        return state
+        return self.session.state_dict()
 
     def load_state_dict(self, state: Optional[dict], epoch: Optional[int] = None) -> None:
         """Restore from a checkpoint written by :meth:`state_dict` (``epoch``: the checkpoint's epoch); each rank
@@ -489,12 +481,10 @@ class DataReduce:
             self.resume_epoch = epoch + 1
         if not state:
             return
-        if self.files is not None:
-            self.files.load_state_dict(state)
-        if self.selection is None:
+        if self.session is None:
             self.pending_state = state
         else:
-            restore_state(self.selection, state.get("online"), self.rank)
+            self.session.load_state_dict(state, rank=self.rank)
 
 def setup(opt, save_dir, device=None, log: Callable = print, root=None) -> DataReduce:
     """The :class:`DataReduce` for YOLOv5's parsed ``opt`` (identity hooks when no data-reduction flag is given).
