@@ -51,15 +51,14 @@ from .._validate import UsageError
 from ..config import OFFLINE, ONLINE, ReduceConfig
 from ..flags import add_reduce_arguments, config_from_args
 from ..host_support import Host
-from ..run_files import SUBFOLDER, RunFiles
-from ..selection_state import gather_states, restore_state
-from ..session import SubsetSchedule
+from ..run_files import SUBFOLDER
+from ..session import ReductionSession
 from .classification.loss import per_sample_loss
 from .classification.offline_subset import build_extractor_for, build_offline_manifest, check_manifest, manifest_ids
 from .classification.reducer_choice import build_reducer
 from .classification.samplers import TrainSampler
 from .classification.scoring import make_score_fn
-from .classification.training_set import full_size, keep_samples
+from .classification.training_set import TrainingSet
 
 __all__ = ["add_arguments", "setup", "check_supported", "VisionReduce", "StepLoss", "RecordingBatchSampler",
            "refresh_sampler"]
@@ -147,26 +146,24 @@ class VisionReduce:
         self.args = args
         self.dataset = dataset
         self.sampler = train_sampler
-        self.schedule: Optional[SubsetSchedule] = None
-        self.subset: Optional[int] = None  # which subset of the schedule is in place
         self.reducer = None
         self.recorder: Optional[RecordingBatchSampler] = None
         self.loader: Optional[DataLoader] = None
         self.plan_sampler: Optional[TrainSampler] = None  # InfoBatch / RS2: visits each epoch's plan
         self.loss: Optional[StepLoss] = None  # what :meth:`criterion` returned, when the run needs one
         self.step: Optional[_Step] = None  # the training batch the loader yielded last, until the loss takes it
-        self.pending = None
         self.resume_epoch = None
         self.rank = distributed.rank()
         self.online = cfg is not None and (cfg.adonis is not None or cfg.method in ONLINE)
         out = getattr(args, "output_dir", None)  # the reference writes nothing without one; nor do we then
-        self.files = None if cfg is None else RunFiles(Path(out or ".") / SUBFOLDER, full_size(dataset), cfg,
-                                                       main=self.rank == 0 and bool(out))
+        self.training_set = None if cfg is None else ReferenceTrainingSet(dataset, train_sampler)
+        self.session = None if cfg is None else ReductionSession(
+            cfg, Path(out or ".") / SUBFOLDER, self.training_set, int(args.epochs), main=self.rank == 0 and bool(out))
         self.opened = False  # the run files open with the first epoch (after load_from)
 
     @property
     def active(self) -> bool:
-        return self.cfg is not None and (self.schedule is not None or self.online)
+        return self.cfg is not None and (self.session.schedule is not None or self.online)
 
     def say(self, text: str) -> None:
         if self.rank == 0:
@@ -191,24 +188,14 @@ class VisionReduce:
                 manifest, info = build_offline_manifest(dataset, cfg, extractor, workers=int(args.workers))
             if not hasattr(dataset, "sample_ids"):  # full-set index of each kept sample (the ADONIS cache key)
                 dataset.sample_ids = np.arange(len(dataset.samples), dtype=np.int64)
-            self.schedule = SubsetSchedule(manifest, manifest_ids(dataset))
-        self.use_subset(int(getattr(args, "start_epoch", 0)))
+            self.session.use_manifest(manifest, manifest_ids(dataset))
+        self.session.use_subset(int(getattr(args, "start_epoch", 0)))
         info["time_s"] = time.perf_counter() - start
         subsets = manifest["subsets"]
-        self.files.offline_subset(manifest, **info)
+        self.session.files.offline_subset(manifest, **info)
         self.say(f"datareduce: {manifest['method']} keeps {[s['num_kept'] for s in subsets]} of "
                  f"{manifest['dataset']['num_samples']} training images (from epochs "
                  f"{[s['from_epoch'] for s in subsets]}) in {info['time_s']:.1f}s")
-
-    def use_subset(self, epoch: int) -> bool:
-        """Keep the offline subset of ``epoch`` in place and re-size the sampler; True when it changed."""
-        index = None if self.schedule is None else self.schedule.index_at(epoch)
-        if index == self.subset:
-            return False
-        keep_samples(self.dataset, self.schedule.positions[index])
-        refresh_sampler(self.sampler, self.dataset)
-        self.subset = index
-        return True
 
     # ------------------------------------------------------------------------------------ criterion
     def criterion(self, criterion):
@@ -249,14 +236,12 @@ class VisionReduce:
                 raise ValueError("online selection needs the model (pass model_without_ddp)")
             self._start(data_loader, model)
         if not self.opened:  # a resumed run has been told its epoch (load_from) by now
-            self.files.open(vars(self.args), resume_epoch=self.resume_epoch, dataset="imagefolder",
+            self.session.files.open(vars(self.args), resume_epoch=self.resume_epoch, dataset="imagefolder",
                             num_classes=len(self.dataset.classes), device=str(_device(self.args)))
             self.opened = True
-        if self.use_subset(epoch):
+        if self.session.start_epoch(epoch):  # InfoBatch / RS2 also set this epoch's visiting order (len() follows)
             self.say(f"datareduce: epoch {epoch} trains on {len(self.dataset)} images (subset switch)")
-        if self.plan_sampler is not None:  # InfoBatch / RS2: this epoch's visiting order (len() follows it)
-            self.reducer.prepare_epoch(epoch, self.plan_sampler, epoch == int(self.args.epochs) - 1)
-        return _SelectedEpoch(self, epoch)
+        return _SelectedEpoch(self)
 
     def _start(self, data_loader, model) -> None:
         args, cfg = self.args, self.cfg
@@ -270,6 +255,7 @@ class VisionReduce:
         if cfg.method in PLANNED:
             self.plan_sampler = TrainSampler(self.dataset, distributed.rank(), distributed.world_size(),
                                              seed=cfg.seed)
+            self.training_set.sampler = self.plan_sampler
             batch_sampler = torch.utils.data.BatchSampler(
                 self.plan_sampler, getattr(batch_sampler, "batch_size", None) or int(args.batch_size),
                 bool(getattr(batch_sampler, "drop_last", False)))
@@ -277,9 +263,7 @@ class VisionReduce:
             raise NotImplementedError(f"online method {cfg.method!r} is not available in the vision patch")
         self.recorder = RecordingBatchSampler(batch_sampler)
         self.loader = _rebuild(data_loader, self.recorder)
-        if self.pending is not None:
-            restore_state(self.reducer, self.pending, device=_device(args))
-            self.pending = None
+        self.session.attach(self.reducer)  # with a resumed run's state
 
     def max_batches(self) -> int:
         """An upper bound of the epoch's training batches: the online loop's where it queues samples (0 where it
@@ -297,20 +281,20 @@ class VisionReduce:
         the selection counts, one line on the console, and after the last epoch the summary. Every rank."""
         if not self.active:
             return
-        rec = self.files.write_epoch(epoch, {"top1": top1})
+        rec = self.session.write_epoch(epoch, {"top1": top1})
         keep = rec["keep_fraction"]
         self.say(f"datareduce: epoch {epoch} {rec['method']} kept {rec['samples_selected']}/"
                  f"{rec['forward_samples']} samples ({keep if keep is None else round(keep, 3)}), scored "
                  f"{rec['samples_scored']}, trained {rec['samples_backprop']} in {rec['train_batches']} batches")
         if epoch == int(self.args.epochs) - 1:
-            self.files.write_summary("top1")
+            self.session.files.write_summary("top1")
 
     # ------------------------------------------------------------------------------------ checkpoint
     def save_to(self, checkpoint: dict) -> None:
-        """Add the selector state (every rank's) and the selection counts to the reference's checkpoint; call it on
-        every rank."""
+        """Add the session's state (every rank's selection state, the selection counts, the offline subset) to the
+        reference's checkpoint."""
         if self.active:
-            checkpoint["datareduce"] = {"reducer": gather_states(self.reducer), **self.files.state_dict()}
+            checkpoint["datareduce"] = self.session.state_dict()
 
     def load_from(self, checkpoint: dict) -> None:
         """Restore the selector state and the selection counts from a checkpoint written with :meth:`save_to`
@@ -319,52 +303,54 @@ class VisionReduce:
             return
         self.resume_epoch = int(checkpoint.get("epoch", -1)) + 1
         state = checkpoint.get("datareduce")
-        if state is None:
-            return
-        self.files.load_state_dict(state)
-        if self.reducer is None:
-            self.pending = state["reducer"]
-        else:
-            restore_state(self.reducer, state["reducer"], device=_device(self.args))
+        if state is not None:
+            self.session.load_state_dict(state, device=_device(self.args))  # held for the reducer until it exists
 
 
 class _SelectedEpoch:
-    """One epoch of training batches; ``len()`` is an upper bound (the reference's logger needs one). Each
-    trained sample is counted, and the exhausted epoch's accounting handed to the run files."""
+    """One epoch of training batches; ``len()`` is an upper bound (the reference's logger needs one). Each batch
+    is booked with the session (the reference steps the optimizer once a batch, in lockstep over the ranks), and
+    the exhausted epoch's accounting handed to the run files."""
 
-    def __init__(self, owner: VisionReduce, epoch: int):
-        self.owner, self.epoch = owner, epoch
+    def __init__(self, owner: VisionReduce):
+        self.owner = owner
 
     def __len__(self) -> int:
         return self.owner.max_batches()
 
     def __iter__(self):
         o = self.owner
-        device = _device(o.args)
-        start, steps, trained = time.perf_counter(), 0, 0
-        last = self.epoch == int(o.args.epochs) - 1
         o.step = None
         try:
-            for (images, targets, indices), weights in o.reducer.batches(_Indexed(o, device), self.epoch, last):
+            for (images, targets, indices), weights in o.session.batches(_Indexed(o, _device(o.args))):
                 if o.loss is not None:  # for the criterion's call on this batch
                     o.step = _Step(weights, indices, len(targets))
                 elif weights is not None:
                     raise RuntimeError(f"{o.reducer.name} weights each sample's loss, but no criterion from "
                                        "reduce.criterion() applies the weights")
-                steps += 1
-                trained += len(targets)
-                o.files.count(indices)
+                o.session.stepped()
+                o.session.trained(indices)
                 yield images, targets
                 if o.step is not None:
                     raise RuntimeError("train_one_epoch trained a batch without calling the criterion that "
                                        "reduce.criterion() returned: its loss weights and losses were not applied")
         finally:
             o.step = None
-        batches, backprop = distributed.all_sum([steps, trained])
-        o.files.end_training({  # the reference steps the optimizer once a batch, in lockstep over the ranks
-            **o.reducer.epoch_record(), "samples_backprop": int(backprop), "train_batches": int(batches),
-            "optimizer_steps": steps, "train_samples": len(o.dataset),
-            "train_time_s": max(distributed.gather_objects(time.perf_counter() - start))})
+        o.session.end_training()
+
+
+class ReferenceTrainingSet(TrainingSet):
+    """The reference's training set as the session drives it: an offline subset kept in place also re-sizes the
+    reference's own sampler (:func:`refresh_sampler`); ``sampler`` is the one that visits InfoBatch's or RS2's
+    plan (None for every other method: the reference's loop plans nothing)."""
+
+    def __init__(self, dataset, reference_sampler):
+        super().__init__(dataset)
+        self.reference_sampler = reference_sampler
+
+    def use_subset(self, positions) -> None:
+        super().use_subset(positions)
+        refresh_sampler(self.reference_sampler, self.dataset)
 
 
 class _Step:
