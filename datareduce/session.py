@@ -11,11 +11,12 @@ of an epoch's data reduction, the same way on every host:
   back-propagated (and the selection counts), training batches, optimizer steps, the loop's wall time, the
   training loss; the per-sample losses of each step go to the method (InfoBatch's scores, ADONIS's loss cache);
 * **writes the epoch record** (:meth:`ReductionSession.end_training`, :meth:`ReductionSession.write_epoch`): the
-  job's accounting summed over the ranks in the one schema of :mod:`datareduce.run_files`;
+  job's accounting summed over the ranks (with the kept samples per class where a sample has one class) in the
+  one schema of :mod:`datareduce.run_files`;
 * **saves and restores** its state (:meth:`ReductionSession.state_dict`): every rank's selection state
   (:mod:`datareduce.selection_state`), the selection counts and the offline subset.
 
-The host adapter says what only the host knows: its full training set's size, how to put an offline
+The host adapter says what only the host knows: its full training set's size and labels, how to put an offline
 subset in place, how large the training set is now, and the sampler whose visiting order a method may set (see
 :class:`ReductionSession`). The method (``selection``) is the object that turns an epoch's forward batches into
 training batches (``prepare_epoch``, ``batches``, ``after_step``, ``epoch_record``, ``state_dict``).
@@ -82,6 +83,8 @@ class ReductionSession:
     host adapter, with
 
     * ``num_samples`` — the full training set's size (the selection counts' length);
+    * ``labels`` — the class of each sample of the full set (None where a sample has no single class), and
+      ``num_classes``: the kept samples per class are counted from them;
     * ``use_subset(positions)`` — put the offline subset (full-set positions; None: all) in place;
     * ``num_train()`` — how many samples the training set holds now;
     * ``sampler`` — what a method's ``prepare_epoch`` sets the visiting order of (None: the host plans nothing).
@@ -185,7 +188,8 @@ class ReductionSession:
 
     def end_training(self, **extra) -> Optional[float]:
         """After the epoch's last training batch, on every rank: the job's accounting to the run files — the
-        method's record (summed over the ranks), the slowest rank's loop time, the optimizer steps (the same on
+        method's record (summed over the ranks), the samples it kept per class (where a sample has one class and
+        the method keeps some), the slowest rank's loop time, the optimizer steps (the same on
         every rank; each rank's listed under DDP), batches and samples summed over the ranks, the training set's
         size — with the host's ``extra``; and gathers every rank's selection state for :meth:`state_dict` (a
         host may save its checkpoint on the main rank alone). Returns the epoch's mean training loss (None when
@@ -195,6 +199,11 @@ class ReductionSession:
         steps = [int(s) for s in distributed.gather_objects(book.steps)]
         batches, backprop, loss_sum = distributed.all_sum([book.batches, book.samples, book.loss_sum])
         selection = dict(self.selection.epoch_record()) if self.selection is not None else {}
+        kept = getattr(self.selection, "kept_indices", None)
+        if kept is not None and self.data.labels is not None:
+            per_class = distributed.all_sum(np.bincount(self.data.labels[kept().numpy()],
+                                                        minlength=self.data.num_classes))
+            selection["kept_per_class"] = [int(c) for c in per_class]
         selection.setdefault("forward_samples", int(backprop))  # without a method, every sample visited is trained
         selection.update(train_time_s=seconds, optimizer_steps=steps[0] if self.books_steps else None,
                          train_batches=int(batches), samples_backprop=int(backprop))

@@ -237,6 +237,7 @@ class TrainingImages:
     loader when the subset changes) and the size of the dataset in place. It plans no visiting order."""
 
     sampler = None
+    labels = None  # a detection image has no single class
 
     def __init__(self, trainer, num_samples: int):
         self.trainer, self.num_samples = trainer, num_samples

@@ -257,6 +257,7 @@ class ImageListing:
     of the images an epoch trains on. It plans no visiting order."""
 
     sampler = None
+    labels = None  # a detection image has no single class
 
     def __init__(self, owner: "DataReduce", num_samples: int):
         self.owner, self.num_samples = owner, num_samples

@@ -1,15 +1,13 @@
 """The reducer of Composer-style selective backprop over the core's ``ComposerSelection``.
 
 The selection (which batches are active, which samples each keeps) is the core's, the same on every host; this
-module adds only what the classification loop books: the kept samples per class and the epoch's record summed
-over the ranks.
+module adds only what the classification loop books: the kept samples (the reduction session counts them per
+class) and the selection rate.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from ...distributed import all_sum
 from ...online import ComposerSelection
 from .reducer import Reducer
 
@@ -20,10 +18,9 @@ class ComposerReducer(Reducer):
     online = True
     name = "composer-sb"
 
-    def __init__(self, selector, score_fn, epochs: int, labels: np.ndarray, num_classes: int):
+    def __init__(self, selector, score_fn, epochs: int):
         super().__init__()
         self.loop = ComposerSelection(selector, score_fn, epochs)
-        self.labels, self.num_classes = labels, num_classes
         self.kept: list = []  # this epoch's trained batches' full-set indices
 
     def batches(self, loader, epoch, last):
@@ -36,10 +33,12 @@ class ComposerReducer(Reducer):
             yield batch, None
 
     def epoch_record(self) -> dict:
-        """The epoch's selection accounting summed over the ranks, with the kept samples per class."""
-        kept = torch.cat(self.kept).numpy() if self.kept else np.zeros(0, np.int64)
-        per_class = all_sum(np.bincount(self.labels[kept], minlength=self.num_classes))
-        return {**self.loop.stats.summed().as_record(), "kept_per_class": [int(c) for c in per_class]}
+        """The epoch's selection accounting summed over the ranks."""
+        return self.loop.epoch_record()
+
+    def kept_indices(self) -> torch.Tensor:
+        """The full-set indices of the samples this rank's batches kept this epoch."""
+        return torch.cat(self.kept) if self.kept else torch.zeros(0, dtype=torch.long)
 
     def state_dict(self) -> dict:
         return self.loop.state_dict()

@@ -1,7 +1,8 @@
 """The reducer of online batch selection (ADONIS, SB, Stale-SB, random-keep) over the core's ``OnlineSelection``.
 
 This module holds only what the classification loop adds: planning an epoch from cached losses (the sampler then
-visits only the kept samples), loading carried-over samples by index, and the epoch's record summed over ranks.
+visits only the kept samples), loading carried-over samples by index, and the epoch's record summed over ranks (the
+reduction session counts the kept samples per class from :meth:`OnlineReducer.kept_indices`).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class OnlineReducer(Reducer):
 
     online = True
 
-    def __init__(self, selector, score_fn, rho: int, name: str, labels: np.ndarray, num_classes: int, *,
+    def __init__(self, selector, score_fn, rho: int, name: str, labels: np.ndarray, *,
                  batch_size: Optional[int] = None, plan: bool = True, reuse_train_losses: bool = False,
                  collate_fn=None, device=None):
         super().__init__()
@@ -36,8 +37,7 @@ class OnlineReducer(Reducer):
                                     reuse_train_losses=reuse_train_losses, load_fn=self._load,
                                     score_bucket=32 if autotuned else 1)
         self.name = name
-        self.labels = labels
-        self.num_classes = num_classes
+        self.labels = labels  # of the full set: for class-aware selectors in a planned epoch
         self.batch_size = batch_size
         self.plan = plan and batch_size == rho
         self.collate_fn = collate_fn or torch.utils.data.default_collate
@@ -89,13 +89,14 @@ class OnlineReducer(Reducer):
         return int(getattr(self.loop.selector, "nonfinite", 0))
 
     def epoch_record(self) -> dict:
-        """The epoch's selection accounting summed over the ranks, with the kept samples per class, whether it was
-        planned, the samples queued for the next epoch and the epoch's non-finite losses."""
-        kept = self.loop.kept_indices().numpy()
-        per_class = all_sum(np.bincount(self.labels[kept], minlength=self.num_classes))
-        buffered, nonfinite = all_sum([len(self.loop.accumulator), self._nonfinite() - self.nonfinite_start])
-        return {**self.loop.stats.summed().as_record(), "kept_per_class": [int(c) for c in per_class],
-                "planned": self.planned, "buffered": int(buffered), "nonfinite_losses": int(nonfinite)}
+        """The epoch's selection accounting summed over the ranks, whether it was planned, the samples queued for
+        the next epoch and the epoch's non-finite losses."""
+        nonfinite = all_sum([self._nonfinite() - self.nonfinite_start])[0]
+        return {**self.loop.epoch_record(), "planned": self.planned, "nonfinite_losses": int(nonfinite)}
+
+    def kept_indices(self) -> torch.Tensor:
+        """The full-set indices this rank's selection kept this epoch."""
+        return self.loop.kept_indices()
 
     def state_dict(self) -> dict:
         return self.loop.state_dict()

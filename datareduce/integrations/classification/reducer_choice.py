@@ -20,17 +20,15 @@ def build_reducer(cfg: ReduceConfig, score_fn, batch_size: int, epochs: int, dat
                   collate_fn=None, device=None) -> Reducer:
     """The reducer for this run's ``--reduce`` / ``--adonis`` choice (offline methods train as full data).
     ``collate_fn`` and ``device`` (the train loader's) let online selection load samples by index."""
-    labels = full_labels(dataset)
-    ncls = len(dataset.classes)
     if cfg.adonis is not None or cfg.method in ("sb", "stale-sb", "random-keep"):
         rho = (cfg.adonis.rho if cfg.adonis is not None else None) or batch_size
         name = "adonis" if cfg.adonis is not None else cfg.method
         reuse = cfg.adonis is not None and cfg.adonis.reuse_train_loss
-        return OnlineReducer(cfg.online_selector(rank, epochs=epochs), score_fn, rho, name, labels, ncls,
+        return OnlineReducer(cfg.online_selector(rank, epochs=epochs), score_fn, rho, name, full_labels(dataset),
                              batch_size=batch_size, plan=not cfg.load_all_samples, reuse_train_losses=reuse,
                              collate_fn=collate_fn, device=device)
     if cfg.method == "composer-sb":
-        return ComposerReducer(cfg.online_selector(rank, epochs=epochs), score_fn, epochs, labels, ncls)
+        return ComposerReducer(cfg.online_selector(rank, epochs=epochs), score_fn, epochs)
     if cfg.method == "infobatch":
         from ...infobatch import InfoBatchPruner
 

@@ -112,12 +112,14 @@ def positions_of(dataset, ids: np.ndarray) -> np.ndarray:
 
 class TrainingSet:
     """The training dataset and its sampler as the reduction session (:class:`datareduce.session.ReductionSession`)
-    sees them: the full set's size, offline subsets put in place (:func:`keep_samples`), the size now, and the
-    sampler whose visiting order a method sets (None: the host's loop plans nothing)."""
+    sees them: the full set's size and labels, offline subsets put in place (:func:`keep_samples`), the size now,
+    and the sampler whose visiting order a method sets (None: the host's loop plans nothing)."""
 
     def __init__(self, dataset, sampler=None):
         self.dataset, self.sampler = dataset, sampler
-        self.num_samples = full_size(dataset)
+        self.labels = full_labels(dataset)
+        self.num_samples = len(self.labels)
+        self.num_classes = len(dataset.classes)
 
     def use_subset(self, positions) -> None:
         keep_samples(self.dataset, positions)
