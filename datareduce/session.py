@@ -36,6 +36,8 @@ from .run_files import RunFiles
 from .selection_state import gather_states, restore_state
 
 
+LEGACY_STATE_KEYS = ("reducer", "online")  # classify.py and the vision hooks; the YOLO trainer and yolov5 hooks
+
 class SubsetSchedule:
     """Which offline subset of ``manifest`` each epoch trains on: the last subset whose ``from_epoch`` has come
     (the first before any has), as sorted positions in the full training listing ``keys``, which the manifest
@@ -235,6 +237,8 @@ class ReductionSession:
         Returns what was restored (``selection_state_restored``, ``selection_counts_restored``)."""
         state = state or {}
         states = state.get("selection")
+        if states is None:  # a checkpoint of an earlier release: the same states under each host's old name
+            states = next((state[k] for k in LEGACY_STATE_KEYS if state.get(k) is not None), None)
         restored = bool(states)
         self.states = list(states or [])
         if self.selection is None:

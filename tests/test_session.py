@@ -105,7 +105,8 @@ def test_the_subset_switches_at_gamma_and_the_records_have_the_schema(tmp_path, 
     assert not counts[np.setdiff1d(np.arange(len(counts)), np.concatenate(schedule.positions))].any()
 
 
-def test_a_resumed_session_selects_as_the_uninterrupted_one(tmp_path, subset_manifest):
+@pytest.mark.parametrize("key", ["selection", "reducer"])  # "reducer": a checkpoint of an earlier release
+def test_a_resumed_session_selects_as_the_uninterrupted_one(tmp_path, subset_manifest, key):
     whole = Run(tmp_path / "whole", subset_manifest)
     whole.attach()
     whole.session.files.open({})
@@ -116,6 +117,7 @@ def test_a_resumed_session_selects_as_the_uninterrupted_one(tmp_path, subset_man
     first.session.files.open({})
     state = first.train(range(1))
     assert len(state["selection"]) == 1 and state["manifest"] is subset_manifest
+    state[key] = state.pop("selection")
 
     resumed = Run(tmp_path / "part", state["manifest"])
     resumed.model.load_state_dict(first.model.state_dict())
