@@ -38,6 +38,7 @@ from .selection_state import gather_states, restore_state
 
 LEGACY_STATE_KEYS = ("reducer", "online")  # classify.py and the vision hooks; the YOLO trainer and yolov5 hooks
 
+
 class SubsetSchedule:
     """Which offline subset of ``manifest`` each epoch trains on: the last subset whose ``from_epoch`` has come
     (the first before any has), as sorted positions in the full training listing ``keys``, which the manifest
