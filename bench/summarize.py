@@ -237,11 +237,11 @@ def plot_cost(rows, out: Path, metric="top1"):
         if r in front:
             continue
         ax.errorbar(r["cost_fraction"], r["final"], xerr=r["cost_fraction_sd"] or 0, yerr=r["final_sd"] or 0,
-                    marker="o", capsize=3, ls="none", label=f"{r['method']} ({len(r['seeds'])} seeds)")
+                    marker="o", capsize=3, ls="none", label=f"{r['method']} ({len(r['seeds'])} seed{'s' if len(r['seeds']) > 1 else ''})")
     ax.set_xlabel("counted cost (scoring forwards × f + back-propagated samples) / full training's")
     name = METRIC_NAMES.get(metric, metric)
     ax.set_ylabel(f"final validation {name} %")
-    ax.set_title(f"{name[0].upper() + name[1:]} against compute ({rows[0]['regime']} protocol); mean ± sd over seeds")
+    ax.set_title(f"{name if name.startswith('mAP') else name[0].upper() + name[1:]} against compute ({rows[0]['regime']} protocol); mean ± sd over seeds")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
@@ -262,7 +262,7 @@ def plot_time(root: Path, out: Path, metric="top1"):
         t, acc = zip(*trajectory(by_seed[seed]["epochs"], metric))
         ax.plot(t, acc, marker=".", label=method, lw=2.5 if method == "full" else 1.2)
     ax.set_xlabel("training-loop wall time, s (cumulative)")
-    ax.set_ylabel(f"validation {metric} %")
+    ax.set_ylabel(f"validation {METRIC_NAMES.get(metric, metric)} %")
     ax.set_title("Accuracy against wall time (lowest seed of each method)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
