@@ -263,5 +263,6 @@ def measure_ceiling(out: Path, config: str, extra: str) -> None:
 
     ensure_ceiling(out, {"model": name, "batch": batch, "device": device, "amp": amp}, measured)
 
+
 if __name__ == "__main__":
     main()
