@@ -194,7 +194,7 @@ class ReductionSession:
         method's record (summed over the ranks), the samples it kept per class (where a sample has one class and
         the method keeps some), the slowest rank's loop time, the optimizer steps (the same on
         every rank; each rank's listed under DDP), batches and samples summed over the ranks, the training set's
-        size — with the host's ``extra``; and gathers every rank's selection state for :meth:`state_dict` (a
+        size, the offline subset's mode — with the host's ``extra``; and gathers every rank's selection state for :meth:`state_dict` (a
         host may save its checkpoint on the main rank alone). Returns the epoch's mean training loss (None when
         nothing was trained or no loss booked)."""
         book = self.book
@@ -212,6 +212,8 @@ class ReductionSession:
                          train_batches=int(batches), samples_backprop=int(backprop))
         if len(steps) > 1 and self.books_steps:
             selection["optimizer_steps_per_rank"] = steps
+        if self.schedule is not None:  # which offline subset the epoch trained (IDS: easy, then hard from γ)
+            selection["subset"] = self.schedule.modes[self.subset]
         self.files.end_training({**selection, "train_samples": self.data.num_train(), **extra})
         self.states = gather_states(self.selection)
         return loss_sum / backprop if backprop else None

@@ -695,15 +695,12 @@ class DataReduceDetectionTrainer(DetectionTrainer):
 
     def count_epoch(self):
         """The epoch's accounting for the whole job through the session (all ranks run this hook), with what only
-        this trainer knows: whether η-reuse was on, the offline subset's mode, InfoBatch's pruning."""
+        this trainer knows: whether η-reuse was on, InfoBatch's pruning."""
         if self.tloss is None:
             self.stand_in_losses()
         extra = {}
         if self.online is not None:
             extra["scoring_reuse"] = getattr(self.selector, "reuse", False)
-        schedule = self.session.schedule
-        if schedule is not None:
-            extra["subset"] = schedule.modes[self.session.subset]
         if self.infobatch is not None:
             self.update_infobatch()
             extra.update(pruned_samples=int(self.infobatch_pruned),

@@ -437,7 +437,7 @@ class DataReduce:
 
     def _trained(self, loader, epoch: int, last: bool):
         """The epoch's training batches (the online selection's, or the loader's), each booked with the session,
-        and the epoch's accounting after the last (every rank): the offline subset's mode, RS2's keep fraction.
+        and the epoch's accounting after the last (every rank), with RS2's keep fraction.
         YOLOv5 decides when to step."""
         session = self.session
         session.start_epoch(epoch)
@@ -445,8 +445,6 @@ class DataReduce:
             session.trained(self.index(batch))
             yield batch
         extra = {}
-        if session.schedule is not None:
-            extra["subset"] = session.schedule.modes[session.subset]
         if self.rs2 is not None:
             extra["keep_fraction"] = self.rs2.per_epoch / self.rs2.num_samples
         session.end_training(**extra)
