@@ -194,9 +194,9 @@ class ReductionSession:
         method's record (summed over the ranks), the samples it kept per class (where a sample has one class and
         the method keeps some), the slowest rank's loop time, the optimizer steps (the same on
         every rank; each rank's listed under DDP), batches and samples summed over the ranks, the training set's
-        size, the offline subset's mode — with the host's ``extra``; and gathers every rank's selection state for :meth:`state_dict` (a
-        host may save its checkpoint on the main rank alone). Returns the epoch's mean training loss (None when
-        nothing was trained or no loss booked)."""
+        size, the offline subset's mode — with the host's ``extra``; and gathers every rank's selection state for
+        :meth:`state_dict` (a host may save its checkpoint on the main rank alone). Returns the epoch's mean
+        training loss (None when nothing was trained or no loss booked)."""
         book = self.book
         seconds = max(distributed.gather_objects(book.seconds()))
         steps = [int(s) for s in distributed.gather_objects(book.steps)]
