@@ -77,6 +77,16 @@ def epoch_record(epoch: int, method: str, selection: dict, metrics: Optional[dic
     return record
 
 
+def epoch_line(record: dict, unit: str = "samples") -> str:
+    """The one console line a host prints for the epoch record ``record`` (of :func:`epoch_record`): the method,
+    the ``unit`` (samples, images) it kept of those it visited with the keep fraction (None when it visited
+    none), and what it scored and trained in how many batches."""
+    keep = record["keep_fraction"]
+    return (f"datareduce: epoch {record['epoch']} {record['method']} kept {record['samples_selected']}/"
+            f"{record['forward_samples']} {unit} ({keep if keep is None else round(keep, 3)}), scored "
+            f"{record['samples_scored']}, trained {record['samples_backprop']} in {record['train_batches']} batches")
+
+
 class RunFiles:
     """The run files of one run in ``folder``, for a training set of ``num_samples`` samples and the data
     reduction ``cfg``. Every rank makes one and counts; only ``main`` writes.

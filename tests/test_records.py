@@ -69,3 +69,21 @@ def test_run_files_resume_as_the_uninterrupted_run_and_start_afresh(tmp_path):
     run_files.RunFiles(part, len(ids), ReduceConfig()).open({})
     assert sorted(p.name for p in part.iterdir()) == [records.LOG_NAME]
     assert [r["type"] for r in records.read(part / records.LOG_NAME)] == ["run"]
+
+
+def test_epoch_line_says_what_the_epoch_record_kept_scored_and_trained(tmp_path):
+    """The console line every host prints after an epoch, from the record RunFiles wrote: kept of visited (with
+    the keep fraction to 3 places, None when nothing was visited), scored, and trained in how many batches."""
+    files = run_files.RunFiles(tmp_path, 12, ReduceConfig(method="rpd"))
+    files.open({})
+    files.count(torch.tensor([0, 1, 2]))
+    files.end_training({"forward_samples": 9, "samples_scored": 9, "samples_selected": 3, "samples_backprop": 3,
+                        "train_batches": 1, "train_time_s": 1.0})
+    rec = files.write_epoch(0, {"top1": 12.5})
+    assert run_files.epoch_line(rec) == ("datareduce: epoch 0 rpd kept 3/9 samples (0.333), scored 9, "
+                                         "trained 3 in 1 batches")
+    files.end_training({"forward_samples": 0, "samples_backprop": 0, "train_batches": 0, "train_time_s": 0.5})
+    rec = files.write_epoch(1)
+    assert rec["keep_fraction"] is None
+    assert run_files.epoch_line(rec, "images") == ("datareduce: epoch 1 rpd kept 0/0 images (None), scored 0, "
+                                                   "trained 0 in 0 batches")

@@ -51,7 +51,7 @@ from .._validate import UsageError
 from ..config import OFFLINE, ONLINE, ReduceConfig
 from ..flags import add_reduce_arguments, config_from_args
 from ..host_support import Host
-from ..run_files import SUBFOLDER
+from ..run_files import SUBFOLDER, epoch_line
 from ..session import ReductionSession
 from .classification.loss import per_sample_loss
 from .classification.offline_subset import build_extractor_for, build_offline_manifest, check_manifest, manifest_ids
@@ -282,10 +282,7 @@ class VisionReduce:
         if not self.active:
             return
         rec = self.session.write_epoch(epoch, {"top1": top1})
-        keep = rec["keep_fraction"]
-        self.say(f"datareduce: epoch {epoch} {rec['method']} kept {rec['samples_selected']}/"
-                 f"{rec['forward_samples']} samples ({keep if keep is None else round(keep, 3)}), scored "
-                 f"{rec['samples_scored']}, trained {rec['samples_backprop']} in {rec['train_batches']} batches")
+        self.say(epoch_line(rec))
         if epoch == int(self.args.epochs) - 1:
             self.session.files.write_summary("top1")
 

@@ -50,7 +50,7 @@ from ..config import ReduceConfig
 from ..flags import add_reduce_arguments, config_from_args
 from ..online import ComposerSelection, OnlineSelection
 from ..rs2 import RS2Subsets
-from ..run_files import SUBFOLDER
+from ..run_files import SUBFOLDER, epoch_line
 from ..session import ReductionSession
 
 __all__ = ["IMG_FORMATS", "HOST", "check_supported", "add_arguments", "setup", "DataReduce", "list_images",
@@ -458,9 +458,7 @@ class DataReduce:
         validated = not self.args.get("noval") or epoch + 1 == self.epochs
         rec = self.session.write_epoch(epoch, {"map50": float(results[2]) if validated else None,
                                              "map50_95": float(results[3]) if validated else None})
-        self.say(f"datareduce: epoch {epoch} {rec['method']} kept {rec['samples_selected']}/{rec['forward_samples']} "
-                 f"images ({rec['keep_fraction'] or 0:.2f}), scored {rec['samples_scored']}, trained "
-                 f"{rec['samples_backprop']} in {rec['train_batches']} batches")
+        self.say(epoch_line(rec, "images"))
         if epoch + 1 == self.epochs:
             self.session.files.write_summary("map50_95")
 
