@@ -128,6 +128,16 @@ class OnlineSelection:
         self.carry_weights = torch.zeros(0)
         self._plan_weights = None
         self._plan_full = 0  # samples of the plan trained in full batches of ``rho``
+        self._nonfinite_start = self._nonfinite()  # the selector's running count when the epoch began
+
+    def _nonfinite(self) -> int:
+        """The selector's running count of the non-finite losses it dropped (0 for one that counts none)."""
+        return int(getattr(self.selector, "nonfinite", 0))
+
+    def _new_epoch(self) -> None:
+        """Fresh epoch stats, and the non-finite count from here."""
+        self.stats = EpochSelectionStats()
+        self._nonfinite_start = self._nonfinite()
 
     @property
     def rho(self) -> int:
@@ -182,7 +192,7 @@ class OnlineSelection:
 
     def epoch(self, loader, epoch: int, last: bool = False):
         """Iterate one epoch of ``loader``; yields training batches. ``last`` flushes the remainder at the end."""
-        self.stats = EpochSelectionStats()
+        self._new_epoch()
         self._load_carry()
         held = None
         for batch in loader:
@@ -274,7 +284,7 @@ class OnlineSelection:
         trained as one final batch. Every rank trains the same number of batches. Stale losses (see
         :meth:`can_plan`) are scored first.
         """
-        self.stats = EpochSelectionStats()
+        self._new_epoch()
         index_batches = [torch.as_tensor(b).reshape(-1).cpu() for b in index_batches]
         if self.load_fn is not None:
             self._refresh(torch.cat(index_batches) if index_batches else torch.zeros(0, dtype=torch.long), epoch)
@@ -347,10 +357,11 @@ class OnlineSelection:
         yield batch
 
     def epoch_record(self) -> dict:
-        """The epoch's selection accounting for the whole job (:meth:`EpochSelectionStats.summed`) and the
-        selected samples queued for the next epoch, summed over the ranks (every rank calls it)."""
-        buffered = distributed.all_sum([len(self.accumulator)])[0]
-        return {**self.stats.summed().as_record(), "buffered": int(buffered)}
+        """The epoch's selection accounting for the whole job (:meth:`EpochSelectionStats.summed`), the selected
+        samples queued for the next epoch and the non-finite losses the selector dropped this epoch, both summed
+        over the ranks (every rank calls it)."""
+        buffered, nonfinite = distributed.all_sum([len(self.accumulator), self._nonfinite() - self._nonfinite_start])
+        return {**self.stats.summed().as_record(), "buffered": int(buffered), "nonfinite_losses": int(nonfinite)}
 
     def kept_indices(self) -> torch.Tensor:
         """Dataset indices kept so far this epoch (all of them in warm-up epochs)."""
@@ -363,6 +374,7 @@ class OnlineSelection:
 
     def load_state_dict(self, state: dict) -> None:
         self.selector.load_state_dict(state["selector"])
+        self._nonfinite_start = self._nonfinite()
         self.accumulator.load_state_dict(state["accumulator"])
         self.carry = state.get("carry", torch.zeros(0, dtype=torch.long)).clone()
         self.carry_weights = state.get("carry_weights", torch.zeros(0)).clone()

@@ -39,20 +39,20 @@ HOSTS = {"classify": CLASSIFY_HOST, "vision": vr.HOST, "ultralytics": ul.HOST, "
 # session adds for this configuration.
 SHARED_EPOCH_KEYS = {"type", *run_files.EPOCH_KEYS, "cumulative_train_time_s", "samples_loaded",
                      "buffered",  # ADONIS: selected samples queued for the next batch of rho
+                     "nonfinite_losses",  # ADONIS: the non-finite per-sample losses its selector dropped
                      "subset"}  # IDS: the subset the epoch trained (easy, then hard from γ on)
 # ... and each host's own: its metrics, and what only its loop does.
 HOST_EPOCH_KEYS = {
     # classify.py's loop evaluates loss and top-5 and schedules the learning rate itself
-    "classify": {"top1", "top5", "val_loss", "eval_time_s", "train_loss", "lr", "planned", "nonfinite_losses"},
+    "classify": {"top1", "top5", "val_loss", "eval_time_s", "train_loss", "lr", "planned"},
     # the reference's train.py hands the hooks only its top-1
-    "vision": {"top1", "planned", "nonfinite_losses"},
+    "vision": {"top1", "planned"},
     # η-reuse waits for mosaic to close (an image looks alike every epoch only then)
     "ultralytics": {"map50", "map50_95", "scoring_reuse"},
     "yolov5": {"map50", "map50_95"},
 }
 # Only the classification loop plans an epoch from cached losses (the detection hosts' loaders are
-# upstream's), and only trainers/classify.py has --allow-nonfinite: the classification hosts count the
-# non-finite losses ADONIS drops. The detection hosts' selectors drop them too but do not count them per epoch.
+# upstream's). Every host that runs an online selection counts the non-finite losses its selector drops.
 
 
 # ------------------------------------------------------------------------------------------------ the hosts

@@ -7,6 +7,7 @@ matched targets, objectness over the batch's grid. tests/test_patches_upstream.p
 YOLOv5's own ``ComputeLoss`` when a checkout is given.
 """
 import argparse
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -327,6 +328,36 @@ def test_adonis_yields_full_batches_and_reuses_losses(tmp_path, model, batches, 
     assert sum(r["samples_backprop"] for r in epochs) == trained == log[-1]["samples_backprop"]
     counts = np.load(tmp_path / "datareduce" / "selection_counts.npy")  # by position in the full listing
     assert counts.shape == (len(listing),) and counts.sum() == trained and not counts[32:].any()
+
+
+def one_box(targets) -> bool:
+    """Whether an image's targets (YOLOv5's rows) hold exactly one box."""
+    return len(targets) == 1
+
+
+class NaNOnOneBox(StandInComputeLoss):
+    """The stand-in loss, non-finite for an image with a single box (a loss that overflowed on it)."""
+
+    def __call__(self, p, targets):
+        loss, items = super().__call__(p, targets)
+        return (loss * float("nan"), items) if one_box(targets) else (loss, items)
+
+
+def test_adonis_counts_the_nonfinite_losses_it_drops(tmp_path, model, batches, listing):
+    """A non-finite per-image loss reaches ADONIS through the hooks' scoring forward; the selector drops it and
+    the epoch record counts it (``nonfinite_losses``, as on the classification hosts)."""
+    bad = {b[2][k] for b in batches for k in range(8) if one_box(b[1][b[1][:, 0] == k])}
+    assert 0 < len(bad) < 16
+    reduce = y5.setup(parse("--adonis-eta", "1", "--adonis-alpha", "0.5", "--adonis-omega", "-1"), tmp_path)
+    loader, loss = ListLoader(batches, listing), NaNOnOneBox()
+    for epoch in range(2):  # η = 1: every image is scored again each epoch, its NaN with it
+        with pytest.warns(RuntimeWarning, match="non-finite") if epoch == 0 else contextlib.nullcontext():
+            out = list(reduce.epoch(loader, epoch, 2, model, loss))
+        assert not {p for b in out for p in b[2]} & bad  # never selected
+        reduce.end_epoch(epoch, RESULTS)
+    epochs = [json.loads(x) for x in (tmp_path / "datareduce" / "log.jsonl").read_text().splitlines()][1:3]
+    assert [r["nonfinite_losses"] for r in epochs] == [len(bad), len(bad)]
+    assert reduce.selection.selector.nonfinite == 2 * len(bad)
 
 
 def test_selector_state_survives_a_checkpoint(tmp_path, model, batches, listing):

@@ -11,7 +11,6 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ...distributed import all_sum
 from ...online import OnlineSelection
 from .reducer import Reducer
 from .training_set import positions_of, sample_ids
@@ -45,7 +44,6 @@ class OnlineReducer(Reducer):
         self.dataset = None
         self.planned = False
         self.epoch = None
-        self.nonfinite_start = 0  # the selector's running count of non-finite losses when the epoch began
 
     def _load(self, ids: torch.Tensor):
         """Samples by full-set index, collated and on the training device (for carried-over samples)."""
@@ -56,7 +54,6 @@ class OnlineReducer(Reducer):
     def prepare_epoch(self, epoch, sampler, last=False):
         sampler.set_plan(None)
         self.dataset, self.epoch, self.planned = sampler.dataset, epoch, False
-        self.nonfinite_start = self._nonfinite()
         if not self.plan:
             return
         ids = torch.from_numpy(sample_ids(sampler.dataset)[sampler.rank_order().numpy()])
@@ -69,8 +66,6 @@ class OnlineReducer(Reducer):
 
     def batches(self, loader, epoch, last):
         self.epoch = epoch  # for after_step (a host that plans no epochs never calls prepare_epoch)
-        if not self.planned:
-            self.nonfinite_start = self._nonfinite()
         source = self.loop.planned(loader) if self.planned else self.loop.epoch(loader, epoch, last=last)
         for batch in source:
             st = self.loop.stats
@@ -85,14 +80,10 @@ class OnlineReducer(Reducer):
     def after_step(self, indices, losses):
         self.loop.record_training_losses(indices, losses, self.epoch)
 
-    def _nonfinite(self) -> int:
-        return int(getattr(self.loop.selector, "nonfinite", 0))
-
     def epoch_record(self) -> dict:
-        """The epoch's selection accounting summed over the ranks, whether it was planned, the samples queued for
-        the next epoch and the epoch's non-finite losses."""
-        nonfinite = all_sum([self._nonfinite() - self.nonfinite_start])[0]
-        return {**self.loop.epoch_record(), "planned": self.planned, "nonfinite_losses": int(nonfinite)}
+        """The epoch's selection accounting summed over the ranks (the samples queued for the next epoch and the
+        epoch's non-finite losses among it) and whether it was planned."""
+        return {**self.loop.epoch_record(), "planned": self.planned}
 
     def kept_indices(self) -> torch.Tensor:
         """The full-set indices this rank's selection kept this epoch."""
