@@ -41,6 +41,11 @@ def last_item(batch):
     return batch[-1]
 
 
+def scored_losses(score_fn, batch) -> torch.Tensor:
+    """The per-sample losses ``score_fn`` gives ``batch``: detached, float32, flat, on the CPU."""
+    return score_fn(batch).detach().float().reshape(-1).cpu()
+
+
 @dataclass
 class EpochSelectionStats:
     """What one epoch of online selection did (the accounting of the epoch record)."""
@@ -58,6 +63,22 @@ class EpochSelectionStats:
     score_time_s: float = 0.0  # scoring forwards (the price of selection)
     select_time_s: float = 0.0  # the selector and the accumulator (the overhead this package adds)
     kept_indices: list = field(default_factory=list)
+
+    def book_selection(self, losses: torch.Tensor, keep: torch.Tensor) -> None:
+        """Book one selection from a batch: the samples kept (bool mask ``keep``) and the finite ``losses`` of all
+        and of the kept ones, for the epoch's loss means."""
+        finite = torch.isfinite(losses)
+        kept = keep & finite
+        self.selected += int(keep.sum())
+        self.loss_sum_all += float(losses[finite].sum())
+        self.finite_all += int(finite.sum())
+        self.loss_sum_kept += float(losses[kept].sum())
+        self.finite_kept += int(kept.sum())
+
+    def book_batch(self, n: int) -> None:
+        """Book a training batch of ``n`` samples handed out."""
+        self.backprop += n
+        self.train_batches += 1
 
     def summed(self) -> "EpochSelectionStats":
         """The job's stats: counts and loss sums summed over the ranks, timings the slowest rank's (every rank
@@ -166,7 +187,7 @@ class OnlineSelection:
         return losses
 
     def _score(self, batch) -> torch.Tensor:
-        return self.score_fn(batch).detach().float().reshape(-1).cpu()
+        return scored_losses(self.score_fn, batch)
 
     def _rows_to_score(self, need: torch.Tensor) -> torch.Tensor:
         """Rows of the batch to score: the stale ones first, topped up to a multiple of ``score_bucket``."""
@@ -342,18 +363,11 @@ class OnlineSelection:
         return type(batch)((*batch, weights)) if self.weighted else batch
 
     def _count(self, losses, keep, indices):
-        finite = torch.isfinite(losses)
-        kept = keep & finite
-        self.stats.selected += int(keep.sum())
-        self.stats.loss_sum_all += float(losses[finite].sum())
-        self.stats.finite_all += int(finite.sum())
-        self.stats.loss_sum_kept += float(losses[kept].sum())
-        self.stats.finite_kept += int(kept.sum())
+        self.stats.book_selection(losses, keep)
         self.stats.kept_indices.append(indices[keep])
 
     def _hand_out(self, batch):
-        self.stats.backprop += self.ops.size(batch)
-        self.stats.train_batches += 1
+        self.stats.book_batch(self.ops.size(batch))
         yield batch
 
     def epoch_record(self) -> dict:
@@ -409,21 +423,17 @@ class ComposerSelection:
             stats.loaded += n
             if self.selector.is_active((epoch + i / nb) / self.epochs, i):
                 start = time.perf_counter()
-                losses = self.score_fn(batch).detach().float().reshape(-1).cpu()
+                losses = scored_losses(self.score_fn, batch)
                 stats.score_time_s += time.perf_counter() - start
                 stats.scored += n
                 start = time.perf_counter()
                 keep = self.selector.select(losses)
                 batch = self.ops.take(batch, keep.nonzero().flatten())
                 stats.select_time_s += time.perf_counter() - start
-                finite = torch.isfinite(losses)
-                stats.loss_sum_all += float(losses[finite].sum())
-                stats.finite_all += int(finite.sum())
-                stats.loss_sum_kept += float(losses[finite & keep].sum())
-                stats.finite_kept += int((finite & keep).sum())
-            stats.selected += self.ops.size(batch)
-            stats.backprop += self.ops.size(batch)
-            stats.train_batches += 1
+                stats.book_selection(losses, keep)
+            else:  # trained in full
+                stats.selected += n
+            stats.book_batch(self.ops.size(batch))
             yield batch
 
     def epoch_record(self) -> dict:

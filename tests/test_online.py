@@ -294,3 +294,25 @@ def test_an_epoch_with_few_stale_losses_scores_them_first_and_is_planned():
     assert not bool(loop.selector.needs_scoring(ids, 1).any()) and 0 < len(chosen) < len(ds)
     loop.selector.cache.epoch[: len(ds) // 4 + 1] = -5
     assert not loop.can_plan(ids, 1)
+
+
+def test_composer_and_online_selection_book_the_loss_means_alike():
+    """ComposerSelection books its selections with the core's bookkeeping: the loss means over the finite losses
+    (non-finite ones never kept), the kept samples, and trained samples and batches, as OnlineSelection does."""
+    from datareduce.composer_sb import ComposerSBSelector
+    from datareduce.online import ComposerSelection
+
+    losses = torch.rand(40, generator=torch.Generator().manual_seed(0))
+    losses[::9] = float("nan")
+    loader = [(torch.zeros(10, 1), torch.zeros(10, dtype=torch.long), torch.arange(i, i + 10)) for i in (0, 10, 20, 30)]
+    loop = ComposerSelection(ComposerSBSelector(keep=0.5, start=0, end=1, interrupt=2), lambda b: losses[b[2]], 1)
+    kept = torch.cat([b[2] for b in loop.epoch(loader, 0)])
+    scored = torch.cat([b[2] for i, b in enumerate(loader) if i % 2 == 0])  # every 2nd batch trains in full
+    finite = scored[torch.isfinite(losses[scored])]
+    rec = loop.epoch_record()
+    assert (rec["samples_scored"], rec["samples_selected"], rec["samples_backprop"], rec["train_batches"]) == (
+        20, len(kept), len(kept), 4)
+    assert rec["mean_loss_all"] == pytest.approx(float(losses[finite].mean()))
+    kept_scored = kept[torch.isin(kept, scored)]
+    assert torch.isfinite(losses[kept_scored]).all()
+    assert rec["mean_loss_kept"] == pytest.approx(float(losses[kept_scored].mean()))
