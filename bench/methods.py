@@ -61,6 +61,7 @@ def detection_methods(epochs: int) -> dict:
     the epochs); ``fraction0.8`` is Ultralytics' own reduction, the first 80 % of the training images."""
     return {
         "full": [],
+        "full-c0.33": [],
         "full-c0.5": [],
         "full-c0.8": [],
         "ids": ["--ids-alpha", "0.8"],

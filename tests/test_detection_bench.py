@@ -127,7 +127,7 @@ def test_runner_trains_one_epoch_end_to_end_and_skips_it_after(tmp_path, cifar10
 
 @pytest.mark.parametrize("argv, message", [
     (["--protocol", "synthetic", "--methods", "full,nope"],
-     "--methods 'full,nope': unknown nope; choose from full, full-c0.5, full-c0.8, "),
+     "--methods 'full,nope': unknown nope; choose from full, full-c0.33, full-c0.5, full-c0.8, "),
     (["--protocol", "synthetic", "--epochs", "0"], "--epochs 0: must be at least 1"),
     (["--canvas", "64"], "--canvas: a setting of the synthetic set; it needs --protocol synthetic (given: coco128)"),
 ])
@@ -232,7 +232,7 @@ def test_readme_block_from_a_real_summary(tmp_path, cifar10_root, coco128_root):
     rpd = rows[1]
     assert (f"| `rpd` | 1 | {rpd['final_map50']:.2f} | {rpd['final']:.2f} | "
             f"{rpd['acc_drop_pp']:.2f} — | {rpd['cost_fraction']:.3f} | ") in block
-    assert "Not run yet: `full-c0.5`, `full-c0.8`, `ids`, `ids-gamma`, `fraction0.8`, `adonis-eta3`, " \
+    assert "Not run yet: `full-c0.33`, `full-c0.5`, `full-c0.8`, `ids`, `ids-gamma`, `fraction0.8`, `adonis-eta3`, " \
            "`adonis-prune`, `infobatch`." in block
     assert "- IDS α 0.8 (target: ≤ 1.0 p.p. mAP50-95 drop at ≥ 1.2× wall-time boost): not run yet." in block
     assert "![mAP50-95 against counted cost](bench/out/accuracy_vs_cost.png)" in block
