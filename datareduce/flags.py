@@ -11,7 +11,9 @@ their defaults are the paper's (Table A2).
 from __future__ import annotations
 
 import argparse
+from typing import Optional
 
+from ._validate import UsageError
 from .config import (METHODS, AdonisConfig, ComposerSBConfig, EmbedConfig, IDSConfig, InfoBatchConfig,
                      OfflineConfig, RandomKeepConfig, ReduceConfig, RS2Config, SBConfig, families, field_type,
                      flag_dest, flag_fields, flag_of)
@@ -136,3 +138,117 @@ def apply_config_file(parser: argparse.ArgumentParser, argv=None):
     flags, other = read_config_file(known.config, parser)
     parser.set_defaults(**flags)
     return known.config, other
+
+
+# ----------------------------------------------------------------------------------------------- resuming
+# What a refused change tells the user to do, by how the host takes its flags on resume.
+DROP_FLAGS = "drop these flags"  # the host continues with the run's own flags when none is given (classify, YOLOv5)
+GIVE_FLAGS = "give the flags the run was started with"  # the host trains with the flags given now (Ultralytics, vision)
+SWITCHES = (("adonis", "--adonis"), ("ids", "--ids"))  # the families the method switches turn on
+IGNORED_ON_RESUME = ("seed",)  # the host's own flag: each host keeps (or checks) its seed itself
+
+
+def _comparable(desc: dict) -> dict:
+    """``desc`` less what a resumed run may not compare: the seeds (the host's), where the embeddings are cached."""
+    out = {k: v for k, v in desc.items() if k not in IGNORED_ON_RESUME}
+    for name, value in out.items():
+        if isinstance(value, dict):
+            out[name] = {k: v for k, v in value.items()
+                         if k not in IGNORED_ON_RESUME and not (name == "embed" and k == "cache_dir")}
+    return out
+
+
+def _flag_fields() -> list:
+    """Every field flag: (its family in :meth:`ReduceConfig.describe`'s dict or None for a top-level one, field
+    name, dest, flag), in the flags' order."""
+    by_cls = {cls: name for name, cls in families().items()}
+    return [(by_cls.get(cls), f.name, flag_dest(cls, f.name), flag_of(cls, f.name))
+            for _, _, classes in GROUPS for cls in classes for f in flag_fields(cls)]
+
+
+def shown_value(value) -> str:
+    """A setting's value as a resume message shows it."""
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+def resume_changes(was: dict, now: dict, given=None) -> tuple:
+    """What a resumed run changes in its data reduction: ``was`` the settings it was started with and ``now``
+    the ones it is resumed with (both :meth:`ReduceConfig.describe` dicts).
+
+    Returns ``(honoured, refused)``. ``honoured``: flag → (the run's value, the new one) of the changed η and
+    loss-history lengths (:func:`resumable_flags`) of a method the run uses and still uses: the restored
+    selector state (cached losses with the epoch each was scored in, the loss history) holds for any value, and
+    the selector built for the resumed run keeps the new one. ``refused``: one ``"FLAG WAS → NOW"`` part per
+    other change (a method switched on or off, another parameter). ``given``: the dests of the flags the user
+    set now, where the host knows them (only those are named; a method's switch is named when given, else its
+    flags that were); None names every change. The seeds and the embedding cache folder are not compared."""
+    was, now = _comparable(was), _comparable(now)
+    free = {dest for dest in resumable_flags()
+            if described_value(was, dest) is not None and described_value(now, dest) is not None}
+    honoured, refused = {}, []
+    named = lambda dest: given is None or dest in given  # noqa: E731
+    if was.get("method") != now.get("method") and named("reduce"):
+        refused.append(f"--reduce {was.get('method')} → {now.get('method')}")
+    switched = set()
+    for family, flag in SWITCHES:
+        if (family in was) != (family in now):
+            switched.add(family)
+            if named(family):
+                refused.append(f"{flag} {shown_value(family in was)} → {shown_value(family in now)}")
+    for family, name, dest, flag in _flag_fields():
+        a, b = described_value(was, dest), described_value(now, dest)
+        if a == b or not named(dest) or (given is None and family in switched):
+            continue
+        if dest in free:
+            honoured[flag] = (a, b)
+        else:
+            refused.append(f"{flag} {shown_value(a)} → {shown_value(b)}")
+    if given is None and not refused:  # a difference no flag names (a value the host derives): named by its key
+        kept = {k: dict(v) if isinstance(v, dict) else v for k, v in now.items()}
+        for family, name, dest, _ in _flag_fields():
+            if dest in free:
+                kept[family][name] = was[family][name]
+        for key in sorted(set(was) | set(kept)):
+            a, b = was.get(key), kept.get(key)
+            if isinstance(a, dict) and isinstance(b, dict):
+                refused += [f"{key}.{k} {shown_value(a.get(k))} → {shown_value(b.get(k))}"
+                            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+            elif a != b:
+                refused.append(f"{key} {shown_value(a)} → {shown_value(b)}")
+    return honoured, refused
+
+
+def resume_refusal(where: str, parts, fix: str = DROP_FLAGS, new_run: str = "") -> str:
+    """The one line that refuses a resume whose settings changed (``parts``: ``"FLAG WAS → NOW"``); ``where``
+    names the checkpoint (``--resume FILE``, ``resume=FILE``), ``new_run`` how the host starts a new run."""
+    new_run = f" ({new_run})" if new_run else ""
+    return (f"{where}: the run was started with other settings ({', '.join(parts)}); a resumed run continues with "
+            f"its own: {fix}, or start a new run{new_run} to change them")
+
+
+def check_resume(was: Optional[dict], now: dict, where: str, fix: str = DROP_FLAGS, new_run: str = "") -> dict:
+    """The changes of :func:`resume_changes` (``given`` None) a resumed run honours (flag → (was, now)); any other
+    change is refused: :class:`~datareduce._validate.UsageError` with :func:`resume_refusal`'s line. ``was`` None
+    (a run that saved no settings): nothing to compare, nothing honoured."""
+    if was is None:
+        return {}
+    honoured, refused = resume_changes(was, now)
+    if refused:
+        raise UsageError(resume_refusal(where, refused, fix, new_run))
+    return honoured
+
+
+def resumed_line(honoured: dict) -> str:
+    """What a resumed run prints of the changes it honours: ``datareduce: resumed with --adonis-eta 3 → 1``."""
+    return "datareduce: resumed with " + ", ".join(f"{flag} {a} → {b}" for flag, (a, b) in honoured.items())
+
+
+def changed_record(honoured: dict) -> dict:
+    """The ``changed`` entry of the ``resume`` record: flag → [the run's value, the new one]."""
+    return {flag: list(values) for flag, values in honoured.items()}

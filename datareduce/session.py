@@ -31,6 +31,7 @@ import torch
 
 from . import distributed
 from . import manifest as manifest_mod
+from . import records
 from ._validate import check_number
 from .run_files import RunFiles
 from .selection_state import gather_states, restore_state
@@ -232,7 +233,19 @@ class ReductionSession:
     def state_dict(self) -> dict:
         """What the host's checkpoint carries: every rank's selection state when the last epoch ended (or as
         restored), the selection counts and the offline subset."""
-        return {"selection": self.states, **self.files.state_dict(), "manifest": self.manifest}
+        return {"selection": self.states, **self.files.state_dict(), "manifest": self.manifest,
+                "reduce": self.cfg.describe()}
+
+    def started_settings(self, state: Optional[dict]) -> Optional[dict]:
+        """The data reduction (:meth:`~datareduce.config.ReduceConfig.describe`) of the run that saved ``state``
+        (:meth:`state_dict`'s), to compare a resumed run's with (:func:`datareduce.flags.check_resume`): the
+        state's own, else (a state of an earlier release) the ``run`` record of the log in this session's folder;
+        None where neither says."""
+        if state and state.get("reduce") is not None:
+            return state["reduce"]
+        log = self.files.folder / records.LOG_NAME
+        runs = [r for r in records.read(log) if r.get("type") == "run"] if log.is_file() else []
+        return runs[0].get("reduce") if runs else None
 
     def load_state_dict(self, state: Optional[dict], **restore_kwargs) -> dict:
         """Restore :meth:`state_dict`'s ``state``: this rank's selection state (``restore_kwargs`` go to the

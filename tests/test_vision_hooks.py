@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from torchvision.transforms import v2
 
 from datareduce import manifest, records, run_files
+from datareduce._validate import UsageError
 from datareduce.integrations import vision_reference as vr
 
 
@@ -28,6 +29,7 @@ def reference_args(tmp_path, *flags, epochs=2, batch_size=16):
     p.add_argument("--amp", action="store_true")
     p.add_argument("--output-dir", default=str(tmp_path))
     p.add_argument("--start-epoch", default=0, type=int)
+    p.add_argument("--resume", default="", type=str)
     vr.add_arguments(p)
     return p.parse_args(list(flags))
 
@@ -411,6 +413,39 @@ def test_a_resumed_run_writes_the_run_files_of_an_uninterrupted_one(tmp_path, ci
     assert [comparable(r) for r in logs[0]] == [comparable(r) for r in logs[1]]
     counts = [np.load(tmp_path / name / run_files.SUBFOLDER / run_files.COUNTS_NAME) for name in ("whole", "part")]
     assert np.array_equal(*counts) and counts[0].sum() == sum(len(t) for _, t in a) + logs[0][1]["samples_backprop"]
+
+
+def test_resume_honours_a_changed_eta_and_refuses_a_changed_alpha(tmp_path, cifar10_small, capsys):
+    """The run's data reduction (the checkpoint's state) against the resumed one's (datareduce.flags.check_resume,
+    as on every host): a changed --adonis-alpha (or ADONIS dropped) is refused in one line at load_from, before any
+    training; a changed --adonis-eta is honoured: printed, in the resume record, and the reducer built for the
+    resumed run re-scores by it over the restored cache."""
+    dataset, model = train_set(cifar10_small), small_net()
+    sampler = RandomSampler(dataset)
+    loader = loader_for(dataset, reference_args(tmp_path), sampler)
+    flags = ("--adonis-omega", "-1")
+    first = vr.setup(reference_args(tmp_path, "--adonis-eta", "3", *flags), dataset, sampler)
+    list(first.epoch_loader(loader, 0, model))
+    first.end_epoch(0, 0.0)
+    checkpoint = {"epoch": 0}
+    first.save_to(checkpoint)
+    ckpt = str(tmp_path / "checkpoint.pth")
+    for changed, part in ((("--adonis-eta", "3", "--adonis-alpha", "0.5", *flags), "--adonis-alpha 0.3 → 0.5"),
+                          ((), "--adonis on → off")):
+        resumed = vr.setup(reference_args(tmp_path, "--resume", ckpt, *changed), dataset, sampler)
+        with pytest.raises(UsageError) as refused:
+            resumed.load_from(checkpoint)
+        assert str(refused.value) == (f"--resume {ckpt}: the run was started with other settings ({part}); a "
+                                      "resumed run continues with its own: give the flags the run was started "
+                                      "with, or start a new run (another --output-dir) to change them")
+    resumed = vr.setup(reference_args(tmp_path, "--resume", ckpt, "--adonis-eta", "1", *flags), dataset, sampler)
+    resumed.load_from(checkpoint)
+    assert "datareduce: resumed with --adonis-eta 3 → 1" in capsys.readouterr().out
+    list(resumed.epoch_loader(loader, 1, model))
+    resumed.end_epoch(1, 0.0)
+    assert resumed.reducer.loop.selector.eta == resumed.reducer.loop.selector.cache.eta == 1
+    assert read_log(tmp_path, "resume") == [{"type": "resume", "epoch": 1, "changed": {"--adonis-eta": [3, 1]}}]
+    assert [r["samples_scored"] for r in read_log(tmp_path)] == [400, 400]  # η = 3 would reuse epoch 0's
 
 
 def test_report_renders_a_vision_hooks_run(tmp_path, cifar10_small):

@@ -350,6 +350,40 @@ def test_resume_restores_the_selection_state(run, coco_small, tmp_path, monkeypa
     assert (after >= before).all() and after.sum() > before.sum()
 
 
+def test_resume_honours_a_changed_eta_and_refuses_a_changed_alpha(run, coco_small, tmp_path, monkeypatch, capfd,
+                                                                   caplog):
+    """The run's data reduction (weights/selection.pt's) against the resumed one's (datareduce.flags.check_resume,
+    as on every host): a changed --adonis-alpha is refused in one line before any training; a changed
+    --adonis-eta is honoured: printed, in the resume record, and the restored selector re-scores by it."""
+    class CrashAfterFirstEpoch(yolo_train.DataReduceDetectionTrainer):
+        def run_callbacks(self, event):
+            super().run_callbacks(event)
+            if event == "on_fit_epoch_end":
+                raise Interrupted
+
+    monkeypatch.setattr(yolo_train, "DataReduceDetectionTrainer", CrashAfterFirstEpoch)
+    flags = ("--adonis-theta", "0.05", "--adonis-rho", "4", "--adonis-omega", "-1")
+    with pytest.raises(Interrupted):
+        run(f"data={coco_small}", "name=changed", "epochs=2", "close_mosaic=2", "--adonis-eta", "2", *flags)
+    monkeypatch.setattr(yolo_train, "DataReduceDetectionTrainer", CrashAfterFirstEpoch.__base__)
+    last = tmp_path / "changed" / "weights" / "last.pt"
+    before = (tmp_path / "changed" / "log.jsonl").read_text()
+    argv = [*TINY, f"project={tmp_path}", "--cache-dir", str(tmp_path / "cache"), f"resume={last}", *flags]
+    assert yolo_train.main([*argv, "--adonis-eta", "2", "--adonis-alpha", "0.5"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"yolo_train.py: error: resume={last}: the run was started with other settings (--adonis-alpha "
+                   "0.3 → 0.5); a resumed run continues with its own: give the flags the run was started with, or "
+                   "start a new run (another name=) to change them")
+    assert (tmp_path / "changed" / "log.jsonl").read_text() == before  # refused before any training
+    resumed, log = run(f"resume={last}", "--adonis-eta", "1", *flags)
+    assert of("resume", log) == [{"type": "resume", "epoch": 1, "changed": {"--adonis-eta": [2, 1]},
+                                  "selection_state_restored": True, "selection_counts_restored": True}]
+    assert "datareduce: resumed with --adonis-eta 2 → 1" in capfd.readouterr().out + caplog.text
+    assert resumed.online.selector.eta == resumed.online.selector.cache.eta == 1  # not the checkpoint's 2
+    second = of("epoch", log)[1]
+    assert second["samples_scored"] == second["forward_samples"] > 0  # η = 1 re-scores what η = 2 would reuse
+
+
 def test_embedded_default_dataset(run):
     trainer, log = run("name=digits", "fraction=0.1")
     assert trainer.data["names"] == {i: str(i) for i in range(10)} and of("epoch", log)[0]["train_samples"] == 32

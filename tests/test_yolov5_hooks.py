@@ -383,6 +383,50 @@ def test_selector_state_survives_a_checkpoint(tmp_path, model, batches, listing)
         assert [x[2] for x in third.epoch(loader, 1, 5, model, loss)] == [x[2] for x in b]
 
 
+def test_resume_honours_a_changed_eta_and_refuses_a_changed_alpha(tmp_path, model, batches, listing):
+    """YOLOv5's --resume replaces opt with the run's opt.yaml and drops the command line: the hooks put the
+    data-reduction flags given again over it and check them against the run's (datareduce.flags.check_resume, as
+    on every host). A changed --adonis-alpha is refused in one line at setup, before any work; a changed
+    --adonis-eta is honoured: logged, in the resume record, in opt.yaml, and the resumed selector re-scores by it
+    over the restored cache."""
+    import yaml
+
+    started = ("--adonis-eta", "2", "--adonis-alpha", "0.5", "--adonis-theta", "0.05", "--adonis-omega", "-1")
+    loader, loss = ListLoader(batches, listing), StandInComputeLoss()
+    first = y5.setup(parse(*started), tmp_path)
+    list(first.epoch(loader, 0, 2, model, loss))
+    first.end_epoch(0, RESULTS)
+    (tmp_path / "opt.yaml").write_text(yaml.safe_dump(vars(parse(*started))))  # what YOLOv5 saved at the start
+    ckpt = {"datareduce": first.state_dict(), "epoch": 0}
+    last = str(tmp_path / "weights" / "last.pt")
+
+    def resumed_opt():  # YOLOv5's opt on --resume: the run's opt.yaml
+        opt = argparse.Namespace(**yaml.safe_load((tmp_path / "opt.yaml").read_text()))
+        opt.weights, opt.resume = last, True
+        return opt
+
+    with pytest.raises(UsageError) as refused:
+        y5.setup(resumed_opt(), tmp_path, argv=["--resume", last, "--adonis-alpha", "0.3", "--img", "96"])
+    assert str(refused.value) == (f"--resume {last}: the run was started with other settings (--adonis-alpha 0.5 "
+                                  "→ 0.3); a resumed run continues with its own: drop these flags, or start a new "
+                                  "run (another --name) to change them")
+    said = []
+    resumed = y5.setup(resumed_opt(), tmp_path, log=said.append, argv=["--resume", last, "--adonis-eta", "1"])
+    assert said == ["datareduce: resumed with --adonis-eta 2 → 1"]
+    assert yaml.safe_load((tmp_path / "opt.yaml").read_text())["adonis_eta"] == 1  # what a later --resume reads
+    resumed.load_state_dict(ckpt["datareduce"], ckpt["epoch"])
+    list(resumed.epoch(loader, 1, 2, model, loss))
+    resumed.end_epoch(1, RESULTS)
+    assert resumed.selection.selector.eta == resumed.selection.selector.cache.eta == 1
+    assert resumed.selection.stats.scored == 32  # η = 2 would reuse epoch 0's losses
+    log = [json.loads(x) for x in (tmp_path / "datareduce" / "log.jsonl").read_text().splitlines()]
+    assert [r for r in log if r["type"] == "resume"] == [{"type": "resume", "epoch": 1,
+                                                          "changed": {"--adonis-eta": [2, 1]}}]
+    assert [r["type"] for r in log] == ["run", "epoch", "resume", "epoch", "summary"]
+    # nothing given again: the run's own settings (now η = 1, from opt.yaml), nothing changed
+    assert y5.setup(resumed_opt(), tmp_path, argv=["--resume", last]).cfg.adonis.eta == 1
+
+
 def test_composer_sb_cuts_active_batches_and_keeps_its_state(tmp_path, model, batches, listing):
     opt = parse("--reduce", "composer-sb", "--composer-keep", "0.5", "--composer-start", "0.5",
                 "--composer-end", "1", "--composer-interrupt", "0")

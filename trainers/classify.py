@@ -44,8 +44,8 @@ from datareduce.datasets import PRESETS, load_datasets, skipped_message
 from datareduce.describe import method_name, reduce_line
 from datareduce.distributed import barrier, broadcast_object
 from datareduce.extras import MissingExtra
-from datareduce.flags import (add_reduce_arguments, apply_config_file, config_from_args, described_value,
-                              read_config_file, resumable_flags)
+from datareduce.flags import (DROP_FLAGS, add_reduce_arguments, apply_config_file, changed_record, config_from_args,
+                              read_config_file, resume_changes, resume_refusal, resumed_line, shown_value)
 from datareduce.integrations.classification.checkpoint import load_checkpoint, save_checkpoint
 from datareduce.integrations.classification.evaluation import evaluate
 from datareduce.integrations.classification.launch import init_distributed, resolve_device
@@ -268,41 +268,24 @@ def resume_settings(args, checkpoint, check=True) -> dict:
         return {}
     parser = get_args_parser()
     reduce_flags = {a.dest for a in add_reduce_arguments(argparse.ArgumentParser(add_help=False))._actions}
-    was, now = _reduce_settings(started), _reduce_settings(args)
-    free = {k for k in resumable_flags() if described_value(was, k) is not None}  # of a method the run uses
-    kept = argparse.Namespace(**{**vars(args), **{k: getattr(started, k) for k in free}})
-    reduce_changed = _reduce_settings(kept) != was
-    changed, honoured = [], {}
+    # the data reduction: the core's decision, as on every host (the given flags name the changes)
+    honoured, parts = resume_changes(_reduce_settings(started), _reduce_settings(args), given=given & reduce_flags)
+    changed = []
     for action in parser._actions:
         key = action.dest
-        if key not in given or key in INVOCATION_FLAGS or key in FREE_ON_RESUME:
+        if key not in given or key in INVOCATION_FLAGS or key in FREE_ON_RESUME or key in reduce_flags:
             continue
-        flag = max(action.option_strings, key=len)
-        if key in free:
-            if described_value(was, key) != described_value(now, key):
-                honoured[flag] = (described_value(was, key), described_value(now, key))
-        elif (key not in reduce_flags or reduce_changed) and getattr(args, key) != getattr(started, key):
-            changed.append((key, flag))
-    if changed:
-        parts = ", ".join(f"{flag} {_shown(started, key, was)} → {_shown(args, key, now)}" for key, flag in changed)
-        raise UsageError(f"--resume {args.resume}: the run was started with other settings ({parts}); a resumed "
-                         "run continues with its own: drop these flags, or start a new run (another --output-dir) "
-                         "to change them")
+        if getattr(args, key) != getattr(started, key):
+            changed.append(f"{max(action.option_strings, key=len)} {_shown(started, key)} → {_shown(args, key)}")
+    if changed or parts:
+        raise UsageError(resume_refusal(f"--resume {args.resume}", changed + parts, DROP_FLAGS,
+                                        "another --output-dir"))
     return honoured
 
 
-def _shown(ns, key, desc) -> str:
-    """A flag's value for a message; an unset data-reduction parameter shows the value its method used."""
-    value = getattr(ns, key)
-    if value is None:
-        value = described_value(desc, key)
-    if value is None:
-        return "unset"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, (list, tuple)):
-        return " ".join(map(str, value))
-    return str(value)
+def _shown(ns, key) -> str:
+    """A (non-data-reduction) flag's value for a message."""
+    return shown_value(getattr(ns, key))
 
 
 def holds_run(out_dir) -> bool:
@@ -410,7 +393,7 @@ def main(args):
     if not args.test_only:
         say(reduce_line(reduce_cfg, rho=args.batch_size))  # what runs, with its effective settings
     if honoured:
-        say("datareduce: resumed with " + ", ".join(f"{flag} {a} → {b}" for flag, (a, b) in honoured.items()))
+        say(resumed_line(honoured))
     say("Loading data")
     splits, train_sampler, val_sampler = load_data(args, dist)
     resolve_defaults(args, splits)
@@ -468,7 +451,7 @@ def main(args):
                **({"skipped_images": [p for p, _ in splits.skipped]} if splits.skipped else {}))
     if honoured:  # what the resumed epochs run with, next to the run record's settings
         files.write("resume", {"epoch": checkpoint["epoch"] + 1,
-                               "changed": {flag: list(values) for flag, values in honoured.items()}})
+                               "changed": changed_record(honoured)})
     if ids_info is not None:
         files.offline_subset(manifest, **ids_info)
         subs = manifest["subsets"]

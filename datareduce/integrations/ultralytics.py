@@ -60,7 +60,8 @@ from ..atomic import write_torch  # noqa: E402
 from ..config import ReduceConfig  # noqa: E402
 from ..distributed import gather_1d, gather_losses  # noqa: E402
 from ..embed import build_extractor  # noqa: E402
-from ..flags import add_reduce_arguments, config_from_args  # noqa: E402
+from ..flags import (GIVE_FLAGS, add_reduce_arguments, changed_record, check_resume, config_from_args,  # noqa: E402
+                     resumed_line)
 from ..host_support import Host, check_supported  # noqa: E402
 from ..infobatch import InfoBatchPruner  # noqa: E402
 from ..online import ComposerSelection, OnlineSelection  # noqa: E402
@@ -397,8 +398,8 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         # ADONIS reuse of training losses: each step's per-image losses (the training criterion's) refresh the cache
         self.reuse_train_losses = adonis is not None and adonis.reuse_train_loss
         super().__init__(cfg, overrides, _callbacks)
-        if self.args.epochs != asked.epochs:  # resume= took the checkpoint's epochs
-            self.settings = self.settings_for(seed=asked.seed, epochs=self.args.epochs)
+        if (self.args.epochs, self.args.seed) != (asked.epochs, asked.seed):  # resume= took the checkpoint's
+            self.settings = self.settings_for(seed=self.args.seed, epochs=self.args.epochs)
             self.reduce = self.settings.reduce
         if self.args.task != "detect":
             raise UsageError(f"DataReduceDetectionTrainer trains detection models, not task={self.args.task!r}")
@@ -755,7 +756,14 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             LOGGER.warning(f"{path}: no selection state of epoch {self.start_epoch}; selection and selection counts "
                            "start afresh")
             state = {}
+        # the data reduction it was started with (the state's, else the log's run record) against this one's: a
+        # changed η or history length is honoured (the selector built for this run keeps it), any other refused
+        honoured = check_resume(self.session.started_settings(state), self.reduce.describe(),
+                                f"resume={self.args.resume}", GIVE_FLAGS, "another name=")
         record = {"epoch": self.start_epoch}
+        if honoured:
+            LOGGER.info(resumed_line(honoured))
+            record["changed"] = changed_record(honoured)
         restored = self.session.load_state_dict(state)
         if self.online is not None:
             record["selection_state_restored"] = restored["selection_state_restored"]

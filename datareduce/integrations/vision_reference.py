@@ -49,7 +49,7 @@ from torch.utils.data import DataLoader
 from .. import distributed, host_support
 from .._validate import UsageError
 from ..config import OFFLINE, ONLINE, ReduceConfig
-from ..flags import add_reduce_arguments, config_from_args
+from ..flags import GIVE_FLAGS, add_reduce_arguments, changed_record, check_resume, config_from_args, resumed_line
 from ..host_support import Host
 from ..run_files import SUBFOLDER, epoch_line
 from ..session import ReductionSession
@@ -296,10 +296,21 @@ class VisionReduce:
     def load_from(self, checkpoint: dict) -> None:
         """Restore the selector state and the selection counts from a checkpoint written with :meth:`save_to`
         (on ``--resume``)."""
+        if self.cfg is None:
+            return
+        state = checkpoint.get("datareduce")
+        # the data reduction the run was started with (the state's, else the log's run record; a checkpoint
+        # without our state is a full-data run's) against this one's: a changed η or history length is honoured
+        # (the reducer built for this run keeps it), any other change refused before any training
+        was = self.session.started_settings(state) if state is not None else ReduceConfig().describe()
+        where = f"--resume {getattr(self.args, 'resume', '') or 'checkpoint'}"
+        honoured = check_resume(was, self.cfg.describe(), where, GIVE_FLAGS, "another --output-dir")
         if not self.active:
             return
         self.resume_epoch = int(checkpoint.get("epoch", -1)) + 1
-        state = checkpoint.get("datareduce")
+        if honoured:
+            self.say(resumed_line(honoured))
+            self.session.files.write("resume", {"epoch": self.resume_epoch, "changed": changed_record(honoured)})
         if state is not None:
             self.session.load_state_dict(state, device=_device(self.args))  # held for the reducer until it exists
 

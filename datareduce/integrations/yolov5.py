@@ -31,10 +31,12 @@ returned unchanged.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import glob
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -47,7 +49,7 @@ from ..host_support import Host
 from .._validate import UsageError
 from ..atomic import write_text
 from ..config import ReduceConfig
-from ..flags import add_reduce_arguments, config_from_args
+from ..flags import DROP_FLAGS, add_reduce_arguments, changed_record, check_resume, config_from_args, resumed_line
 from ..online import ComposerSelection, OnlineSelection
 from ..rs2 import RS2Subsets
 from ..run_files import SUBFOLDER, epoch_line
@@ -304,6 +306,7 @@ class DataReduce:
         self.pending_state: Optional[dict] = None  # a checkpoint's state, until the session exists
         self.session: Optional[ReductionSession] = None  # made with the full listing (the counts' size)
         self.resume_epoch: Optional[int] = None
+        self.honoured: dict = {}  # the data-reduction flags a resumed run changed (setup's resume_flags)
         self.epochs: Optional[int] = None
 
     @property
@@ -352,6 +355,8 @@ class DataReduce:
                                         manifest=chosen, keys=keys, books_steps=False)
         self.session.load_state_dict(self.pending_state, rank=self.rank)
         self.session.files.open(self.args, resume_epoch=self.resume_epoch, dataset="yolov5", device=str(self.device))
+        if self.honoured:  # what the resumed epochs run with, next to the run record's settings
+            self.session.files.write("resume", {"epoch": self.resume_epoch, "changed": changed_record(self.honoured)})
 
     def _select(self, train_path) -> None:
         cfg = self.cfg
@@ -483,16 +488,57 @@ class DataReduce:
         else:
             self.session.load_state_dict(state, rank=self.rank)
 
-def setup(opt, save_dir, device=None, log: Callable = print, root=None) -> DataReduce:
+def _config(opt) -> ReduceConfig:
+    return config_from_args(opt, seed=getattr(opt, "seed", 0) or 0, train_losses=False, sample_weights=False)
+
+
+def given_reduce_flags(argv: Sequence[str]) -> dict:
+    """The data-reduction flags set in the command line ``argv`` (dest → value), whatever their values; the
+    other arguments (YOLOv5's own) are left alone."""
+    parser = add_reduce_arguments(argparse.ArgumentParser(add_help=False, allow_abbrev=False))
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return vars(parser.parse_known_args(list(argv))[0])
+
+
+def resume_flags(opt, argv: Sequence[str], save_dir=None) -> dict:
+    """On ``--resume``, YOLOv5 replaces ``opt`` with the run's ``opt.yaml`` and drops the command line: the
+    data-reduction flags given in ``argv`` are put back over it, checked against the run's (:func:`check_resume`:
+    a changed η or history length of a method the run uses is honoured, any other change refused before any
+    work) and, honoured, written to ``<save_dir>/opt.yaml`` (on rank 0), which a later ``--resume`` reads.
+    Returns the honoured changes (flag → (the run's value, the new one))."""
+    started = _config(opt).describe()
+    given = given_reduce_flags(argv)
+    for dest, value in given.items():
+        setattr(opt, dest, value)
+    honoured = check_resume(started, _config(opt).describe(), f"--resume {getattr(opt, 'weights', '') or opt.resume}",
+                            DROP_FLAGS, "another --name")
+    path = Path(save_dir) / "opt.yaml" if save_dir is not None else None
+    if honoured and distributed.rank() == 0 and path is not None and path.is_file():
+        import yaml
+
+        saved = yaml.safe_load(path.read_text()) or {}
+        write_text(path, yaml.safe_dump({**saved, **given}, sort_keys=False))
+    return honoured
+
+
+def setup(opt, save_dir, device=None, log: Callable = print, root=None, argv: Optional[Sequence[str]] = None
+          ) -> DataReduce:
     """The :class:`DataReduce` for YOLOv5's parsed ``opt`` (identity hooks when no data-reduction flag is given).
 
-    ``root``: the dataset root (``data_dict["path"]``) that manifest ids are made relative to.
+    ``root``: the dataset root (``data_dict["path"]``) that manifest ids are made relative to. A resumed run
+    (``opt.resume``) takes the data-reduction flags of its command line (``argv``, default ``sys.argv[1:]``) over
+    the ``opt.yaml`` YOLOv5 restored (:func:`resume_flags`).
     """
     if not hasattr(opt, "adonis"):  # options from a parser without our flags (e.g. an old opt.yaml on --resume)
-        import argparse
-
         for k, v in vars(add_reduce_arguments(argparse.ArgumentParser()).parse_args([])).items():
             setattr(opt, k, v)
-    cfg = config_from_args(opt, seed=getattr(opt, "seed", 0) or 0, train_losses=False, sample_weights=False)
-    return DataReduce(cfg, save_dir, device=device, log=log, root=root, rect=bool(getattr(opt, "rect", False)),
-                      quad=bool(getattr(opt, "quad", False)), args=vars(opt))
+    honoured = {}
+    if getattr(opt, "resume", False):
+        honoured = resume_flags(opt, sys.argv[1:] if argv is None else argv, save_dir)
+    red = DataReduce(_config(opt), save_dir, device=device, log=log, root=root, rect=bool(getattr(opt, "rect", False)),
+                     quad=bool(getattr(opt, "quad", False)), args=vars(opt))
+    if honoured:
+        red.honoured = honoured
+        red.say(resumed_line(honoured))
+    return red
