@@ -195,12 +195,10 @@ def resume_changes(was: dict, now: dict, given=None) -> tuple:
     named = lambda dest: given is None or dest in given  # noqa: E731
     if was.get("method") != now.get("method") and named("reduce"):
         refused.append(f"--reduce {was.get('method')} → {now.get('method')}")
-    switched = set()
-    for family, flag in SWITCHES:
-        if (family in was) != (family in now):
-            switched.add(family)
-            if named(family):
-                refused.append(f"{flag} {shown_value(family in was)} → {shown_value(family in now)}")
+    switched = {family for family in families() if (family in was) != (family in now)}  # on in one of them only
+    for family, flag in SWITCHES:  # (a baseline's family follows --reduce)
+        if family in switched and named(family):
+            refused.append(f"{flag} {shown_value(family in was)} → {shown_value(family in now)}")
     for family, name, dest, flag in _flag_fields():
         a, b = described_value(was, dest), described_value(now, dest)
         if a == b or not named(dest) or (given is None and family in switched):

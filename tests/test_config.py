@@ -75,3 +75,32 @@ def test_a_bad_value_names_its_flag_and_the_allowed_range(make, message):
 
 def test_eta_and_the_history_lengths_are_the_parameters_a_resume_may_change():
     assert resumable_flags() == {"adonis_eta", "adonis_history", "sb_eta", "sb_history"}
+
+
+def test_a_resume_honours_eta_and_history_of_a_method_in_use_and_refuses_every_other_change():
+    """The core's decision every host makes at resume (datareduce.flags.resume_changes / check_resume), on the
+    settings the run logged (ReduceConfig.describe) and the ones given now."""
+    from datareduce.flags import GIVE_FLAGS, check_resume, resume_changes
+
+    def d(*flags):
+        return config_from_args(add_reduce_arguments(argparse.ArgumentParser()).parse_args(list(flags))).describe()
+
+    run = d("--adonis-eta", "3", "--adonis-history", "256")
+    assert resume_changes(run, d("--adonis-eta", "1", "--adonis-history", "128")) == (
+        {"--adonis-eta": (3, 1), "--adonis-history": (256, 128)}, [])
+    assert resume_changes(run, d("--adonis-eta", "3", "--adonis-history", "256", "--adonis-alpha", "0.5")) == (
+        {}, ["--adonis-alpha 0.3 → 0.5"])
+    assert resume_changes(run, d()) == ({}, ["--adonis on → off"])  # one line for a method switched off
+    assert resume_changes(d("--reduce", "sb"), d("--reduce", "rs2"))[1] == ["--reduce sb → rs2"]
+    assert resume_changes(d(), d("--sb-eta", "2")) == ({}, [])  # a parameter of a method the run does not use
+    assert resume_changes(d(), d("--adonis-eta", "2"), given={"adonis_eta"}) == ({}, ["--adonis-eta unset → 2"])
+    # neither the seed (the host's) nor where the embeddings are cached is compared
+    ids = config_from_args(add_reduce_arguments(argparse.ArgumentParser()).parse_args(["--ids-alpha", "0.5"]),
+                           seed=1).describe()
+    assert resume_changes({**ids, "seed": 2, "embed": {**ids["embed"], "cache_dir": "/elsewhere"}}, ids) == ({}, [])
+    assert check_resume(None, run, "resume=x") == {}  # a run that saved no settings: nothing to compare
+    with pytest.raises(UsageError, match=r"^resume=x: the run was started with other settings \(--adonis-alpha "
+                                         r"0.3 → 0.5\); a resumed run continues with its own: give the flags the run "
+                                         r"was started with, or start a new run \(another name=\) to change them$"):
+        check_resume(run, d("--adonis-eta", "1", "--adonis-history", "256", "--adonis-alpha", "0.5"), "resume=x",
+                     GIVE_FLAGS, "another name=")
