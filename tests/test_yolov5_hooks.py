@@ -330,6 +330,19 @@ def test_adonis_yields_full_batches_and_reuses_losses(tmp_path, model, batches, 
     assert counts.shape == (len(listing),) and counts.sum() == trained and not counts[32:].any()
 
 
+def test_early_stopping_writes_the_summary_at_the_epoch_it_stops(tmp_path, model, batches, listing):
+    """YOLOv5's --patience ends a run before its last epoch: the summary follows that epoch's record."""
+    reduce = y5.setup(parse("--adonis-eta", "2", "--adonis-rho", "6"), tmp_path, device="cpu")
+    loader, loss = ListLoader(batches, listing), StandInComputeLoss()
+    trained = 0
+    for epoch in range(2):  # of 5
+        trained += sum(y5.YoloV5BatchOps.size(b) for b in reduce.epoch(loader, epoch, 5, model, loss))
+        reduce.end_epoch(epoch, RESULTS, stop=epoch == 1)
+    log = [json.loads(x) for x in (tmp_path / "datareduce" / "log.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in log] == ["run", "epoch", "epoch", "summary"]
+    assert log[-1]["samples_backprop"] == trained and log[-1]["final_map50_95"] == 0.2
+
+
 def one_box(targets) -> bool:
     """Whether an image's targets (YOLOv5's rows) hold exactly one box."""
     return len(targets) == 1

@@ -454,17 +454,18 @@ class DataReduce:
             extra["keep_fraction"] = self.rs2.per_epoch / self.rs2.num_samples
         session.end_training(**extra)
 
-    def end_epoch(self, epoch: int, results: Sequence[float]) -> None:
+    def end_epoch(self, epoch: int, results: Sequence[float], stop: bool = False) -> None:
         """After YOLOv5's validation, on the main rank: the epoch's record with ``results`` (YOLOv5's ``(P, R,
         mAP@.5, mAP@.5:.95, losses…)``; with ``--noval`` an epoch before the last has none), one line to the
-        logger, and after the last epoch the summary."""
+        logger, and the summary after the last epoch — or after the epoch early stopping ends the run at
+        (``stop``, YOLOv5's ``--patience``)."""
         if not self.active:
             return
         validated = not self.args.get("noval") or epoch + 1 == self.epochs
         rec = self.session.write_epoch(epoch, {"map50": float(results[2]) if validated else None,
                                              "map50_95": float(results[3]) if validated else None})
         self.say(epoch_line(rec, "images"))
-        if epoch + 1 == self.epochs:
+        if stop or epoch + 1 == self.epochs:
             self.session.files.write_summary("map50_95")
 
     # ---------------------------------------------------------------------------------------- state
