@@ -79,16 +79,19 @@ def trainer_command(a, root: Path, method: str, flags: list, seed: int, run_dir:
 
 def trainer_pids() -> set | None:
     """The process ids of running benchmark trainers (classify.py, yolo_train.py), e.g. another runner's; their
-    presence makes a run's wall time contended. None where /proc cannot tell (not Linux)."""
+    presence makes a run's wall time contended. A paused trainer (SIGSTOP) or a zombie takes no CPU and is not
+    counted. None where /proc cannot tell (not Linux)."""
     if not Path("/proc").is_dir():
         return None
     pids = set()
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             args = cmdline.read_bytes().split(b"\0")
-        except OSError:  # the process ended while we looked
+            state = (cmdline.parent / "stat").read_text().rpartition(")")[2].split()[0]  # after "pid (comm)"
+        except (OSError, IndexError):  # the process ended while we looked
             continue
-        if any(a.endswith((b"trainers/classify.py", b"trainers/yolo_train.py")) for a in args):
+        if state not in ("T", "t", "Z") and any(a.endswith((b"trainers/classify.py", b"trainers/yolo_train.py"))
+                                                for a in args):
             pids.add(int(cmdline.parent.name))
     return pids
 

@@ -1,6 +1,7 @@
 """Smoke test of the benchmark: two methods, tiny data, one epoch — the real runner, trainer and summariser."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -107,6 +108,12 @@ def test_a_run_started_beside_another_runners_trainer_is_not_quiet():
         while sleeper.pid not in run.trainer_pids() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert sleeper.pid in run.trainer_pids()
+        sleeper.send_signal(signal.SIGSTOP)  # paused, as during a quiet measurement: it takes no CPU
+        deadline = time.monotonic() + 10
+        while sleeper.pid in run.trainer_pids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sleeper.pid not in run.trainer_pids()
+        sleeper.send_signal(signal.SIGCONT)
     finally:
         sleeper.kill()
         sleeper.wait()
