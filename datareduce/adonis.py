@@ -16,7 +16,7 @@ from .loss_selector import LossHistorySelector, as_losses
 BIN_RULES = ("sturges", "sqrt", "rice")
 CLIP_MODES = ("drop", "clamp")  # what happens to history values beyond mean ± σ·std (Figure 3 reads both ways)
 CAP_MODES = ("batch", "candidates", "none")  # what α caps: ⌈α·n⌉ of the batch, ⌈α·|candidates|⌉, nothing
-PRUNE_POOLS = ("learned", "dense")  # which samples the prune variant draws from: dense bins below the mean, or all dense
+PRUNE_POOLS = ("learned", "dense")  # what the prune variant draws from: dense bins below the mean, or every dense bin
 
 
 def bin_count(n: int, rule: str) -> int:
@@ -105,9 +105,10 @@ class AdonisSelector(LossHistorySelector):
     k; ``sigma`` the clip width in standard deviations; ``theta`` the PMF threshold of eq. (3); ``alpha`` caps
     how many candidates are kept, drawn uniformly at random among them (Appendix B; Algorithm 1 has no α):
     ``cap="batch"`` at most ⌈α·n⌉ of a forward batch of n, ``"candidates"`` ⌈α·|candidates|⌉, ``"none"``
-    every candidate; ``clip`` ("drop" or "clamp") what σ does to the history (see :func:`candidate_mask`); ``eta`` the number of epochs a scored loss stays fresh; ``omega`` the last
-    warm-up epoch trained on every sample (epochs ``i ≤ omega``, Algorithm 1 line 11: the default 0 trains
-    epoch 0 in full; −1 none); ``seed`` for the random draw.
+    every candidate; ``clip`` ("drop" or "clamp") what σ does to the history (see :func:`candidate_mask`);
+    ``eta`` the number of epochs a scored loss stays fresh; ``omega`` the last warm-up epoch trained on every
+    sample (epochs ``i ≤ omega``, Algorithm 1 line 11: the default 0 trains epoch 0 in full; −1 none); ``seed``
+    for the random draw.
 
     Variants (all off by default, so the defaults are the paper's algorithm):
     ``balance`` caps each class at ⌈α·n_c⌉ of its candidates (needs ``labels`` in :meth:`select`);
@@ -146,7 +147,8 @@ class AdonisSelector(LossHistorySelector):
         if self.anneal and epochs is None:
             raise ValueError(f"anneal={anneal} needs epochs= (the total number of training epochs)")
         self.epochs = None if epochs is None else check_number("epochs", epochs, low=1, integer=True)
-        self.decay = None if decay is None else check_number("decay", decay, low=0, high=1, low_open=True, high_open=True)
+        self.decay = None if decay is None else check_number("decay", decay, low=0, high=1, low_open=True,
+                                                             high_open=True)
         self.prune = None if prune is None else check_number("prune", prune, low=0, high=1, low_open=True,
                                                              high_open=True)
         self.prune_pool = check_choice("prune_pool", prune_pool, PRUNE_POOLS)
@@ -154,7 +156,8 @@ class AdonisSelector(LossHistorySelector):
             raise UsageError("prune keeps every sample but a share of the well-learned ones: it takes no "
                              "balance, floor or cap (α is not used)")
         if self.balance and self.cap != "batch":
-            raise UsageError(f"balance caps each class at ⌈α·n_c⌉ of the batch: it needs cap='batch', not {cap!r}")
+            raise UsageError(f"balance caps each class at ⌈α·n_c⌉ of the batch: it needs cap='batch', "
+                             f"not {cap!r}")
         self.last_weights = None
 
     def in_warmup(self, epoch) -> bool:
@@ -193,7 +196,8 @@ class AdonisSelector(LossHistorySelector):
         if self.balance:
             labels = torch.as_tensor(labels).reshape(-1).cpu().long()
             per_class = torch.bincount(labels)
-            quota = (torch.ceil(self.alpha * per_class.double()).long() - torch.bincount(labels[keep], minlength=len(per_class))).clamp(min=0)
+            kept_per_class = torch.bincount(labels[keep], minlength=len(per_class))
+            quota = (torch.ceil(self.alpha * per_class.double()).long() - kept_per_class).clamp(min=0)
             keep |= balanced_cap(cand & ~keep, labels, quota, self.generator)
         else:
             keep |= random_cap(cand & ~keep, budget - int(keep.sum()), self.generator)

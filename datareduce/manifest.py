@@ -84,8 +84,9 @@ def verify(manifest: dict, ids) -> None:
     actual = dataset_fingerprint(ids)
     if expected != actual:
         raise ManifestMismatch(
-            f"manifest was made from another dataset: its fingerprint {expected} ({manifest['dataset']['num_samples']} "
-            f"samples) differs from this dataset's {actual} ({len(ids)} samples). Re-run the selection on this dataset.")
+            f"manifest was made from another dataset: its fingerprint {expected} "
+            f"({manifest['dataset']['num_samples']} samples) differs from this dataset's {actual} ({len(ids)} "
+            "samples). Re-run the selection on this dataset.")
 
 
 def kept_indices(manifest: dict, ids, epoch: int = 0):
