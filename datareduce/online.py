@@ -18,6 +18,9 @@ Two ways to run an epoch:
   samples a pruning mode left out η epochs ago) is planned too: the stale samples are loaded by index and
   scored first, in batches of ``rho``, with the model as it is at the epoch's start; then the epoch is
   planned from the refreshed cache. Streaming would load every sample to score those few, a handful per batch.
+
+:class:`ReuseGate` switches a selector's η-reuse off: the detection hosts (the Ultralytics trainer, the YOLOv5
+hooks) keep it off while mosaic augmentation is on, and :func:`mosaic_reuse_line` is the line they print at setup.
 """
 from __future__ import annotations
 
@@ -44,6 +47,66 @@ def last_item(batch):
 def scored_losses(score_fn, batch) -> torch.Tensor:
     """The per-sample losses ``score_fn`` gives ``batch``: detached, float32, flat, on the CPU."""
     return score_fn(batch).detach().float().reshape(-1).cpu()
+
+
+class ReuseGate:
+    """A selector whose η-reuse (ADONIS, Stale-SB) can be switched off: then every sample is scored and no loss is
+    cached (neither another rank's nor a training forward's); with ``reuse`` on it is the selector itself.
+
+    The rule on every detection host (:meth:`follow_mosaic`): η-reuse is off while mosaic augmentation is on.
+    A mosaic "image" is a new composite of four each time it is loaded (the loss cache keys it by its first
+    image), so a loss cached this epoch says little about what the same key loads next epoch. Ultralytics closes
+    mosaic for the last ``close_mosaic`` epochs, and η-reuse starts then; YOLOv5 keeps it on for the whole run
+    while ``hyp['mosaic'] > 0``, so there every image is scored every epoch (:func:`mosaic_reuse_line` says so
+    at setup)."""
+
+    def __init__(self, selector):
+        self.selector = selector
+        self.reuse = True
+
+    def __getattr__(self, name):
+        return getattr(self.selector, name)
+
+    def follow_mosaic(self, mosaic_on: bool) -> bool:
+        """Apply the rule for an epoch whose loader has mosaic ``mosaic_on``; returns whether η-reuse is on."""
+        self.reuse = not mosaic_on
+        return self.reuse
+
+    def needs_scoring(self, indices, epoch) -> torch.Tensor:
+        if self.reuse:
+            return self.selector.needs_scoring(indices, epoch)
+        return torch.ones(len(indices), dtype=torch.bool)
+
+    def select(self, losses, indices=None, epoch=None, **kwargs) -> torch.Tensor:
+        return self.selector.select(losses, indices if self.reuse else None, epoch, **kwargs)
+
+    def remember(self, indices, losses, epoch: int) -> None:
+        if self.reuse and hasattr(self.selector, "remember"):
+            self.selector.remember(indices, losses, epoch)
+
+
+def reuse_eta(cfg) -> tuple:
+    """``(η, its flag)`` of a run's ``ReduceConfig``: ADONIS's ``--adonis-eta``, SB's / Stale-SB's ``--sb-eta``
+    (their default included); ``(1, None)`` for a selection that caches no loss."""
+    if cfg.adonis is not None:
+        return cfg.adonis.eta, "--adonis-eta"
+    if cfg.method in ("sb", "stale-sb"):
+        return cfg.sb_eta, "--sb-eta"
+    return 1, None
+
+
+def mosaic_reuse_line(cfg, setting: str, epochs: int, off_from=None):
+    """The one line a detection host prints at setup when η > 1 meets mosaic (:meth:`ReuseGate.follow_mosaic`),
+    else None. ``setting``: how the host sets mosaic (``"hyp mosaic 1.0"``); ``off_from``: the first epoch mosaic
+    is off (None or ``>= epochs``: on for the whole run; ``<= 0``: never on, no line)."""
+    eta, flag = reuse_eta(cfg)
+    if eta <= 1 or (off_from is not None and off_from <= 0):
+        return None
+    if off_from is None or off_from >= epochs:
+        return (f"datareduce: mosaic is on for the whole run ({setting}): every image is scored each epoch, so "
+                f"{flag} {eta} reuses no loss (η-reuse needs mosaic off)")
+    return (f"datareduce: mosaic is on for the first {off_from} of {epochs} epochs ({setting}): every image is "
+            f"scored each epoch until it is off; {flag} {eta} applies from then on (the last {epochs - off_from})")
 
 
 @dataclass

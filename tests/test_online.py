@@ -316,3 +316,48 @@ def test_composer_and_online_selection_book_the_loss_means_alike():
     kept_scored = kept[torch.isin(kept, scored)]
     assert torch.isfinite(losses[kept_scored]).all()
     assert rec["mean_loss_kept"] == pytest.approx(float(losses[kept_scored].mean()))
+
+
+def test_reuse_gate_scores_everything_while_mosaic_is_on():
+    """The rule of every detection host (datareduce.online.ReuseGate): with mosaic on every sample is scored and
+    nothing is cached; once it is off η-reuse starts from an empty cache, then reuses for η epochs."""
+    from datareduce.online import ReuseGate
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(64, 10)
+    loader = DataLoader(digits(), batch_size=50)
+    gate = ReuseGate(AdonisSelector(omega=-1, theta=0.05, alpha=0.5, eta=3))
+    loop = OnlineSelection(gate, make_score_fn(model), rho=32)
+    scored = []
+    for epoch, mosaic in enumerate([True, True, False, False, False, False]):
+        assert gate.follow_mosaic(mosaic) is (not mosaic) is gate.reuse
+        list(loop.epoch(loader, epoch))
+        scored.append(loop.stats.scored)
+    n = len(loader.dataset)
+    assert scored == [n, n, n, 0, 0, n]  # η 3 from epoch 2 on: scored at 2, reused at 3 and 4, scored at 5
+    assert gate.eta == 3 and gate.state_dict().keys() == gate.selector.state_dict().keys()  # the selector's own
+
+
+def test_mosaic_reuse_line_says_when_eta_applies():
+    from datareduce.config import ReduceConfig
+    from datareduce.flags import add_reduce_arguments, config_from_args
+    from datareduce.online import mosaic_reuse_line
+
+    def cfg(*flags):
+        import argparse
+
+        return config_from_args(add_reduce_arguments(argparse.ArgumentParser()).parse_args(list(flags)), seed=0)
+
+    eta3 = cfg("--adonis-eta", "3")
+    assert mosaic_reuse_line(eta3, "hyp mosaic 1", 300) == (
+        "datareduce: mosaic is on for the whole run (hyp mosaic 1): every image is scored each epoch, so "
+        "--adonis-eta 3 reuses no loss (η-reuse needs mosaic off)")
+    assert mosaic_reuse_line(eta3, "mosaic=1.0, close_mosaic=10", 100, 90) == (
+        "datareduce: mosaic is on for the first 90 of 100 epochs (mosaic=1.0, close_mosaic=10): every image is "
+        "scored each epoch until it is off; --adonis-eta 3 applies from then on (the last 10)")
+    assert mosaic_reuse_line(eta3, "m", 100, 0) is None  # mosaic closed from the start
+    assert mosaic_reuse_line(eta3, "m", 5, -5) is None
+    assert mosaic_reuse_line(cfg("--adonis-eta", "1"), "m", 100) is None  # η 1 re-scores every epoch anyway
+    assert "--sb-eta 2 reuses no loss" in mosaic_reuse_line(cfg("--reduce", "stale-sb"), "m", 100)
+    assert mosaic_reuse_line(cfg("--reduce", "random-keep"), "m", 100) is None
+    assert isinstance(eta3, ReduceConfig)

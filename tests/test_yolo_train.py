@@ -82,7 +82,8 @@ def test_full(run, coco_small):
 
 def test_ids_with_gamma_switch_and_adonis(run, coco_small, capfd, caplog):
     trainer, log = run(f"data={coco_small}", "name=ids", "epochs=2", "close_mosaic=1", "--ids-alpha", "0.5", "--ids-gamma", "1",
-                       "--ids-image-size", "64", "--adonis-theta", "0.05", "--adonis-rho", "4", "--adonis-omega", "-1")
+                       "--ids-image-size", "64", "--adonis-theta", "0.05", "--adonis-rho", "4", "--adonis-omega", "-1",
+                       "--adonis-eta", "2")
     assert not (trainer.save_dir / "ids_manifest.json").exists()
     made = manifest.read(trainer.save_dir / "manifest.json")
     easy, hard = made["subsets"]
@@ -93,6 +94,7 @@ def test_ids_with_gamma_switch_and_adonis(run, coco_small, capfd, caplog):
     first, second = of("epoch", log)
     assert (first["subset"], second["subset"]) == ("easy", "hard")
     assert (first["scoring_reuse"], second["scoring_reuse"]) == (False, True)  # η-reuse only once mosaic is closed
+    # (η 2, yet epoch 1 scores every image: under mosaic nothing was cached)
     assert first["train_samples"] == 12 and second["train_samples"] == hard["num_kept"]
     for e in (first, second):
         assert e["samples_scored"] == e["forward_samples"] and e["samples_backprop"] <= e["samples_selected"] + 4
@@ -112,8 +114,11 @@ def test_ids_with_gamma_switch_and_adonis(run, coco_small, capfd, caplog):
     assert r.images.keys == listing and r.counts.tolist() == counts.tolist() and r.config["num_train"] == 24
     # say what ran: the start-up line, the kept count, the summary's method, the selector's time for the report
     printed = capfd.readouterr().out + caplog.text  # our print, and Ultralytics' LOGGER
-    assert ("datareduce: IDS α=0.5 easy → hard from epoch 1, extractor efficientnet-lite0 at 64 px + ADONIS η=1 "
+    assert ("datareduce: IDS α=0.5 easy → hard from epoch 1, extractor efficientnet-lite0 at 64 px + ADONIS η=2 "
             "θ=0.05 α=0.3 σ=1 ω=-1 l=512 bins=sturges ρ=4 (seed 0)") in printed
+    mosaic = ("datareduce: mosaic is on for the first 1 of 2 epochs (mosaic=1.0, close_mosaic=1): every image is "
+              "scored each epoch until it is off; --adonis-eta 2 applies from then on (the last 1)")
+    assert printed.count(mosaic) == 1, printed  # the rule of every detection host, said once at setup
     assert f"datareduce: IDS kept 12 (easy) from epoch 0; {hard['num_kept']} (hard) from epoch 1 of 24 training " \
            "images" in printed
     assert of("summary", log)[0]["method"] == "ids+adonis"

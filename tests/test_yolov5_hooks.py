@@ -123,11 +123,14 @@ def batches(coco128_root, listing):
 
 
 class ListLoader:
-    """What the hooks read off YOLOv5's InfiniteDataLoader: iteration, len, batch_size and dataset.im_files."""
+    """What the hooks read off YOLOv5's InfiniteDataLoader: iteration, len, batch_size and dataset.im_files; with
+    ``mosaic`` (``hyp['mosaic']``) also the dataset's ``mosaic`` (``augment and not rect``) and ``hyp``."""
 
-    def __init__(self, batches, im_files):
+    def __init__(self, batches, im_files, mosaic=None, augment=True):
         self.batches, self.batch_size = batches, y5.YoloV5BatchOps.size(batches[0])
         self.dataset = argparse.Namespace(im_files=list(im_files))
+        if mosaic is not None:
+            self.dataset.mosaic, self.dataset.hyp = augment, {"mosaic": mosaic}
 
     def __len__(self):
         return len(self.batches)
@@ -328,6 +331,45 @@ def test_adonis_yields_full_batches_and_reuses_losses(tmp_path, model, batches, 
     assert sum(r["samples_backprop"] for r in epochs) == trained == log[-1]["samples_backprop"]
     counts = np.load(tmp_path / "datareduce" / "selection_counts.npy")  # by position in the full listing
     assert counts.shape == (len(listing),) and counts.sum() == trained and not counts[32:].any()
+
+
+@pytest.mark.parametrize("mosaic, augment, reuse", [(1.0, True, False), (0.5, True, False), (0.0, True, True),
+                                                     (1.0, False, True)])
+def test_eta_reuse_is_off_while_mosaic_is_on(tmp_path, model, batches, listing, mosaic, augment, reuse):
+    """The rule of the Ultralytics trainer: η-reuse is off while mosaic is on (a mosaic is a new composite each
+    time). YOLOv5 keeps mosaic on for the whole run while its dataset's ``mosaic`` is set and hyp mosaic > 0, so an
+    η = 3 run scores every image every epoch, says so once at setup, and records ``scoring_reuse`` False; hyp
+    mosaic 0 (or no augmentation) reuses, as test_adonis_yields_full_batches_and_reuses_losses shows."""
+    opt = parse("--adonis-eta", "3", "--adonis-alpha", "0.5", "--adonis-theta", "0.05", "--adonis-rho", "6",
+                "--adonis-omega", "-1")
+    said = []
+    reduce = y5.setup(opt, tmp_path, device="cpu", log=said.append)
+    loader, loss = ListLoader(batches, listing, mosaic=mosaic, augment=augment), StandInComputeLoss()
+    scored, trained = [], 0
+    for epoch in range(3):
+        trained += sum(y5.YoloV5BatchOps.size(b) for b in reduce.epoch(loader, epoch, 3, model, loss))
+        scored.append(reduce.selection.stats.scored)
+        reduce.end_epoch(epoch, RESULTS)
+    assert scored == ([32, 0, 0] if reuse else [32, 32, 32])
+    epochs = [r for r in map(json.loads, (tmp_path / "datareduce" / "log.jsonl").read_text().splitlines())
+              if r["type"] == "epoch"]
+    assert [r["scoring_reuse"] for r in epochs] == [reuse] * 3
+    assert [r["samples_scored"] for r in epochs] == scored
+    assert sum(r["samples_backprop"] for r in epochs) == trained
+    line = [x for x in said if "mosaic" in x]
+    if reuse:
+        assert line == []
+    else:
+        assert line == [f"datareduce: mosaic is on for the whole run (hyp mosaic {mosaic:g}): every image is scored "
+                        "each epoch, so --adonis-eta 3 reuses no loss (η-reuse needs mosaic off)"]
+
+
+def test_no_mosaic_line_without_eta_reuse(tmp_path, model, batches, listing):
+    """η = 1 re-scores every image anyway: mosaic changes nothing and nothing is said."""
+    said = []
+    reduce = y5.setup(parse("--adonis-rho", "6", "--adonis-omega", "-1"), tmp_path, device="cpu", log=said.append)
+    list(reduce.epoch(ListLoader(batches, listing, mosaic=1.0), 0, 2, model, StandInComputeLoss()))
+    assert not [x for x in said if "mosaic" in x] and reduce.selection.stats.scored == 32
 
 
 def test_early_stopping_writes_the_summary_at_the_epoch_it_stops(tmp_path, model, batches, listing):

@@ -64,7 +64,7 @@ from ..flags import (GIVE_FLAGS, add_reduce_arguments, changed_record, check_res
                      resumed_line)
 from ..host_support import Host, check_supported  # noqa: E402
 from ..infobatch import InfoBatchPruner  # noqa: E402
-from ..online import ComposerSelection, OnlineSelection  # noqa: E402
+from ..online import ComposerSelection, OnlineSelection, ReuseGate, mosaic_reuse_line  # noqa: E402
 from ..rs2 import RS2Subsets  # noqa: E402
 from ..run_files import COUNTS_NAME  # noqa: E402
 from ..session import ReductionSession  # noqa: E402
@@ -176,31 +176,6 @@ class YoloBatchOps:
             else:
                 out[k] = tuple(x for p in parts for x in p)
         return out
-
-
-class ReuseGate:
-    """A selector whose η-reuse (ADONIS, Stale-SB) can be switched off: then every image is scored and no loss is
-    cached (neither another rank's nor a training forward's). Used while mosaic is on, when an image is a new
-    composite every epoch."""
-
-    def __init__(self, selector):
-        self.selector = selector
-        self.reuse = True
-
-    def __getattr__(self, name):
-        return getattr(self.selector, name)
-
-    def needs_scoring(self, indices, epoch) -> torch.Tensor:
-        if self.reuse:
-            return self.selector.needs_scoring(indices, epoch)
-        return torch.ones(len(indices), dtype=torch.bool)
-
-    def select(self, losses, indices=None, epoch=None, **kwargs) -> torch.Tensor:
-        return self.selector.select(losses, indices if self.reuse else None, epoch, **kwargs)
-
-    def remember(self, indices, losses, epoch: int) -> None:
-        if self.reuse:
-            self.selector.remember(indices, losses, epoch)
 
 
 class ReducedTrainLoader:
@@ -519,6 +494,13 @@ class DataReduceDetectionTrainer(DetectionTrainer):
             self.online = ComposerSelection(selector, self.score, self.epochs, ops=YoloBatchOps)
         elif selector is not None:
             self.selector = ReuseGate(selector)
+            # η-reuse is off while mosaic is on (the rule of every detection host); Ultralytics closes mosaic at
+            # epoch epochs - close_mosaic (close_mosaic 0: never)
+            off_from = self.epochs - self.args.close_mosaic if self.args.close_mosaic else None
+            setting = f"mosaic={self.args.mosaic}, close_mosaic={self.args.close_mosaic}"
+            line = mosaic_reuse_line(self.reduce, setting, self.epochs, off_from) if self.mosaic_on() else None
+            if line and RANK in {-1, 0}:
+                LOGGER.info(line)
             rho = (self.reduce.adonis.rho if self.reduce.adonis is not None else None) or batch_size
             self.online = OnlineSelection(self.selector, self.score, rho, YoloBatchOps, self.image_indices,
                                           reuse_train_losses=self.reuse_train_losses)
@@ -574,7 +556,12 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         super()._close_dataloader_mosaic()
         self.mosaic_closed = True
         if isinstance(self.selector, ReuseGate):
-            self.selector.reuse = True
+            self.selector.follow_mosaic(False)
+
+    def mosaic_on(self) -> bool:
+        """Whether the training images are mosaics until mosaic closes: ``mosaic`` > 0 without ``rect`` (what
+        Ultralytics' ``YOLODataset`` decides)."""
+        return bool(self.args.mosaic) and not self.args.rect
 
     def _setup_scheduler(self):
         """Stock schedule, or lr × ``lr_gamma`` per epoch (the paper's YOLOv5 protocol) when that is set."""
@@ -683,7 +670,7 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         init_seeds(self.args.seed + 1 + max(RANK, 0) + 1_000_003 * (self.epoch + 1),
                    deterministic=self.args.deterministic)
         if isinstance(self.selector, ReuseGate):
-            self.selector.reuse = self.mosaic_closed or not self.args.mosaic
+            self.selector.follow_mosaic(self.mosaic_on() and not self.mosaic_closed)
         if self.weighted_loss is not None:
             self.weighted_loss.take_seen()  # a redone epoch (NaN loss) drops the losses of its first try
         self.session.start_epoch(self.epoch)  # a redone epoch (NaN loss) forgets what its first try booked

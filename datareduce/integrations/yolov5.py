@@ -14,9 +14,13 @@ train loader — are passed in by the patched script. Batches are YOLOv5's ``(im
 * **ADONIS** (also SB, Stale-SB and the random-keep control): :meth:`DataReduce.epoch` wraps the batch loop.
   Each forward batch is scored with one loss per image from YOLOv5's own ``ComputeLoss`` (:func:`per_image_loss`),
   the selected images are queued, and the loop receives batches of exactly ``rho`` images in YOLOv5's format. The
-  loss cache (η-reuse) is keyed by the image's position in the full training listing; under mosaic that is the
-  mosaic's first image (YOLOv5 keeps mosaic on for the whole run). **Composer-SB** scores each forward batch
-  while it is active and cuts it to its kept images (:class:`~datareduce.online.ComposerSelection`).
+  loss cache (η-reuse) is keyed by the image's position in the full training listing. As on every detection
+  host, η-reuse is off while mosaic is on (:class:`~datareduce.online.ReuseGate`: a mosaic is a new composite each
+  time it is loaded); YOLOv5 decides mosaic in its ``LoadImagesAndLabels`` — ``dataset.mosaic`` (augment, no rect)
+  and each image with probability ``hyp['mosaic']`` — and keeps it on for the whole run, so with the default hyps
+  every image is scored every epoch and ``--adonis-eta`` > 1 only takes effect with ``mosaic: 0.0`` (one line at
+  setup says so; each epoch record's ``scoring_reuse`` says whether reuse was on). **Composer-SB** scores each
+  forward batch while it is active and cuts it to its kept images (:class:`~datareduce.online.ComposerSelection`).
 * Refused at start-up (:func:`check_supported`): what needs one class per image (RPC, ``--adonis-balance``) or a
   per-image loss weight or the training step's per-image losses (InfoBatch, ``--adonis-rescale``,
   ``--adonis-reuse-train-loss``), which YOLOv5's ``ComputeLoss`` and loop do not give.
@@ -50,7 +54,7 @@ from .._validate import UsageError
 from ..atomic import write_text
 from ..config import ReduceConfig
 from ..flags import DROP_FLAGS, add_reduce_arguments, changed_record, check_resume, config_from_args, resumed_line
-from ..online import ComposerSelection, OnlineSelection
+from ..online import ComposerSelection, OnlineSelection, ReuseGate, mosaic_reuse_line
 from ..rs2 import RS2Subsets
 from ..run_files import SUBFOLDER, epoch_line
 from ..session import ReductionSession
@@ -238,6 +242,15 @@ def make_score_fn(model: nn.Module, compute_loss: Callable, device=None, amp: bo
             return per_image_loss(compute_loss, preds, batch[1].to(dev)).float()
 
     return score
+
+
+def mosaic_probability(dataset) -> float:
+    """The share of the images YOLOv5's ``LoadImagesAndLabels`` loads as mosaics: ``hyp['mosaic']`` when the
+    dataset's ``mosaic`` is set (``augment and not rect``), else 0; a dataset without these attributes (not
+    YOLOv5's) has none."""
+    if not getattr(dataset, "mosaic", False):
+        return 0.0
+    return float((getattr(dataset, "hyp", None) or {}).get("mosaic", 0.0) or 0.0)
 
 
 class PathIndex:
@@ -436,8 +449,12 @@ class DataReduce:
         if self.cfg.method == "composer-sb":
             self.selection = ComposerSelection(selector, score, epochs, ops=YoloV5BatchOps)
         else:
-            self.selection = OnlineSelection(selector, score, self.rho(loader), ops=YoloV5BatchOps,
+            self.selection = OnlineSelection(ReuseGate(selector), score, self.rho(loader), ops=YoloV5BatchOps,
                                              index_fn=self.index)
+            mosaic = mosaic_probability(getattr(loader, "dataset", None))
+            line = mosaic_reuse_line(self.cfg, f"hyp mosaic {mosaic:g}", epochs) if mosaic > 0 else None
+            if line:
+                self.say(line)
         self.session.attach(self.selection)  # with a resumed run's state, on each rank its own
 
     def _trained(self, loader, epoch: int, last: bool):
@@ -445,11 +462,16 @@ class DataReduce:
         and the epoch's accounting after the last (every rank), with RS2's keep fraction.
         YOLOv5 decides when to step."""
         session = self.session
+        gate = self.selection.selector if self.selection is not None else None
+        if isinstance(gate, ReuseGate):  # the loader of this epoch (rebuilt at an IDS switch, RS2) decides
+            gate.follow_mosaic(mosaic_probability(getattr(loader, "dataset", None)) > 0)
         session.start_epoch(epoch)
         for batch in loader if self.selection is None else self.selection.epoch(loader, epoch, last):
             session.trained(self.index(batch))
             yield batch
         extra = {}
+        if self.selection is not None:  # whether η-reuse was on (the Ultralytics trainer's key)
+            extra["scoring_reuse"] = getattr(self.selection.selector, "reuse", False)
         if self.rs2 is not None:
             extra["keep_fraction"] = self.rs2.per_epoch / self.rs2.num_samples
         session.end_training(**extra)
