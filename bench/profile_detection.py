@@ -328,6 +328,15 @@ def columns(result: dict) -> list:
     return out
 
 
+def quietness(result: dict) -> str:
+    """Whether the seconds compare: only when no other benchmark trainer ran as any method started (the load
+    average lags a pause of the others, so it does not decide)."""
+    starts = [result["conditions_start"], *(m["conditions_start"] for m in result["methods"].values())]
+    if all(c.get("other_trainers") == 0 for c in starts):
+        return "quiet (no other benchmark trainer ran), so the seconds compare across methods"
+    return "contended, shares mean more than seconds"
+
+
 def render_md(result: dict) -> str:
     cols = columns(result)
     means = [mean_parts(e) for _, e in cols]
@@ -339,7 +348,7 @@ def render_md(result: dict) -> str:
              "epoch's wall time); exclusive times, so the parts add up to the epoch. CPU, "
              f"{result['conditions_start']['torch_threads']} thread(s), nice {result['conditions_start']['nice']}, "
              f"{result['conditions_start']['other_trainers']} other trainer(s) running at the start, load "
-             f"{result['conditions_start']['load']}: contended, shares mean more than seconds.", "",
+             f"{result['conditions_start']['load']}: {quietness(result)}.", "",
              "| part | " + " | ".join(label for label, _ in cols) + " |",
              "|---|" + "---:|" * len(cols)]
     for key, text in [*PARTS.items(), ("rest", "rest (Ultralytics' loop)")]:

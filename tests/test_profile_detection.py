@@ -63,3 +63,15 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert err.startswith(f"profile_detection.py: error: {message}") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_seconds_are_called_comparable_only_when_no_other_trainer_ran():
+    from bench import profile_detection
+
+    def result(*others):
+        return {"conditions_start": {"other_trainers": others[0]},
+                "methods": {f"m{i}": {"conditions_start": {"other_trainers": n}} for i, n in enumerate(others[1:])}}
+
+    assert profile_detection.quietness(result(0, 0, 0)).startswith("quiet")
+    assert profile_detection.quietness(result(0, 0, 1)).startswith("contended")  # one method started beside one
+    assert profile_detection.quietness(result(None, None)).startswith("contended")  # /proc could not tell
