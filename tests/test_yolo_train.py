@@ -126,9 +126,12 @@ def test_ids_with_gamma_switch_and_adonis(run, coco_small, capfd, caplog):
     assert selector_overhead_pct(r) is not None
 
 
-def test_rs2_trains_a_fresh_subset_each_epoch(run, coco_small):
+def test_rs2_trains_a_fresh_subset_each_epoch(run, coco_small, caplog):
     """RS2 0.5 on 24 images, 2 epochs: 12 images an epoch, the second epoch the other 12 (every image once)."""
-    trainer, log = run(f"data={coco_small}", "name=rs2", "epochs=2", "--reduce", "rs2", "--rs2-fraction", "0.5")
+    trainer, log = run(f"data={coco_small}", "name=rs2", "epochs=2", "--reduce", "rs2", "--rs2-fraction", "0.5",
+                       "workers=2")
+    # Ultralytics loads in the training process on a CPU, whatever workers= says: the trainer tells the user
+    assert "datareduce: on cpu Ultralytics loads images in the training process: workers=2 is not used" in caplog.text
     epochs = of("epoch", log)
     assert [e["samples_backprop"] for e in epochs] == [12, 12]
     # 2 batches an epoch accumulate towards nbs=64 images: each epoch still steps (it used to make 0 in epoch 1)

@@ -373,6 +373,9 @@ class DataReduceDetectionTrainer(DetectionTrainer):
         # ADONIS reuse of training losses: each step's per-image losses (the training criterion's) refresh the cache
         self.reuse_train_losses = adonis is not None and adonis.reuse_train_loss
         super().__init__(cfg, overrides, _callbacks)
+        if (overrides or {}).get("workers") and not self.args.workers and RANK in {-1, 0}:  # the stock CPU choice
+            LOGGER.info(f"datareduce: on {self.device.type} Ultralytics loads images in the training process: "
+                        f"workers={overrides['workers']} is not used")
         if (self.args.epochs, self.args.seed) != (asked.epochs, asked.seed):  # resume= took the checkpoint's
             self.settings = self.settings_for(seed=self.args.seed, epochs=self.args.epochs)
             self.reduce = self.settings.reduce
