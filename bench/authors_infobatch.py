@@ -78,6 +78,7 @@ from datareduce.integrations.classification.launch import init_distributed, reso
 from datareduce.integrations.classification.loss import autocast, per_sample_loss  # noqa: E402
 from datareduce.integrations.classification.seeding import seed_epoch  # noqa: E402
 from datareduce.models import get_model  # noqa: E402
+from datareduce.run_files import jsonable_args  # noqa: E402
 
 PROG = "authors_infobatch.py"
 AUTHORS_COMMIT = "8bbb012c256c9eb4de3bb209f8a5e73899de8d02"
@@ -211,13 +212,7 @@ def main(argv=None) -> None:
 
     device = resolve_device(args.device)
     dist, device = init_distributed(device, args.dist_url)
-    if args.use_deterministic_algorithms:
-        torch.backends.cudnn.benchmark = False
-        torch.use_deterministic_algorithms(True)
-    else:
-        torch.backends.cudnn.benchmark = True
-    if args.amp and device.type != "cuda":
-        args.amp = False
+    classify.configure_backends(args, device)
 
     splits, train_sampler, val_sampler = classify.load_data(args, dist)
     classify.resolve_defaults(args, splits)
@@ -243,7 +238,7 @@ def main(argv=None) -> None:
         digest = hashlib.sha256(Path(args.infobatch_src).read_bytes()).hexdigest()
         src = {"infobatch_src": str(Path(args.infobatch_src).resolve()), "infobatch_src_sha256": digest,
                "infobatch_src_is_8bbb012": digest == AUTHORS_SHA256}
-    saved = {k: v for k, v in classify.saved_args(args).items() if _jsonable(v)}
+    saved = jsonable_args(classify.saved_args(args))
     log.write("run", {"args": saved, "method": method, "loop": "bench/authors_infobatch.py",
                       "reduce": {"method": method, "seed": args.seed,
                                  **({"infobatch": {"ratio": ib_cfg.ratio, "delta": ib_cfg.delta}} if ib else {})},
@@ -308,14 +303,6 @@ def main(argv=None) -> None:
                                     "wall_time_s": time.perf_counter() - wall_start, "output_dir": str(out)})
     print(f"final top-1 {summary.get('final_top1')}  back-propagated {summary.get('samples_backprop')} samples in "
           f"{summary.get('optimizer_steps')} steps; log: {log.path}")
-
-
-def _jsonable(v) -> bool:
-    try:
-        json.dumps(v)
-        return True
-    except (TypeError, ValueError):
-        return False
 
 
 if __name__ == "__main__":

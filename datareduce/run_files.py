@@ -121,7 +121,7 @@ class RunFiles:
             if not self.wrote_manifest:
                 (self.folder / MANIFEST_NAME).unlink(missing_ok=True)
         self.log = records.RunLog(self.folder, resume_epoch=resume_epoch)
-        self.write("run", {"args": {k: v for k, v in args.items() if _jsonable(v)}, "reduce": self.cfg.describe(),
+        self.write("run", {"args": jsonable_args(args), "reduce": self.cfg.describe(),
                            "num_train": len(self.counts.counts), "world_size": distributed.world_size(), **facts})
         for kind, record in self.waiting:
             self.write(kind, record)
@@ -224,6 +224,11 @@ class RunFiles:
 
 def _seconds(value: Optional[float]) -> Optional[float]:
     return None if value is None else round(float(value), 4)
+
+
+def jsonable_args(args: dict) -> dict:
+    """The arguments a log can hold: those whose values JSON can write (paths as strings, callables dropped)."""
+    return {k: v for k, v in args.items() if _jsonable(v)}
 
 
 def _jsonable(value) -> bool:

@@ -249,6 +249,19 @@ def _reduce_settings(ns) -> dict:
     return desc
 
 
+def configure_backends(args, device) -> None:
+    """cuDNN autotuning or deterministic algorithms (``--use-deterministic-algorithms``); ``--amp`` off, with a
+    warning, where mixed precision does not run (it is CUDA only here)."""
+    if args.use_deterministic_algorithms:
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True)
+    else:
+        torch.backends.cudnn.benchmark = True
+    if args.amp and device.type != "cuda":
+        warnings.warn("--amp has no effect on the CPU (mixed precision is CUDA only here)", RuntimeWarning)
+        args.amp = False
+
+
 def resume_settings(args, checkpoint, check=True) -> dict:
     """Continue with the checkpoint's own settings: flags not given now are taken from it, so ``--resume FILE``
     alone continues the run as it was started. A given flag that changes what the run computes (its model,
@@ -372,14 +385,7 @@ def main(args):
     device = resolve_device(args.device)
     dist, device = init_distributed(device, args.dist_url)
     say = print if dist.main else (lambda *a, **k: None)
-    if args.use_deterministic_algorithms:
-        torch.backends.cudnn.benchmark = False
-        torch.use_deterministic_algorithms(True)
-    else:
-        torch.backends.cudnn.benchmark = True
-    if args.amp and device.type != "cuda":
-        warnings.warn("--amp has no effect on the CPU (mixed precision is CUDA only here)", RuntimeWarning)
-        args.amp = False
+    configure_backends(args, device)
 
     # Everything that can be wrong with the input is checked before anything is written.
     if args.output_dir is None:
