@@ -482,6 +482,14 @@ def test_resume_honours_a_changed_eta_and_refuses_a_changed_alpha(tmp_path, mode
     assert y5.setup(resumed_opt(), tmp_path, argv=["--resume", last]).cfg.adonis.eta == 1
 
 
+def test_resume_reads_abbreviated_flags_as_yolov5_parsed_them():
+    """YOLOv5's parser (ours added) accepts a unique prefix; on --resume the hooks re-read the command line, and
+    an abbreviated flag must mean there what it meant to YOLOv5, not vanish."""
+    argv = ["--resume", "last.pt", "--adonis-et", "1", "--img", "96", "--ids-al=0.5", "--reduce", "rs2"]
+    assert y5.given_reduce_flags(argv) == {"adonis_eta": 1, "ids_alpha": 0.5, "reduce": "rs2"}
+    assert y5.given_reduce_flags(["--resume", "last.pt", "--epochs", "3"]) == {}
+
+
 def test_composer_sb_cuts_active_batches_and_keeps_its_state(tmp_path, model, batches, listing):
     opt = parse("--reduce", "composer-sb", "--composer-keep", "0.5", "--composer-start", "0.5",
                 "--composer-end", "1", "--composer-interrupt", "0")

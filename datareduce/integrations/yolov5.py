@@ -517,8 +517,9 @@ def _config(opt) -> ReduceConfig:
 
 def given_reduce_flags(argv: Sequence[str]) -> dict:
     """The data-reduction flags set in the command line ``argv`` (dest → value), whatever their values; the
-    other arguments (YOLOv5's own) are left alone."""
-    parser = add_reduce_arguments(argparse.ArgumentParser(add_help=False, allow_abbrev=False))
+    other arguments (YOLOv5's own) are left alone. A flag may be abbreviated as YOLOv5's own parser allows
+    (``--adonis-et 1``): that parser, holding both sets of flags, has already refused an ambiguous one."""
+    parser = add_reduce_arguments(argparse.ArgumentParser(add_help=False))
     for action in parser._actions:
         action.default = argparse.SUPPRESS
     return vars(parser.parse_known_args(list(argv))[0])
