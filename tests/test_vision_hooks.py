@@ -282,6 +282,20 @@ def test_rs2_visits_a_fresh_random_half_each_epoch(tmp_path, cifar10_small, posi
     assert [len(s) for s in seen] == [200, 200] and sorted(seen[0] + seen[1]) == list(range(400))
 
 
+def test_seed_flag_seeds_the_draws(tmp_path, cifar10_small, position_of):
+    """The reference has no --seed: the hooks add one, so runs of several seeds draw differently."""
+    def first_epoch(*seed):
+        dataset = train_set(cifar10_small)
+        args = reference_args(tmp_path / "-".join(seed or ("default",)), "--reduce", "rs2", *seed, epochs=2)
+        sampler = RandomSampler(dataset)
+        reduce = vr.setup(args, dataset, sampler)
+        loader = loader_for(dataset, args, sampler)
+        batches = reference_epoch(reduce, loader, small_net(), reduce.criterion(nn.CrossEntropyLoss()), 0, position_of)
+        return sorted(p for b in batches for p in b["pos"])
+
+    assert first_epoch() == first_epoch("--seed", "0") != first_epoch("--seed", "1")
+
+
 def test_ids_keeps_its_subset_in_place_and_switches_at_gamma(tmp_path, cifar10_small, ids_flags):
     dataset = train_set(cifar10_small)
     full = list(dataset.samples)

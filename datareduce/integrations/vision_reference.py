@@ -76,7 +76,11 @@ def _needs_step_losses(cfg: Optional[ReduceConfig]) -> bool:
 
 
 def add_arguments(parser):
-    """Add the ``--ids-*``, ``--adonis-*`` and ``--reduce`` flags (the same as ``trainers/classify.py``'s)."""
+    """Add the ``--ids-*``, ``--adonis-*`` and ``--reduce`` flags (the same as ``trainers/classify.py``'s), and
+    ``--seed`` for their draws where the reference has none (it seeds nothing itself)."""
+    if "--seed" not in parser._option_string_actions:
+        parser.add_argument("--seed", default=0, type=int,
+                            help="seed of the data-reduction draws: subsets, ADONIS picks, RS2 epochs (default 0)")
     return add_reduce_arguments(parser)
 
 
