@@ -62,13 +62,10 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "trainers"))
-try:
-    import datareduce  # noqa: F401
-except ImportError:  # a checkout without `pip install -e .`
-    sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "trainers")]  # bench.run and trainers/classify.py, of this checkout
 
 import classify  # noqa: E402  (trainers/classify.py: data, model, optimizer, schedule, the same flags)
+from bench.run import run_conditions  # noqa: E402
 from datareduce import records  # noqa: E402
 from datareduce._validate import UsageError  # noqa: E402
 from datareduce.atomic import UnwritableError, check_writable_dir, write_text  # noqa: E402
@@ -232,6 +229,7 @@ def main(argv=None) -> None:
     lr_scheduler = classify.build_lr_scheduler(optimizer, args)
 
     out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "conditions.json", json.dumps(run_conditions(1, torch.get_num_threads())) + "\n")
     log = Log(out)
     src = {}
     if authors is not None:

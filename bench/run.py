@@ -77,10 +77,13 @@ def trainer_command(a, root: Path, method: str, flags: list, seed: int, run_dir:
     return cmd
 
 
+TRAINER_SCRIPTS = (b"trainers/classify.py", b"trainers/yolo_train.py", b"bench/authors_infobatch.py")
+
+
 def trainer_pids() -> set | None:
-    """The process ids of running benchmark trainers (classify.py, yolo_train.py), e.g. another runner's; their
-    presence makes a run's wall time contended. A paused trainer (SIGSTOP) or a zombie takes no CPU and is not
-    counted. None where /proc cannot tell (not Linux)."""
+    """The process ids of running benchmark trainers (``TRAINER_SCRIPTS``), e.g. another runner's, this process
+    left out; their presence makes a run's wall time contended. A paused trainer (SIGSTOP) or a zombie takes no
+    CPU and is not counted. None where /proc cannot tell (not Linux)."""
     if not Path("/proc").is_dir():
         return None
     pids = set()
@@ -90,10 +93,18 @@ def trainer_pids() -> set | None:
             state = (cmdline.parent / "stat").read_text().rpartition(")")[2].split()[0]  # after "pid (comm)"
         except (OSError, IndexError):  # the process ended while we looked
             continue
-        if state not in ("T", "t", "Z") and any(a.endswith((b"trainers/classify.py", b"trainers/yolo_train.py"))
-                                                for a in args):
+        if state not in ("T", "t", "Z") and any(a.endswith(TRAINER_SCRIPTS) for a in args):
             pids.add(int(cmdline.parent.name))
-    return pids
+    return pids - {os.getpid()}
+
+
+def run_conditions(parallel: int, threads: int) -> dict:
+    """How a run starts, for its ``conditions.json``: runs at a time, its threads, the benchmark trainers already
+    running (the summary takes its wall time as quiet only when alone) and the load average."""
+    pids = trainer_pids()
+    return {"parallel": parallel, "threads": threads, "started": time.strftime("%F %T"),
+            "other_trainers_at_start": None if pids is None else len(pids),  # another runner's jobs: not quiet
+            "load_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
 def threads_of(env: dict, classify: bool) -> int:
@@ -118,11 +129,7 @@ def start(cmd: list, run_dir: Path, label: str, parallel: int, classify: bool = 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if parallel > 1:
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    pids = trainer_pids()
-    conditions = {"parallel": parallel, "threads": threads_of(env, classify), "started": time.strftime("%F %T"),
-                  "other_trainers_at_start": None if pids is None else len(pids),  # another runner's jobs: not quiet
-                  "load_at_start": [round(x, 2) for x in os.getloadavg()]}
-    write_text(run_dir / "conditions.json", json.dumps(conditions) + "\n")
+    write_text(run_dir / "conditions.json", json.dumps(run_conditions(parallel, threads_of(env, classify))) + "\n")
     out = open(run_dir / "output.txt", "a")
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
     if classify:  # a detection runner says what it starts itself

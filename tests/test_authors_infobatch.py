@@ -1,6 +1,7 @@
 """bench/authors_infobatch.py: the authors' InfoBatch driving our recipe, and its plain loop (--full) against
 trainers/classify.py. The authors' run is skipped unless their infobatch/infobatch.py can be found: the file named
 by DATAREDUCE_INFOBATCH_SRC, or extracted from a local mirror of NUS-HPC-AI-Lab/InfoBatch (MIRROR)."""
+import json
 import os
 import shutil
 import subprocess
@@ -68,6 +69,8 @@ def test_authors_infobatch_smoke(cifar10_tiny, infobatch_src, tmp_path):
     assert epochs[1]["optimizer_steps"] == -(-epochs[1]["samples_backprop"] // 8)  # one epoch, not endless
     assert summary["samples_backprop"] == sum(e["samples_backprop"] for e in epochs)
     assert summary["final_top1"] == epochs[-1]["top1"] is not None
+    conditions = json.loads((out / "conditions.json").read_text())  # as bench/run.py records a run's start
+    assert conditions["parallel"] == 1 and conditions["threads"] >= 1 and "other_trainers_at_start" in conditions
     again = run(["--data-path", cifar10_tiny, *TINY, "--epochs", 2, "--infobatch-src", infobatch_src,
                  "--output-dir", out], check=False)
     assert again.returncode == 2 and "already holds a finished run" in again.stderr

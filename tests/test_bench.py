@@ -95,14 +95,15 @@ def test_readme_long_protocol_results_come_from_the_summary():
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="counts processes through /proc")
-def test_a_run_started_beside_another_runners_trainer_is_not_quiet():
+@pytest.mark.parametrize("script", ["trainers/classify.py", "trainers/yolo_train.py", "bench/authors_infobatch.py"])
+def test_a_run_started_beside_another_runners_trainer_is_not_quiet(script):
     """The runner records how many benchmark trainers were already running (e.g. a detection runner beside a
     classification one); the summariser then never takes that run's wall time as quiet."""
     sys.path.insert(0, str(REPO / "bench"))
     import run
     import summarize
 
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "elsewhere/trainers/classify.py"])
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", f"elsewhere/{script}"])
     try:
         deadline = time.monotonic() + 10  # /proc shows the command line once the child has started
         while sleeper.pid not in run.trainer_pids() and time.monotonic() < deadline:
