@@ -328,13 +328,26 @@ def columns(result: dict) -> list:
     return out
 
 
-def quietness(result: dict) -> str:
+def is_quiet(result: dict) -> bool:
     """Whether the seconds compare: only when no other benchmark trainer ran as any method started (the load
     average lags a pause of the others, so it does not decide)."""
     starts = [result["conditions_start"], *(m["conditions_start"] for m in result["methods"].values())]
-    if all(c.get("other_trainers") == 0 for c in starts):
+    return all(c.get("other_trainers") == 0 for c in starts)
+
+
+def quietness(result: dict) -> str:
+    if is_quiet(result):
         return "quiet (no other benchmark trainer ran), so the seconds compare across methods"
     return "contended, shares mean more than seconds"
+
+
+def loop_boost(result: dict, method: str, base: str = "full") -> float:
+    """``base``'s training-loop seconds per epoch over ``method``'s (the trainer's own train_time_s, the clock
+    the benchmark's wall-time boost reads), over the profiled epochs."""
+    def per_epoch(name):
+        epochs = result["methods"][name]["epochs"]
+        return sum(e["trainer_record"]["train_time_s"] for e in epochs) / len(epochs)
+    return per_epoch(base) / per_epoch(method)
 
 
 def render_md(result: dict) -> str:

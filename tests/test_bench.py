@@ -121,3 +121,22 @@ def test_a_run_started_beside_another_runners_trainer_is_not_quiet(script):
     assert summarize.quiet({"conditions": {"parallel": 1, "other_trainers_at_start": 0}})
     assert not summarize.quiet({"conditions": {"parallel": 1, "other_trainers_at_start": 1}})
     assert not summarize.quiet({"conditions": {"parallel": 2}})
+
+
+def test_a_detection_boost_measured_alone_stands_beside_a_contended_one(tmp_path):
+    """readme_results takes a wall-time boost from a profile only where every trainer in it ran alone; the
+    boost is the training loop's seconds (the trainer's train_time_s, what the benchmark's boost reads)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import readme_results
+
+    result = json.loads((REPO / "bench" / "results-detection" / "profile-quiet" / "profile.json").read_text())
+    (tmp_path / "profile-a").mkdir()
+    (tmp_path / "profile-a" / "profile.json").write_text(json.dumps(result))
+    loop = {m: [e["trainer_record"]["train_time_s"] for e in result["methods"][m]["epochs"]] for m in ("full", "ids")}
+    name, epochs, boost = readme_results.quiet_profile(tmp_path, "ids")
+    assert (name, epochs) == ("profile-a", len(loop["ids"]))
+    assert boost == pytest.approx(sum(loop["full"]) / len(loop["full"]) / (sum(loop["ids"]) / len(loop["ids"])))
+    assert readme_results.quiet_profile(tmp_path, "adonis-prune") is None  # not profiled there
+    result["methods"]["ids"]["conditions_start"]["other_trainers"] = 1  # another trainer ran beside IDS
+    (tmp_path / "profile-a" / "profile.json").write_text(json.dumps(result))
+    assert readme_results.quiet_profile(tmp_path, "ids") is None
